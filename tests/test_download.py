@@ -1,0 +1,135 @@
+"""The download stage: checksum, safe extraction, layout checks, and all-or-nothing output."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+
+
+def download(tmp_path: Path, source: str, sha256: str | None):
+    env = {"IMDB_SOURCE": source}
+    if sha256 is not None:
+        env["IMDB_SHA256"] = sha256
+    out = tmp_path / "data" / "raw" / "aclImdb"
+    result = run_module(
+        "rnnlab.data.download", "--params", str(PROJECT_ROOT / "params.yaml"), "--out", str(out), cwd=tmp_path, env=env
+    )
+    return result, out
+
+
+def assert_failed_cleanly(result, out: Path, *phrases: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0]
+    assert not out.exists()
+    assert not out.parent.exists() or [p.name for p in out.parent.iterdir()] == []  # no temp folders
+
+
+def test_extracts_reviews_and_reports_counts(tmp_path, tiny_archive):
+    archive, sha = tiny_archive
+    result, out = download(tmp_path, str(archive), sha)
+    assert result.returncode == 0, result.stderr
+    assert "train: 6 pos, 6 neg" in result.stdout
+    assert "test: 6 pos, 6 neg" in result.stdout
+    assert sorted(p.name for p in (out / "train" / "pos").iterdir())[0] == "0_7.txt"
+    assert (out / "test" / "neg" / "1_2.txt").read_text().startswith("I hated it.")
+    assert not (out / "README").exists()  # only the labelled reviews are extracted
+
+
+def test_file_url_source(tmp_path, tiny_archive):
+    archive, sha = tiny_archive
+    result, out = download(tmp_path, archive.as_uri(), sha)
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("*/*/*.txt"))) == 24
+
+
+def test_skips_unlabelled_and_extra_members(tmp_path):
+    members = review_members()
+    members["aclImdb/train/unsup/0_0.txt"] = b"unlabelled"
+    members["aclImdb/train/labeledBow.feat"] = b"0:1"
+    archive = tmp_path / "canonical-like.tar.gz"
+    result, out = download(tmp_path, str(archive), write_archive(archive, members))
+    assert result.returncode == 0, result.stderr
+    assert not (out / "train" / "unsup").exists()
+
+
+def test_checksum_mismatch(tmp_path, tiny_archive):
+    archive, _ = tiny_archive
+    result, out = download(tmp_path, str(archive), "0" * 64)
+    assert_failed_cleanly(result, out, "sha256 mismatch", "0" * 64)
+
+
+def test_missing_archive(tmp_path):
+    result, out = download(tmp_path, str(tmp_path / "nowhere.tar.gz"), "0" * 64)
+    assert_failed_cleanly(result, out, "does not exist", "IMDB_SOURCE")
+
+
+def test_source_without_checksum(tmp_path, tiny_archive):
+    archive, _ = tiny_archive
+    result, out = download(tmp_path, str(archive), None)
+    assert_failed_cleanly(result, out, "IMDB_SHA256")
+
+
+def test_corrupt_gzip(tmp_path):
+    archive = tmp_path / "corrupt.tar.gz"
+    archive.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 100)
+    result, out = download(tmp_path, str(archive), hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert_failed_cleanly(result, out, "truncated or corrupt")
+
+
+def test_truncated_archive(tmp_path, tiny_archive):
+    archive, _ = tiny_archive
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    result, out = download(tmp_path, str(truncated), hashlib.sha256(truncated.read_bytes()).hexdigest())
+    assert_failed_cleanly(result, out, "truncated or corrupt")
+
+
+def test_gzip_of_not_a_tar(tmp_path):
+    archive = tmp_path / "plain.tar.gz"
+    archive.write_bytes(gzip.compress(b"just some text, not a tar archive\n" * 50))
+    result, out = download(tmp_path, str(archive), hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert_failed_cleanly(result, out)
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [("aclImdb/train/pos/../../../../evil.txt", "'..'"), ("/tmp/evil.txt", "absolute path")],
+)
+def test_refuses_escaping_members(tmp_path, name, phrase):
+    members = review_members()
+    members[name] = b"evil"
+    archive = tmp_path / "escape.tar.gz"
+    result, out = download(tmp_path, str(archive), write_archive(archive, members))
+    assert_failed_cleanly(result, out, "refusing to extract", phrase)
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_refuses_symlink_member(tmp_path):
+    archive = tmp_path / "link.tar.gz"
+    sha = write_archive(archive, review_members(), links={"aclImdb/train/pos/99_9.txt": "/etc/passwd"})
+    result, out = download(tmp_path, str(archive), sha)
+    assert_failed_cleanly(result, out, "link or device")
+
+
+def test_missing_split(tmp_path):
+    members = {k: v for k, v in review_members().items() if not k.startswith("aclImdb/test/neg/")}
+    archive = tmp_path / "nosplit.tar.gz"
+    result, out = download(tmp_path, str(archive), write_archive(archive, members))
+    assert_failed_cleanly(result, out, "aclImdb layout", "aclImdb/test/neg")
+
+
+def test_failure_keeps_previous_output(tmp_path, tiny_archive):
+    archive, sha = tiny_archive
+    result, out = download(tmp_path, str(archive), sha)
+    assert result.returncode == 0
+    result, out = download(tmp_path, str(archive), "f" * 64)
+    assert result.returncode != 0
+    assert len(list(out.glob("*/*/*.txt"))) == 24  # the earlier good extraction is untouched

@@ -1,0 +1,139 @@
+"""The prepare stage: cleaning, a train-only vocabulary, seeded stratified validation, exact re-runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from rnnlab.data.arrays import PreparedSplit
+from rnnlab.data.download import extract_reviews
+from rnnlab.data.prepare import prepare
+from rnnlab.data.text import PAD_ID, UNK_ID, make_tokenizer, split_words
+
+PARAMS = {"vocab_size": 60, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
+
+
+def extract(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    archive = tmp_path / "a.tar.gz"
+    write_archive(archive, members)
+    raw = tmp_path / "raw"
+    extract_reviews(archive, raw)
+    return raw
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    raw = extract(tmp_path, review_members(test_extra="zyzzyva"))
+    out, stats_path = tmp_path / "prepared", tmp_path / "stats.json"
+    stats = prepare(raw, out, stats_path, PARAMS)
+    return out, stats, stats_path
+
+
+def test_outputs_and_stats(prepared):
+    out, stats, stats_path = prepared
+    assert json.loads(stats_path.read_text()) == stats
+    assert stats["train"]["reviews"] + stats["val"]["reviews"] == 12
+    assert stats["test"] == {**stats["test"], "reviews": 12, "pos": 6, "neg": 6}
+    assert stats["vocab_size"] == len(Tokenizer.from_file(str(out / "tokenizer.json")).get_vocab())
+    assert stats["test"]["oov_rate"] > 0  # `zyzzyva` and other test-only words
+    test = PreparedSplit.load(out / "test")
+    assert test.tokens.dtype == np.int32 and isinstance(test.tokens, np.memmap)
+    assert sorted(set(test.ratings.tolist())) == [1, 2, 3, 4, 7, 8, 9, 10]
+    assert ((test.labels == 1) == (test.ratings >= 7)).all()
+    assert int(test.lengths.sum()) == len(test.tokens)
+
+
+def test_vocabulary_comes_from_train_split_only(prepared):
+    out, _, _ = prepared
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    vocab = tokenizer.get_vocab()
+    assert vocab["<pad>"] == PAD_ID and vocab["<unk>"] == UNK_ID
+    assert "zyzzyva" not in vocab
+    train_words = set()
+    for k in range(len(train := PreparedSplit.load(out / "train"))):
+        train_words.update(train.review(k).tolist())
+    assert set(vocab.values()) - {PAD_ID, UNK_ID} <= train_words  # nothing from val or test
+
+
+def test_markup_unicode_and_case_are_normalised(prepared):
+    out, _, _ = prepared
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert tokenizer.encode("A GREAT<br />film").tokens == ["a", "great", "film"]
+    assert split_words("A GREAT<br />film") == ["a", "great", "film"]
+    assert "br" not in tokenizer.get_vocab()
+    # NFKC: the full-width letters and the ligature fold to plain ones.
+    assert split_words("ＧＲＥＡＴ ﬁlm") == ["great", "film"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, world!! It's “quoted” — and… done.",
+        "Ｆｕｌｌ ｗｉｄｔｈ ﬁ ligature, café, naïve, ÉCOLE",
+        "tabs\tand\nnewlines\u00a0nbsp\u2003em-space",
+        "emoji 🎬 and 映画 and ¿qué? ¡sí! «guillemets»",
+        "<br/>tight<br>tags<BR />upper",
+        "under_score and 3.5/10 stars; e-mail@x.com",
+    ],
+)
+def test_python_split_matches_hf_tokenizer(text):
+    words = split_words(text)
+    tokenizer = make_tokenizer({"<pad>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(dict.fromkeys(words))}})
+    assert tokenizer.encode(text, add_special_tokens=False).tokens == words
+
+
+def test_validation_split_is_stratified_and_seeded(tmp_path):
+    raw = extract(tmp_path, review_members())
+    a = prepare(raw, tmp_path / "a", tmp_path / "a.json", PARAMS)
+    b = prepare(raw, tmp_path / "b", tmp_path / "b.json", {**PARAMS, "split_seed": 1})
+    assert a["val"]["pos"] == a["val"]["neg"] == 2
+    val_a = PreparedSplit.load(tmp_path / "a" / "val")
+    val_b = PreparedSplit.load(tmp_path / "b" / "val")
+    assert not np.array_equal(val_a.tokens, val_b.tokens)  # another seed holds out other reviews
+
+
+def test_rerun_is_byte_identical(tmp_path):
+    raw = extract(tmp_path, review_members())
+    prepare(raw, tmp_path / "a", tmp_path / "a.json", PARAMS)
+    prepare(raw, tmp_path / "b", tmp_path / "b.json", {**PARAMS, "workers": 2})
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 13
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [(b"   <br />  ", "empty review"), (b"great film \xff\xfe broken", "not valid UTF-8")],
+)
+def test_bad_review_fails_cleanly(tmp_path, content, phrase):
+    members = review_members()
+    members["aclImdb/train/pos/3_10.txt"] = content
+    raw = extract(tmp_path, members)
+    out = tmp_path / "data" / "prepared"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("earlier output")
+    result = run_module(
+        "rnnlab.data.prepare", "--params", str(PROJECT_ROOT / "params.yaml"), "--raw", str(raw),
+        "--out", str(out), "--stats", str(tmp_path / "data" / "stats.json"), cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and phrase in lines[0] and "3_10.txt" in lines[0], result.stderr
+    assert (out / "keep.txt").read_text() == "earlier output"  # nothing written over
+    assert not (tmp_path / "data" / "stats.json").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["prepared"]
+
+
+def test_bad_params_fail_cleanly(tmp_path):
+    raw = extract(tmp_path, review_members())
+    (tmp_path / "params.yaml").write_text("prepare:\n  vocab_size: 100\n  min_frequency: 1\n  val_fraction: 1.5\n  split_seed: 0\n")
+    result = run_module("rnnlab.data.prepare", "--raw", str(raw), "--out", str(tmp_path / "p"), cwd=tmp_path)
+    assert result.returncode != 0 and "val_fraction" in result.stderr
+    assert not (tmp_path / "p").exists()
