@@ -101,3 +101,16 @@ def run_dvc(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     return subprocess.run(
         [str(Path(bin_dir) / "dvc"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=1200
     )
+
+
+class InterruptTraining:
+    """A Lightning callback that presses Ctrl-C after the first training batch."""
+
+    def __new__(cls):
+        import pytorch_lightning as pl
+
+        class _Interrupt(pl.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                raise KeyboardInterrupt
+
+        return _Interrupt()

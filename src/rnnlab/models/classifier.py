@@ -1,0 +1,60 @@
+"""The sentiment model: embedding -> recurrent encoder -> pooling over time -> linear -> one logit."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnlab.data.text import PAD_ID
+from rnnlab.models.encoder import RecurrentEncoder, padding_mask
+
+POOLINGS = ("last", "max", "mean")
+
+
+class SentimentRNN(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        impl: str = "fused",
+        embedding_dim: int = 64,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pooling: str = "last",
+    ) -> None:
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim),
+                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}: choose {' | '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = RecurrentEncoder(cell, impl, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(self.encoder.output_size, 1)
+
+    def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """states [B, T, D*H] (zero at padding) -> [B, D*H], from real tokens only."""
+        if self.pooling == "mean":
+            return states.sum(dim=1) / lengths[:, None].to(states.dtype)
+        if self.pooling == "max":
+            real = padding_mask(lengths, states.shape[1])[:, :, None]
+            return states.masked_fill(~real, float("-inf")).amax(dim=1)
+        # last: the forward direction's state at the last real token; the backward direction's at t = 0,
+        # where it has read the whole review.
+        last = states.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, states.shape[2]))[:, 0]
+        if states.shape[2] == self.hidden_size:
+            return last
+        return torch.cat([last[:, : self.hidden_size], states[:, 0, self.hidden_size :]], dim=-1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] (PAD_ID after each review's end), lengths [B] -> logits [B]."""
+        states = self.encoder(self.embedding(tokens), lengths)
+        return self.decoder(self.dropout(self.pool(states, lengths))).squeeze(-1)

@@ -1,0 +1,113 @@
+"""MLflow bookkeeping: where runs go, and what each run records so it can be reproduced and compared."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import MLFlowLogger
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """The config's URI if set, else $MLFLOW_TRACKING_URI (a team's server), else ./mlflow.db."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLflow logger, ending a run KILLED (not FAILED) when it was interrupted by the user."""
+
+    def __init__(self, experiment_name: str, tracking_uri: str | None = None, run_name: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(experiment_name=experiment_name, tracking_uri=resolve_tracking_uri(tracking_uri),
+                         run_name=run_name, **kwargs)
+        self.interrupted = False
+
+    def finalize(self, status: str = "success") -> None:
+        super().finalize("KILLED" if self.interrupted and status == "failed" else status)
+
+
+class MarkInterrupted(pl.Callback):
+    """Tells the `RunLogger` that the exception ending the fit was Ctrl-C / SIGTERM, not a crash."""
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.interrupted = True
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit sha, whether the work tree has uncommitted changes); ('unknown', True) outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return sha, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+
+
+def data_hash(folder: str | Path) -> str:
+    """sha256 over the prepared files (names and contents), so a run names the exact data it saw."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def device_description(accelerator: str) -> str:
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def run_tags(cell: str, impl: str, data_dir: str | Path, accelerator: str, sweep_id: str | None) -> dict[str, str]:
+    sha, dirty = git_state()
+    tags = {
+        "cell": cell,
+        "impl": impl,
+        "git_commit": sha,
+        "git_dirty": str(dirty).lower(),
+        "data_sha256": data_hash(data_dir),
+        "device": device_description(accelerator),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "mlflow": mlflow.__version__,
+    }
+    if sweep_id:
+        tags["sweep_id"] = sweep_id
+    return tags
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: the resolved config as MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,86 @@
+"""The cells: explicit (from the equations) and fused (PyTorch) agree; padding never leaks; bad options fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnlab.models.classifier import SentimentRNN
+from rnnlab.models.encoder import reverse_padded
+
+VOCAB = 50
+
+
+def fused_name(explicit_name: str) -> str:
+    """encoder.layers.0.1.weight_ih -> encoder.layers.0.1.weight_ih_l0 (each fused module is one layer)."""
+    if ".layers." in explicit_name:
+        return explicit_name + "_l0"
+    return explicit_name
+
+
+def twin_models(cell: str, bidirectional: bool, num_layers: int = 2) -> tuple[SentimentRNN, SentimentRNN]:
+    torch.manual_seed(0)
+    settings = dict(embedding_dim=6, hidden_size=5, num_layers=num_layers, bidirectional=bidirectional)
+    explicit = SentimentRNN(VOCAB, cell, "explicit", **settings).double()
+    fused = SentimentRNN(VOCAB, cell, "fused", **settings).double()
+    fused.load_state_dict({fused_name(k): v for k, v in explicit.state_dict().items()})
+    return explicit, fused
+
+
+def batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    tokens = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, n in enumerate(lengths):
+        tokens[row, :n] = torch.randint(2, VOCAB, (n,))
+    return tokens, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+def test_explicit_and_fused_agree(cell, bidirectional, pooling):
+    explicit, fused = twin_models(cell, bidirectional)
+    explicit.pooling = fused.pooling = pooling
+    tokens, lengths = batch([7, 3, 5, 1])
+    out_explicit, out_fused = explicit(tokens, lengths), fused(tokens, lengths)
+    torch.testing.assert_close(out_explicit, out_fused, rtol=0, atol=1e-10)
+    out_explicit.sum().backward()
+    out_fused.sum().backward()
+    fused_params = dict(fused.named_parameters())
+    for name, param in explicit.named_parameters():
+        torch.testing.assert_close(param.grad, fused_params[fused_name(name)].grad, rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+def test_padding_never_leaks(impl, bidirectional, pooling):
+    torch.manual_seed(0)
+    model = SentimentRNN(VOCAB, "lstm", impl, 6, 5, num_layers=2, bidirectional=bidirectional, pooling=pooling)
+    model.eval()
+    tokens, lengths = batch([9, 4])
+    alone = model(tokens[1:, :4], lengths[1:])  # the short review with no padding at all
+    padded = model(tokens, lengths)[1:]  # the same review padded to 9 in a batch
+    torch.testing.assert_close(alone, padded, rtol=0, atol=1e-6)
+
+
+def test_reverse_padded_keeps_padding_in_place():
+    x = torch.arange(1, 7, dtype=torch.float).reshape(2, 3, 1)  # rows [1, 2, 3], [4, 5, 6]
+    reversed_ = reverse_padded(x, torch.tensor([3, 2]))
+    assert reversed_[:, :, 0].tolist() == [[3, 2, 1], [5, 4, 6]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cell": "transformer"}, "rnn | lstm | gru"),
+        ({"impl": "cuda"}, "fused | explicit"),
+        ({"pooling": "median"}, "last | max | mean"),
+        ({"hidden_size": 0}, "hidden_size must be positive"),
+        ({"embedding_dim": -1}, "embedding_dim must be positive"),
+        ({"dropout": 1.0}, "dropout must be in [0, 1)"),
+    ],
+)
+def test_bad_options_fail_with_the_choices(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("[", r"\[").replace(")", r"\)")):
+        SentimentRNN(VOCAB, **kwargs)

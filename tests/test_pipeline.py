@@ -1,0 +1,58 @@
+"""`dvc repro` of the data stages on a tiny archive, in a fresh copy of the project."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import copy_project, run_dvc
+from rnnlab.params import compose_params
+
+
+@pytest.mark.slow
+def test_dvc_repro_data_stages(tmp_path, tiny_archive):
+    archive, sha = tiny_archive
+    project = copy_project(tmp_path / "project")
+    env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
+
+    first = run_dvc("repro", "prepare", cwd=project, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Running stage 'download'" in first.stdout and "Running stage 'prepare'" in first.stdout
+    stats = json.loads((project / "data" / "prepare_stats.json").read_text())
+    assert stats["test"]["reviews"] == 12
+    assert (project / "data" / "prepared" / "tokenizer.json").is_file()
+
+    second = run_dvc("repro", "prepare", cwd=project, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "Running stage" not in second.stdout  # nothing changed, nothing re-runs
+    status = run_dvc("status", "prepare", cwd=project)
+    assert "up to date" in status.stdout, status.stdout
+
+    shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)
+    assert shown[""]["data"]["data/prepare_stats.json"]["data"]["test"]["reviews"] == 12
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
+    """download -> prepare -> train x3 -> compare, with params.yaml composed for a tiny run (as `dvc exp run -S`
+    would compose it), and a metrics table listing every cell."""
+    archive, sha = tiny_archive
+    project = copy_project(tmp_path / "project")
+    small = ["trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
+             "callbacks=none", f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
+    compose_params(project / "params.yaml", small)
+    env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
+
+    result = run_dvc("repro", cwd=project, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for cell in ("rnn", "lstm", "gru"):
+        assert f"Running stage 'train@{cell}'" in result.stdout
+        assert json.loads((project / "data" / "train" / cell / "metrics.json").read_text())["cell"] == cell
+    table = (project / "data" / "compare" / "table.md").read_text()
+    assert all(f"| {cell} | fused |" in table for cell in ("rnn", "lstm", "gru"))
+    shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)[""]["data"]
+    assert {f"data/train/{cell}/metrics.json" for cell in ("rnn", "lstm", "gru")} <= set(shown)
+
+    again = run_dvc("repro", cwd=project, env=env)
+    assert again.returncode == 0 and "Running stage" not in again.stdout

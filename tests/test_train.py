@@ -1,0 +1,123 @@
+"""Real Lightning training on tiny prepared data, recorded in a real sqlite MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from rnnlab.data.download import extract_reviews
+from rnnlab.data.prepare import prepare
+from rnnlab.train import train
+
+EXPERIMENT = "imdb-cells"
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_archive(root / "a.tar.gz", review_members())
+    extract_reviews(root / "a.tar.gz", root / "raw")
+    params = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
+    prepare(root / "raw", root / "prepared", root / "stats.json", params)
+    return root / "prepared"
+
+
+def tiny_overrides(prepared_dir: Path, tmp_path: Path) -> list[str]:
+    return [
+        f"paths.prepared_dir={prepared_dir}",
+        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "trainer.max_epochs=2",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "model.embedding_dim=8",
+        "model.hidden_size=8",
+        "callbacks=none",
+        "+trainer.enable_progress_bar=false",
+    ]
+
+
+def compose_tiny(prepared_dir: Path, tmp_path: Path, *overrides: str):
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*tiny_overrides(prepared_dir, tmp_path), *overrides])
+
+
+def runs(tmp_path: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_one_run_per_cell_and_impl_is_recorded(prepared_dir, tmp_path, cell, impl):
+    cfg = compose_tiny(prepared_dir, tmp_path, f"model={cell}", f"model.impl={impl}", f"export_dir={tmp_path}/export")
+    best_val_acc = train(cfg)
+    [run] = runs(tmp_path)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert run.info.status == "FINISHED"
+    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    assert {"train_loss", "val_loss", "val_acc", "test_acc", "test_loss", "fit_time_s", "epoch_time_s",
+            "train_samples_per_s", "n_params"} <= set(metrics)
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2  # one value per epoch
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["fit_time_s"] > 0 and metrics["train_samples_per_s"] > 0
+    assert params["model.cell"] == cell and params["model.impl"] == impl and params["trainer.max_epochs"] == "2"
+    assert tags["cell"] == cell and tags["impl"] == impl
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("true", "false")
+    assert len(tags["data_sha256"]) == 64 and tags["device"].startswith("CPU")
+    assert {"torch", "lightning", "mlflow", "python"} <= set(tags)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "learning_curves.png", "checkpoints"} <= artifacts
+    exported = json.loads((tmp_path / "export" / "metrics.json").read_text())
+    assert exported["best_val_acc"] == pytest.approx(best_val_acc)
+    assert exported["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert (tmp_path / "export" / "model.ckpt").stat().st_size > 0
+
+
+def test_same_seed_same_metrics(prepared_dir, tmp_path):
+    for name in ("a", "b"):
+        train(compose_tiny(prepared_dir, tmp_path / name, "model=gru"))
+    [a], [b] = runs(tmp_path / "a"), runs(tmp_path / "b")
+    for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc"):
+        assert a.data.metrics[key] == b.data.metrics[key], key
+
+
+def test_diverged_run_ends_failed(prepared_dir, tmp_path):
+    cfg = compose_tiny(prepared_dir, tmp_path, "model.optimizer.lr=inf")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train(cfg)
+    [run] = runs(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_interrupted_run_ends_killed(prepared_dir, tmp_path):
+    cfg = compose_tiny(prepared_dir, tmp_path, "+callbacks.interrupt._target_=conftest.InterruptTraining")
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(cfg)
+    [run] = runs(tmp_path)
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_multirun_sweep_shares_one_sweep_id(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", "-m", "model=rnn,lstm,gru", *tiny_overrides(prepared_dir, tmp_path),
+                        "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}/multirun", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = runs(tmp_path)
+    assert sorted(r.data.tags["cell"] for r in found) == ["gru", "lstm", "rnn"]
+    assert all(r.info.status == "FINISHED" for r in found)
+    assert len({r.data.tags["sweep_id"] for r in found}) == 1
+
+
+@pytest.mark.slow
+def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", "trainer=ddp_sim", *tiny_overrides(prepared_dir, tmp_path),
+                        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = runs(tmp_path)  # two processes, one MLflow run
+    assert run.info.status == "FINISHED"
+    assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
