@@ -40,19 +40,24 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     archive, sha = tiny_archive
     project = copy_project(tmp_path / "project")
     small = ["trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
-             "callbacks=none", f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
+             "callbacks=none", "findings.gradient_length=6", f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
     compose_params(project / "params.yaml", small)
     env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
 
     result = run_dvc("repro", cwd=project, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for cell in ("rnn", "lstm", "gru"):
-        assert f"Running stage 'train@{cell}'" in result.stdout
-        assert json.loads((project / "data" / "train" / cell / "metrics.json").read_text())["cell"] == cell
+        assert f"Running stage 'train@{cell}-fused-0'" in result.stdout
+        metrics = json.loads((project / "data" / "train" / f"{cell}-fused-0" / "metrics.json").read_text())
+        assert (metrics["cell"], metrics["impl"], metrics["seed"]) == (cell, "fused", 0)
     table = (project / "data" / "compare" / "table.md").read_text()
-    assert all(f"| {cell} | fused |" in table for cell in ("rnn", "lstm", "gru"))
+    assert all(f"| {cell} | fused | 1 |" in table for cell in ("rnn", "lstm", "gru"))
+    claims = (project / "data" / "compare" / "claims.md").read_text()
+    assert "(a) RNN fastest but least accurate:** not testable" in claims  # one seed: no intervals
+    gradients = json.loads((project / "data" / "findings" / "gradients.json").read_text())
+    assert set(gradients["cells"]) == {"rnn", "lstm", "gru"}
     shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)[""]["data"]
-    assert {f"data/train/{cell}/metrics.json" for cell in ("rnn", "lstm", "gru")} <= set(shown)
+    assert {f"data/train/{cell}-fused-0/metrics.json" for cell in ("rnn", "lstm", "gru")} <= set(shown)
 
     again = run_dvc("repro", cwd=project, env=env)
     assert again.returncode == 0 and "Running stage" not in again.stdout
