@@ -121,3 +121,43 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
     [run] = runs(tmp_path)  # two processes, one MLflow run
     assert run.info.status == "FINISHED"
     assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):
+    """MLFLOW_TRACKING_URI (a team's server) overrides the default sqlite file: a real `mlflow server`."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    server = subprocess.Popen(
+        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        overrides = [o for o in tiny_overrides(prepared_dir, tmp_path) if not o.startswith("logger.tracking_uri")]
+        result = run_module("rnnlab.train", *overrides, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/out",
+                            cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": url})
+        assert result.returncode == 0, result.stderr[-3000:]
+        client = mlflow.MlflowClient(url)
+        [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+        assert run.info.status == "FINISHED" and "test_acc" in run.data.metrics
+        assert not (tmp_path / "mlflow.db").exists() and not (PROJECT_ROOT / "out").exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

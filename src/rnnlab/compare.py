@@ -120,6 +120,10 @@ def claims_markdown(report: dict) -> str:
                          f"{cell} {d['trained_reach'][cell]} ({d['init_reach'].get(cell)})" for cell in d["trained_reach"]))
     elif "why" in d:
         lines.append(f"\n{d['why']}")
+    if "adding_learned_up_to" in d:
+        lines.append("")
+        lines.append("Adding problem, longest sequence length learned (test MSE < 10% of always predicting 1): "
+                     + ", ".join(f"{cell} {T or 'none'}" for cell, T in d["adding_learned_up_to"].items()))
     lines += ["", f"Device(s): {'; '.join(report['devices'])}", ""]
     return "\n".join(lines)
 

@@ -23,13 +23,22 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def default_artifact_location(uri: str) -> str | None:
+    """Beside a sqlite store: <its folder>/mlartifacts (MLflow would pick ./mlruns of whatever the cwd is).
+    For a server, None: the server decides. Applies to experiments this creates; existing ones keep theirs."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
 class RunLogger(MLFlowLogger):
     """Lightning's MLflow logger, ending a run KILLED (not FAILED) when it was interrupted by the user."""
 
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, run_name: str | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(experiment_name=experiment_name, tracking_uri=resolve_tracking_uri(tracking_uri),
-                         run_name=run_name, **kwargs)
+        uri = resolve_tracking_uri(tracking_uri)
+        kwargs.setdefault("artifact_location", default_artifact_location(uri))
+        super().__init__(experiment_name=experiment_name, tracking_uri=uri, run_name=run_name, **kwargs)
         self.interrupted = False
 
     def finalize(self, status: str = "success") -> None:
@@ -82,20 +91,22 @@ def device_description(accelerator: str) -> str:
     return f"CPU {model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def run_tags(cell: str, impl: str, data_dir: str | Path, accelerator: str, sweep_id: str | None) -> dict[str, str]:
+def run_tags(cell: str, impl: str, data_dir: str | Path | None, accelerator: str,
+             sweep_id: str | None) -> dict[str, str]:
     sha, dirty = git_state()
     tags = {
         "cell": cell,
         "impl": impl,
         "git_commit": sha,
         "git_dirty": str(dirty).lower(),
-        "data_sha256": data_hash(data_dir),
         "device": device_description(accelerator),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "mlflow": mlflow.__version__,
     }
+    if data_dir is not None:  # generated data (data=adding) have no files: their params (seed, sizes) name them
+        tags["data_sha256"] = data_hash(data_dir)
     if sweep_id:
         tags["sweep_id"] = sweep_id
     return tags

@@ -27,6 +27,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.config import ConfigError, check_config
 from rnnlab.plots import plot_learning_curves
+from rnnlab.serving import log_sentiment_model
 from rnnlab.timing import TrainingTimer
 from rnnlab.tracking import MarkInterrupted, flatten, run_tags
 
@@ -46,7 +47,7 @@ def train(cfg: DictConfig) -> float:
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
+    model = instantiate(cfg.model, **datamodule.model_inputs)
 
     timer = TrainingTimer()
     best = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best", monitor="val_acc", mode="max")
@@ -61,7 +62,7 @@ def train(cfg: DictConfig) -> float:
         if trainer.is_global_zero:
             # Creating the run here, before fit spawns DDP workers, makes every worker log into this one run.
             logger.log_hyperparams(flatten(resolved))
-            tags = run_tags(cfg.model.cell, cfg.model.impl, cfg.data.data_dir, cfg.trainer.accelerator, sweep_id)
+            tags = run_tags(cfg.model.cell, cfg.model.impl, cfg.data.get("data_dir"), cfg.trainer.accelerator, sweep_id)
             for key, value in tags.items():
                 logger.experiment.set_tag(logger.run_id, key, value)
             logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())})
@@ -81,7 +82,8 @@ def train(cfg: DictConfig) -> float:
 def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoint, output_dir: Path) -> None:
     """Artifacts in MLflow (config, checkpoint, learning curves); for DVC, the checkpoint and a metrics JSON."""
     client, run_id = logger.experiment, logger.run_id
-    logged = client.get_run(run_id).data.metrics  # latest value of each; DDP workers logged them here
+    run = client.get_run(run_id)
+    logged = run.data.metrics  # latest value of each; DDP workers logged them here
     metric = lambda name: float(logged[name])  # noqa: E731
     history = {name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
                for name in ("train_loss", "val_loss", "val_acc", "epoch_time_s")}
@@ -96,6 +98,7 @@ def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoi
         "train_samples_per_s": metric("train_samples_per_s"),
         "epochs": trainer.current_epoch,
         "n_params": sum(p.numel() for p in trainer.lightning_module.parameters()),
+        "device": run.data.tags.get("device"),
         "mlflow_run_id": run_id,
         "history": history,
     }
@@ -106,6 +109,9 @@ def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoi
     for path in (config_path, curves_path):
         client.log_artifact(run_id, str(path))
     client.log_artifact(run_id, best.best_model_path, artifact_path="checkpoints")
+    if "data_dir" in cfg.data:  # served models read review text; generated data (data=adding) have no tokenizer
+        log_sentiment_model(run_id, logger._tracking_uri, best.best_model_path,
+                            Path(cfg.data.data_dir) / "tokenizer.json", cfg.data.max_len, cfg.data.keep)
     if cfg.export_dir:
         export = Path(cfg.export_dir)
         export.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,11 @@ class IMDBDataModule(pl.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.datasets: dict[str, ReviewDataset] = {}
 
+    @property
+    def model_inputs(self) -> dict:
+        """The model's data-dependent arguments: token ids from this vocabulary, a binary label."""
+        return {"vocab_size": self.vocab_size}
+
     def setup(self, stage: str | None = None) -> None:
         for name in ("train", "val", "test"):
             if name not in self.datasets:

@@ -3,7 +3,7 @@
 Each epoch the reviews are shuffled, cut into chunks of `chunk_batches` batches, each chunk sorted by
 length and cut into batches, and the batch order shuffled; the randomness of SGD survives, the padding
 mostly does not. Under DDP every process builds the same batch list (same seed and epoch) and takes every
-`num_replicas`-th batch; for training the list is padded by repeating batches so all ranks step together.
+`num_replicas`-th batch; the list is padded by repeating batches so all ranks get the same number.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Every batch of this epoch, for all ranks."""
         if not self.shuffle:  # evaluation: sorted by length, fixed
             order = np.argsort(self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return self.pad([order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)])
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(len(self.lengths))
         chunk = self.batch_size * self.chunk_batches
@@ -49,9 +49,12 @@ class BucketBatchSampler(Sampler[list[int]]):
             members = order[start : start + chunk]
             members = members[np.argsort(self.lengths[members], kind="stable")]
             batches += [members[i : i + self.batch_size] for i in range(0, len(members), self.batch_size)]
-        batches = [batches[k] for k in rng.permutation(len(batches))]
-        short = -len(batches) % self.num_replicas
-        return batches + batches[:short]
+        return self.pad([batches[k] for k in rng.permutation(len(batches))])
+
+    def pad(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """Repeat the first batches so every rank gets the same number (as DistributedSampler repeats samples):
+        DDP training steps in lockstep, and Lightning refuses a rank with no evaluation batch."""
+        return batches + batches[: -len(batches) % self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.batches()[self.rank :: self.num_replicas]:
@@ -62,5 +65,5 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.shuffle:  # chunked cutting can leave one short batch per chunk
             chunk = self.batch_size * self.chunk_batches
             n = sum(-(-min(chunk, len(self.lengths) - s) // self.batch_size) for s in range(0, len(self.lengths), chunk))
-            n += -n % self.num_replicas
+        n += -n % self.num_replicas
         return len(range(self.rank, n, self.num_replicas))

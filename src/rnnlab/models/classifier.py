@@ -1,4 +1,8 @@
-"""The sentiment model: embedding -> recurrent encoder -> pooling over time -> linear -> one logit."""
+"""The sequence model: embedding -> recurrent encoder -> pooling over time -> linear -> one output.
+
+Token ids (IMDB) are embedded first; continuous features (the adding problem) take `input_size` instead of
+`vocab_size` and go straight into the encoder. The output is a logit or, for regression, the prediction.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ POOLINGS = ("last", "max", "mean")
 class SentimentRNN(nn.Module):
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int | None = None,
         cell: str = "lstm",
         impl: str = "fused",
         embedding_dim: int = 64,
@@ -23,11 +27,14 @@ class SentimentRNN(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embedding_dim", embedding_dim),
+        if (vocab_size is None) == (input_size is None):
+            raise ValueError("give exactly one of vocab_size (token ids) and input_size (continuous features)")
+        for name, value in (("vocab_size", vocab_size), ("input_size", input_size), ("embedding_dim", embedding_dim),
                             ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -35,8 +42,12 @@ class SentimentRNN(nn.Module):
             raise ValueError(f"unknown pooling {pooling!r}: choose {' | '.join(POOLINGS)}")
         self.pooling = pooling
         self.hidden_size = hidden_size
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.encoder = RecurrentEncoder(cell, impl, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        if input_size is None:
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+            input_size = embedding_dim
+        else:
+            self.embedding = None  # the features are the encoder's input as they are
+        self.encoder = RecurrentEncoder(cell, impl, input_size, hidden_size, num_layers, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Linear(self.encoder.output_size, 1)
 
@@ -54,7 +65,9 @@ class SentimentRNN(nn.Module):
             return last
         return torch.cat([last[:, : self.hidden_size], states[:, 0, self.hidden_size :]], dim=-1)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] (PAD_ID after each review's end), lengths [B] -> logits [B]."""
-        states = self.encoder(self.embedding(tokens), lengths)
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """inputs: tokens [B, T] (PAD_ID after each review's end) or features [B, T, input_size];
+        lengths [B] -> outputs [B]."""
+        x = inputs if self.embedding is None else self.embedding(inputs)
+        states = self.encoder(x, lengths)
         return self.decoder(self.dropout(self.pool(states, lengths))).squeeze(-1)

@@ -1,0 +1,139 @@
+"""The adding problem: the generator, real Lightning runs of every cell on it, and the length sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import PROJECT_ROOT, run_module
+from rnnlab.config import ConfigError, check_config
+from rnnlab.data.adding import AddingDataModule, adding_examples
+from rnnlab.findings.adding import main as sweep_main
+from rnnlab.models.classifier import SentimentRNN
+from rnnlab.module import SentimentClassifier
+from rnnlab.train import train
+
+SIZES = ["data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=8", "data.eval_batch_size=8",
+         "model.hidden_size=8", "trainer.max_epochs=2"]
+TINY = ["data.seq_len=8", *SIZES, "callbacks=none", "+trainer.enable_progress_bar=false"]
+
+
+def compose_adding(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["data=adding", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                                            *TINY, *overrides])
+
+
+def test_examples_have_two_markers_and_their_sum_as_target():
+    features, targets = adding_examples(200, 10, np.random.default_rng(0))
+    assert features.shape == (200, 10, 2) and targets.shape == (200,)
+    assert features.dtype == targets.dtype == np.float32
+    values, markers = features[..., 0], features[..., 1]
+    assert ((values >= 0) & (values < 1)).all()
+    assert set(np.unique(markers)) == {0.0, 1.0}
+    assert (markers[:, :5].sum(axis=1) == 1).all() and (markers[:, 5:].sum(axis=1) == 1).all()
+    np.testing.assert_array_equal(targets, (values * markers).sum(axis=1, dtype=np.float32))
+    assert 0.5 < targets.mean() < 1.5
+
+
+def test_same_seed_same_data_and_splits_independent():
+    def data(seed: int, train_size: int = 40) -> dict[str, list[torch.Tensor]]:
+        datamodule = AddingDataModule(seq_len=12, train_size=train_size, val_size=20, test_size=20, seed=seed)
+        datamodule.setup()
+        return {name: dataset.tensors for name, dataset in datamodule.datasets.items()}
+
+    first, again, other, bigger = data(3), data(3), data(4), data(3, train_size=80)
+    for name in ("train", "val", "test"):
+        for a, b in zip(first[name], again[name]):
+            assert torch.equal(a, b)
+        assert not torch.equal(first[name][0], other[name][0])
+    assert not torch.equal(first["val"][0], first["test"][0])
+    assert torch.equal(first["test"][0], bigger["test"][0])  # a bigger train split leaves test unchanged
+
+
+def test_batches_are_shaped_like_imdb_batches():
+    datamodule = AddingDataModule(seq_len=12, train_size=40, val_size=20, test_size=20, batch_size=16,
+                                  eval_batch_size=8)
+    datamodule.setup()
+    batches = list(datamodule.train_dataloader())
+    assert sorted(len(targets) for _, _, targets in batches) == [8, 16, 16]
+    for features, lengths, targets in batches:
+        assert features.shape == (len(targets), 12, 2) and features.dtype == torch.float32
+        assert lengths.tolist() == [12] * len(targets)
+        assert targets.dtype == torch.float32
+    assert sum(len(batch[2]) for batch in datamodule.test_dataloader()) == 20
+    assert datamodule.model_inputs == {"input_size": 2, "task": "regression"}
+
+
+def test_short_sequences_and_ambiguous_inputs_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="data.seq_len=1 must be at least 2"):
+        check_config(compose_adding(tmp_path, "data.seq_len=1"))
+    with pytest.raises(ConfigError, match="data.train_size=0 must be a positive integer"):
+        check_config(compose_adding(tmp_path, "data.train_size=0"))
+    with pytest.raises(ValueError, match="exactly one of vocab_size"):
+        SentimentRNN(10, input_size=2)
+    with pytest.raises(ValueError, match="exactly one of vocab_size"):
+        SentimentRNN()
+    with pytest.raises(ValueError, match="binary | regression"):
+        SentimentClassifier(input_size=2, task="ranking")
+
+
+def test_continuous_inputs_skip_the_embedding():
+    model = SentimentRNN(input_size=2, cell="gru", hidden_size=5)
+    assert model.embedding is None
+    outputs = model(torch.rand(3, 7, 2), torch.tensor([7, 7, 7]))
+    assert outputs.shape == (3,)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_one_tiny_adding_run_per_cell_is_recorded(tmp_path, cell):
+    best_val_acc = train(compose_adding(tmp_path, f"model={cell}"))
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("imdb-cells").experiment_id])
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert {"train_mse", "val_mse", "val_acc", "test_mse", "test_acc", "test_loss", "fit_time_s"} <= set(metrics)
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2  # one value per epoch
+    assert metrics["test_mse"] == pytest.approx(metrics["test_loss"])  # the loss is the MSE
+    assert 0 <= metrics["test_acc"] <= 1 and 0 <= best_val_acc <= 1
+    assert run.data.params["data.seq_len"] == "8" and run.data.params["model.cell"] == cell
+    assert run.data.tags["cell"] == cell and "data_sha256" not in run.data.tags  # generated: named by params
+
+
+def test_sweep_writes_json_and_figure(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        sweep_main(["--lengths", "4", "8", "--cells", "rnn", "lstm", "--out", str(tmp_path / "findings"),
+                    "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", *SIZES])
+    finally:
+        torch.set_num_threads(threads)
+    found = json.loads((tmp_path / "findings" / "adding.json").read_text())
+    assert set(found["results"]) == {"rnn", "lstm"}
+    for by_length in found["results"].values():
+        assert set(by_length) == {"4", "8"}
+        for row in by_length.values():
+            assert row["test_mse"] >= 0 and 0 <= row["test_acc"] <= 1
+            assert 0 < row["baseline_mse"] < 1  # ~1/6 on a large test set; 16 examples here
+    assert (tmp_path / "findings" / "adding.png").stat().st_size > 0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("adding").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["adding-T4-lstm", "adding-T4-rnn",
+                                                     "adding-T8-lstm", "adding-T8-rnn"]
+
+
+@pytest.mark.slow
+def test_train_cli_runs_the_adding_problem(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_module("rnnlab.train", "data=adding", "model=gru", f"logger.tracking_uri={uri}", *TINY,
+                        f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("imdb-cells").experiment_id])
+    assert run.info.status == "FINISHED" and "test_mse" in run.data.metrics
+    assert (tmp_path / "out" / "config.yaml").is_file()

@@ -1,0 +1,186 @@
+"""The model each training run logs, used for real: in-process, `python -m rnnlab.predict`, `mlflow models predict`.
+
+One tiny real training run (module-scoped) into a temporary sqlite store; no mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from tokenizers import Tokenizer
+
+from conftest import run_module
+from rnnlab.serving import use_tracking_uri
+from rnnlab.train import train
+from test_train import EXPERIMENT, compose_tiny, prepared_dir  # noqa: F401  (prepared_dir is a fixture)
+
+TEXTS = ["A wonderful film, great acting.", "Awful, boring, a waste of time."]
+VOCAB_SIZE = 40  # below the prepared vocabulary, so some known words must become <unk>
+MAX_LEN = 12
+
+
+@pytest.fixture(scope="module")
+def store(prepared_dir, tmp_path_factory) -> dict:  # noqa: F811
+    """A store holding one finished run with its model, and a better-scoring run that has no model."""
+    root = tmp_path_factory.mktemp("store")
+    # artifact_location keeps the artifacts in the temporary folder, not in ./mlruns of the working directory.
+    cfg = compose_tiny(prepared_dir, root, "trainer.max_epochs=1", f"data.vocab_size={VOCAB_SIZE}",
+                       f"data.max_len={MAX_LEN}", f"+logger.artifact_location={root}/artifacts")
+    train(cfg)
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    [trained] = client.search_runs([experiment.experiment_id])
+    bare = client.create_run(experiment.experiment_id, run_name="no-model")
+    client.log_metric(bare.info.run_id, "test_acc", 1.0)
+    client.set_terminated(bare.info.run_id, "FINISHED")
+    return {"root": root, "uri": uri, "run_id": trained.info.run_id, "bare_run_id": bare.info.run_id,
+            "tokenizer": prepared_dir / "tokenizer.json"}
+
+
+@pytest.fixture(scope="module")
+def model(store):
+    with use_tracking_uri(store["uri"]):
+        return mlflow.pyfunc.load_model(f"runs:/{store['run_id']}/model")
+
+
+def predict_cli(store: dict, *args: str) -> subprocess.CompletedProcess:
+    return run_module("rnnlab.predict", *args, cwd=store["root"], env={"MLFLOW_TRACKING_URI": store["uri"]})
+
+
+def test_run_logs_a_model_with_a_signature(store, model):
+    assert mlflow.MlflowClient(store["uri"]).get_run(store["run_id"]).info.status == "FINISHED"
+    signature = model.metadata.signature
+    assert signature.inputs.input_names() == ["text"]
+    assert [(c.name, c.type.name) for c in signature.outputs.inputs] == [("probability", "double"),
+                                                                         ("label", "string")]
+    assert mlflow.active_run() is None  # the run resumed to log the model was let go
+
+
+def test_tracking_uri_is_put_back(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    before = mlflow.get_tracking_uri()
+    with use_tracking_uri(store["uri"]):
+        assert mlflow.get_tracking_uri() == store["uri"]
+    assert mlflow.get_tracking_uri() == before and os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+
+
+def test_pyfunc_predicts_probability_and_label(model):
+    # Through the signature the input is a DataFrame; the Python model itself also takes a list of str.
+    for result in (model.predict(pd.DataFrame({"text": TEXTS})), model.unwrap_python_model().predict(None, TEXTS)):
+        assert list(result.columns) == ["probability", "label"] and len(result) == 2
+        assert result["probability"].dtype == "float64"
+        assert result["probability"].between(0, 1).all()
+        assert set(result["label"]) <= {"pos", "neg"}
+        assert ((result["probability"] > 0.5) == (result["label"] == "pos")).all()
+
+
+def test_text_is_cut_and_mapped_as_in_training(store, model):
+    vocab = Tokenizer.from_file(str(store["tokenizer"])).get_vocab()
+    beyond = sorted(word for word, index in vocab.items() if index >= VOCAB_SIZE and word.isalpha())
+    assert beyond, "the tiny vocabulary should be larger than the model's"
+    probability = lambda text: model.predict(pd.DataFrame({"text": [text]}))["probability"][0]  # noqa: E731
+    # A word the model's vocabulary lacks is <unk>, like a word never seen at all.
+    assert probability(f"great film {beyond[0]}") == probability("great film zyzzyva")
+    # keep=last: only the last MAX_LEN tokens count.
+    tail = "the acting is great and the story is moving . loved it"
+    assert len(tail.split()) == MAX_LEN
+    assert probability(f"awful boring bad {tail}") == probability(tail)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "no reviews"),
+    (pd.DataFrame({"review": ["good"]}), "column 'text'"),
+    (["fine", 3], "review 1 is int"),
+    (["   "], "review 0 has no words"),
+    ("just a string", "list of str"),
+])
+def test_pyfunc_rejects_bad_input(model, bad, message):
+    with pytest.raises(ValueError, match=message):
+        model.unwrap_python_model().predict(None, bad)
+
+
+def test_served_model_checks_its_input(model):
+    with pytest.raises(ValueError, match="review 0 is NoneType"):
+        model.predict(pd.DataFrame({"text": [None]}))
+    with pytest.raises(ValueError, match="no reviews"):
+        model.predict(pd.DataFrame({"text": []}, dtype=str))
+    with pytest.raises(MlflowException, match="missing inputs"):  # the signature, before the model sees it
+        model.predict(pd.DataFrame({"review": ["A wonderful film."]}))
+
+
+def test_cli_uses_the_best_run_with_a_model(store):
+    result = predict_cli(store, *TEXTS)  # the model-less run scores higher, yet has nothing to predict with
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"the model of run {store['run_id']}" in result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, TEXTS):
+        probability, label, preview = line.split("\t")
+        assert 0 <= float(probability) <= 1 and label in ("pos", "neg") and preview == text
+
+
+def test_cli_run_id_and_file(store, tmp_path):
+    review = tmp_path / "review.txt"
+    review.write_text("A wonderful film.\nGreat acting, great music.\n")
+    result = predict_cli(store, "--run-id", store["run_id"], "--file", str(review), "--tracking-uri", store["uri"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = result.stdout.splitlines()
+    assert line.split("\t")[2] == "A wonderful film. Great acting, great music."
+
+
+@pytest.mark.parametrize("case, says", [
+    ("empty", "review 1 is empty"),
+    ("blank", "review 2 is empty"),
+    ("binary-file", "is not UTF-8 text"),
+    ("unknown-run", "not found"),
+    ("run-without-model", "has no logged model"),
+    ("no-runs", "no finished run with a logged model"),
+    ("no-store", "no MLflow store"),
+])
+def test_cli_bad_input_is_one_error_line(store, tmp_path, case, says):
+    binary = tmp_path / "review.bin"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
+    empty_uri = f"sqlite:///{tmp_path}/empty.db"
+    if case == "no-runs":
+        mlflow.MlflowClient(empty_uri).create_experiment(EXPERIMENT)
+    args = {
+        "empty": [""],
+        "blank": [TEXTS[0], "  \n\t "],
+        "binary-file": ["--file", str(binary)],
+        "unknown-run": [TEXTS[0], "--run-id", "0123456789abcdef0123456789abcdef"],
+        "run-without-model": [TEXTS[0], "--run-id", store["bare_run_id"]],
+        "no-runs": [TEXTS[0], "--tracking-uri", empty_uri],
+        "no-store": [TEXTS[0], "--tracking-uri", f"sqlite:///{tmp_path}/missing.db"],
+    }[case]
+    result = predict_cli(store, *args)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("predict: error: ") and says in line
+    assert not (tmp_path / "missing.db").exists()  # a mistyped store is not created
+
+
+def test_mlflow_models_predict_serves_the_model(store, tmp_path):
+    request = tmp_path / "reviews.json"
+    request.write_text(json.dumps({"dataframe_records": [{"text": t} for t in TEXTS]}))
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    result = subprocess.run(
+        [str(mlflow_cli), "models", "predict", "-m", f"runs:/{store['run_id']}/model", "-i", str(request),
+         "--content-type", "json", "--env-manager", "local", "-o", str(tmp_path / "out.json")],
+        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store["uri"]},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    assert len(predictions) == 2
+    for row in predictions:
+        assert 0 <= row["probability"] <= 1 and row["label"] in ("pos", "neg")
