@@ -134,6 +134,10 @@ def adding_reach(adding: dict) -> dict[str, int]:
     return reach
 
 
+def cell_order(item: tuple[str, object]) -> tuple[int, str]:
+    return ({"rnn": 0, "lstm": 1, "gru": 2}.get(item[0], 9), item[0])
+
+
 def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None) -> dict:
     """Every claim, per implementation, with the figures behind each verdict."""
     report: dict = {"implementations": {}}
@@ -141,7 +145,7 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
         report["implementations"][impl] = {
             "cells": {cell: {"test_acc": describe([r["test_acc"] for r in seeds.values()]),
                              "fit_time_s": describe([r["fit_time_s"] for r in seeds.values()]),
-                             "seeds": sorted(seeds)} for cell, seeds in sorted(cells.items())},
+                             "seeds": sorted(seeds)} for cell, seeds in sorted(cells.items(), key=cell_order)},
             "a_rnn_fastest_least_accurate": judge_fastest_least_accurate(cells),
             "b_lstm_gru_similar_accuracy": judge_similar_accuracy(cells),
             "c_lstm_twice_gru_time": judge_time_ratio(cells),
