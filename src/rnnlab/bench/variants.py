@@ -1,0 +1,155 @@
+"""The ways of training one model that the benchmark compares, each timed over the same batches.
+
+- `run_project`: the project's own path. The Hydra config, `IMDBDataModule` (length-bucketed batches),
+  `SentimentClassifier` (whose setup() flushes denormals), a `pl.Trainer` with the config's settings
+  (gradient clipping, deterministic), `TrainingTimer` and the MLflow `RunLogger`.
+- `run_plain`: a hand-written PyTorch loop over the same model, optimizer and clipping, on a list of
+  batches given by index, either padded per batch (as the datamodule does) or all to `max_len` (what a user
+  would write), with flush-denormal and deterministic mode chosen by the caller.
+
+Every variant trains `warmup` batches first and is timed from the end of the last warm-up step to the end
+of the last step: data loading, collation, forward, backward, clipping, optimizer step and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from rnnlab.data.datamodule import IMDBDataModule, ReviewDataset, collate
+from rnnlab.data.text import PAD_ID
+from rnnlab.timing import TrainingTimer
+from rnnlab.tracking import MarkInterrupted, flatten
+
+
+@dataclass
+class Measurement:
+    """What one variant did in its timed window (the steps after warm-up)."""
+
+    seconds: float = 0.0
+    samples: int = 0
+    real_tokens: int = 0
+    computed_tokens: int = 0  # batch x time steps actually run, padding included
+    losses: list[float] = field(default_factory=list)
+
+    def add(self, lengths: torch.Tensor, tokens: torch.Tensor, loss: float) -> None:
+        self.samples += len(lengths)
+        self.real_tokens += int(lengths.sum())
+        self.computed_tokens += tokens.numel()
+        self.losses.append(loss)
+
+
+@dataclass
+class BatchPlan:
+    """The batches every variant trains on, as lists of review indices: `warmup` batches, then the timed ones.
+
+    `bucketed` is exactly what the datamodule's sampler yields first in epoch 0. `shuffled` holds the same
+    reviews in random order, cut to the same batch sizes, warm-up and timed reviews kept apart: so the timed
+    window of every variant trains on the same reviews and the same real tokens.
+    """
+
+    warmup: int
+    bucketed: list[np.ndarray]
+    shuffled: list[np.ndarray]
+
+
+def plan_batches(datamodule: IMDBDataModule, warmup: int, steps: int, seed: int) -> BatchPlan:
+    if warmup < 1 or steps < 1:
+        raise ValueError("warmup and steps must be positive: the timed window starts at the end of a warm-up step")
+    datamodule.setup("fit")
+    bucketed = datamodule.train_dataloader().batch_sampler.batches()[: warmup + steps]
+    if len(bucketed) < warmup + steps:
+        raise ValueError(f"the training split holds {len(bucketed)} batches; {warmup} + {steps} were asked for")
+    rng = np.random.default_rng(seed)
+    shuffled: list[np.ndarray] = []
+    for group in (bucketed[:warmup], bucketed[warmup:]):
+        reviews = rng.permutation(np.concatenate(group))
+        shuffled += np.split(reviews, np.cumsum([len(b) for b in group])[:-1])
+    return BatchPlan(warmup, bucketed, shuffled)
+
+
+class WindowTimer(pl.Callback):
+    """Times the steps after warm-up inside Lightning, and checks that they are the planned batches."""
+
+    def __init__(self, plan: BatchPlan) -> None:
+        self.plan = plan
+        self.measurement = Measurement()
+        self.start = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        tokens, lengths, _ = batch
+        if len(lengths) != len(self.plan.bucketed[batch_idx]):
+            raise RuntimeError(f"batch {batch_idx} is not the planned one: the datamodule's batches changed")
+        if batch_idx >= self.plan.warmup:
+            self.measurement.add(lengths, tokens, float(outputs["loss"]))
+            self.measurement.seconds = now - self.start
+        if batch_idx == self.plan.warmup - 1:
+            self.start = time.perf_counter()
+
+
+def run_project(cfg: DictConfig, plan: BatchPlan, workdir: Path) -> tuple[Measurement, dict]:
+    """Train through the project's path as `rnnlab.train` sets it up, minus validation and checkpoints."""
+    torch.use_deterministic_algorithms(False)  # the Trainer sets what the config asks for
+    torch.set_flush_denormal(False)  # SentimentClassifier.setup() turns it on, as in every real run
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
+    window, timer = WindowTimer(plan), TrainingTimer()
+    logger = instantiate(cfg.logger, run_name=f"bench-{cfg.model.cell}-E{cfg.model.embedding_dim}")
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=[timer, MarkInterrupted(), window], logger=logger, default_root_dir=workdir,
+        max_steps=len(plan.bucketed), limit_val_batches=0, enable_checkpointing=False,
+        enable_progress_bar=False)
+    logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    extra = {"fit_seconds": time.perf_counter() - start, "timer_train_samples_per_s": timer.samples / timer.train_seconds,
+             "deterministic": torch.are_deterministic_algorithms_enabled()}
+    return window.measurement, extra
+
+
+def collate_to(items: list, max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`collate`, then padded on to `max_len`: every batch the same shape, as Keras' pad_sequences makes."""
+    tokens, lengths, labels = collate(items)
+    return F.pad(tokens, (0, max_len - tokens.shape[1]), value=PAD_ID), lengths, labels
+
+
+def run_plain(cfg: DictConfig, dataset: ReviewDataset, batches: list[np.ndarray], warmup: int, pad_to_max: bool,
+              flush_denormal: bool, deterministic: bool = False) -> Measurement:
+    """A plain PyTorch loop: the same initial weights, optimizer, loss and clipping as the project path."""
+    torch.set_flush_denormal(flush_denormal)
+    torch.use_deterministic_algorithms(deterministic)
+    pl.seed_everything(cfg.seed, workers=True)  # same initial weights as run_project
+    module = instantiate(cfg.model, vocab_size=dataset.vocab_size)
+    net, clip = module.net, cfg.trainer.gradient_clip_val
+    optimizer = module.optimizer_factory(net.parameters())
+    loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batches],
+                        collate_fn=partial(collate_to, max_len=dataset.max_len) if pad_to_max else collate)
+    measurement, start = Measurement(), 0.0
+    net.train()
+    for step, (tokens, lengths, labels) in enumerate(loader):
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(net(tokens, lengths), labels)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+        now = time.perf_counter()
+        if step >= warmup:
+            measurement.add(lengths, tokens, loss.item())
+            measurement.seconds = now - start
+        if step == warmup - 1:
+            start = time.perf_counter()
+    torch.use_deterministic_algorithms(False)
+    return measurement

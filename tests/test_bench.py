@@ -1,0 +1,58 @@
+"""The training benchmark, run for real (a few steps, one cell) on tiny prepared data. Never asserts on speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from rnnlab.bench.flops import flops_per_token
+from rnnlab.data.download import extract_reviews
+from rnnlab.data.prepare import prepare
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(tmp_path_factory) -> Path:
+    """Eight training reviews, as in test_train.py."""
+    root = tmp_path_factory.mktemp("data")
+    write_archive(root / "a.tar.gz", review_members())
+    extract_reviews(root / "a.tar.gz", root / "raw")
+    params = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
+    prepare(root / "raw", root / "prepared", root / "stats.json", params)
+    return root / "prepared"
+
+
+def test_flops_per_token():
+    assert flops_per_token("rnn", 32, 32) == 3 * 2 * 1 * 32 * 64
+    assert flops_per_token("lstm", 128, 128) == 4 * flops_per_token("rnn", 128, 128)
+    assert flops_per_token("gru", 128, 128) == 3 * flops_per_token("rnn", 128, 128)
+
+
+@pytest.mark.slow
+def test_bench_writes_its_figures(prepared_dir, tmp_path):
+    out = tmp_path / "bench" / "train.json"
+    # The article setting asks for 10,000 words and batches of 128; the tiny vocabulary has 100 and the
+    # training split 8 reviews, hence the overrides: 1 warm-up + 2 timed batches of 2.
+    result = run_module("rnnlab.bench", "--cells", "gru", "--settings", "article", "--steps", "2", "--warmup", "1",
+                        "--peak-size", "256", "--data-dir", str(prepared_dir), "--out", str(out),
+                        "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gru" in result.stdout and "targets:" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["sgemm_peak_gflops"] > 0 and report["machine"]["threads"] >= 1
+    [r] = report["results"]
+    assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
+    assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
+                                  "plain_bucketed_flush"}
+    for name, v in r["variants"].items():
+        assert v["samples"] == 4, name  # every variant trains the same reviews...
+        assert v["real_tokens"] == r["variants"]["project"]["real_tokens"] > 0, name  # ...and real tokens
+        for key in ("seconds", "samples_per_s", "real_tokens_per_s", "useful_gflops", "peak_pct"):
+            assert v[key] > 0, (name, key)
+    assert r["variants"]["plain_padded"]["computed_tokens"] == 4 * 500  # padded to the article's max_len
+    assert r["speedup"] > 0 and "overhead_pct" in r and r["breakdown"]
+    # Same batches, weights and settings: the Lightning path computed what the plain loop computed.
+    assert r["project_losses_match_plain"] is True
+    assert any(name.startswith("gru/article speedup") for name in report["targets"])
