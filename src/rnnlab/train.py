@@ -76,7 +76,15 @@ def train(cfg: DictConfig) -> float:
             status = "KILLED" if isinstance(e, KeyboardInterrupt) or logger.interrupted else "FAILED"
             logger.experiment.set_terminated(logger.run_id, status)
         raise
-    return float(best.best_model_score)
+    return best_score(best, logger)
+
+
+def best_score(best: ModelCheckpoint, logger) -> float:
+    """The best validation accuracy, the checkpoint's score. ddp_spawn hands the best checkpoint's path back to
+    this process but not its score: then it is read from the run, where rank 0 logged every epoch's val_acc."""
+    if best.best_model_score is not None:
+        return float(best.best_model_score)
+    return max(m.value for m in logger.experiment.get_metric_history(logger.run_id, "val_acc"))
 
 
 def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoint, output_dir: Path) -> None:
@@ -93,7 +101,7 @@ def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoi
         "seed": cfg.seed,
         "test_acc": metric("test_acc"),
         "test_loss": metric("test_loss"),
-        "best_val_acc": float(best.best_model_score),
+        "best_val_acc": best_score(best, logger),
         "fit_time_s": metric("fit_time_s"),
         "train_samples_per_s": metric("train_samples_per_s"),
         "epochs": trainer.current_epoch,
