@@ -22,7 +22,7 @@ repro: setup
 	dvc repro
 
 test: setup
-	pytest
+	pytest -m "slow or not slow"   # everything; plain `pytest` runs the fast tests only
 
 bench-prepare: setup
 	python -m rnnlab.bench.prepare
