@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import PROJECT_ROOT, review_members, run_module, write_archive
 from rnnlab.bench.flops import flops_per_token
+from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
 from rnnlab.data.prepare import prepare
 
@@ -45,7 +47,7 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     [r] = report["results"]
     assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
     assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
-                                  "plain_bucketed_flush"}
+                                  "plain_bucketed_flush", "plain_project"}
     for name, v in r["variants"].items():
         assert v["samples"] == 4, name  # every variant trains the same reviews...
         assert v["real_tokens"] == r["variants"]["project"]["real_tokens"] > 0, name  # ...and real tokens
@@ -58,3 +60,14 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     # Same batches, weights and settings: the Lightning path computed what the plain loop computed.
     assert r["project_losses_match_plain"] is True
     assert report["targets"]["gru/article speed-up >= 2.5"]["value"] == r["speedup"]
+
+
+def test_training_settings():
+    try:
+        apply_training_settings()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+        assert torch.tensor([1e-39]).mul(1.0).item() == 0.0  # flushed to zero
+        assert keep_freed_memory() is True  # glibc
+    finally:
+        torch.set_flush_denormal(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True

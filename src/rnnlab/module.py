@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 from torchmetrics.regression import MeanSquaredError
 
+from rnnlab.cpu import apply_training_settings
 from rnnlab.models.classifier import SentimentRNN
 
 TASKS = ("binary", "regression")
@@ -60,13 +61,9 @@ class SentimentClassifier(pl.LightningModule):
             self.train_mse, self.val_mse, self.test_mse = MeanSquaredError(), MeanSquaredError(), MeanSquaredError()
 
     def setup(self, stage: str) -> None:
-        # Vanishing gradients end as denormal floats, which x86 CPUs process ~10-50x slower: measured here,
-        # an LSTM (E=H=128) batch took 2.1 s with them and 0.23 s flushed to zero. Runs in every DDP process.
-        torch.set_flush_denormal(True)
-        # `trainer.deterministic` also makes torch fill every new tensor with NaN, oneDNN's LSTM workspace
-        # included: 26% of an LSTM (E=H=128) step here. Every such tensor is written before it is read, so
-        # results are unchanged; deterministic algorithms stay on.
-        torch.utils.deterministic.fill_uninitialized_memory = False
+        # Flush denormals, no NaN-filling under deterministic mode, keep freed memory (see rnnlab/cpu.py,
+        # with the measurements). Runs in every DDP process, before the first batch starts OpenMP's threads.
+        apply_training_settings()
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.net(inputs, lengths)

@@ -4,13 +4,17 @@
     python -m rnnlab.bench --cells lstm --settings h128 --steps 3
     python -m rnnlab.bench --data-dir path/to/prepared data.vocab_size=null data.batch_size=4   # Hydra overrides
 
-For each cell and setting it trains the same real IMDB batches (after `--warmup` untimed ones) five ways:
+For each cell and setting it trains the same real IMDB batches (after `--warmup` untimed ones) six ways,
+each in a fresh process:
 
-    project               Lightning + MLflow + TrainingTimer, bucketed batches, flush-denormal (the real path)
+    project               the real path: Lightning + MLflow + TrainingTimer, the datamodule's bucketed
+                          batches, the config's Trainer settings, SentimentClassifier.setup()'s process settings
     plain_padded          plain loop, random batches padded to max_len, PyTorch defaults: the reference
     plain_padded_flush    the reference + flush-denormal
-    plain_bucketed        the reference on the project's bucketed batches, no flush-denormal
-    plain_bucketed_flush  plain loop with the project's batches and settings: Lightning + MLflow overhead
+    plain_bucketed        the reference on the project's bucketed batches
+    plain_bucketed_flush  the reference on the project's bucketed batches + flush-denormal
+    plain_project         plain loop with the project's batches and all its settings (rnnlab.cpu, deterministic):
+                          the project path less Lightning + MLflow, so the two differ by their overhead
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
 tokens only, see `flops.py`) against the sgemm peak, the speed-up over the reference and its breakdown.
@@ -53,10 +57,11 @@ SETTINGS = {
 # big from the first batch on. The whole run takes ~4-5 minutes on the 2-core CPU.
 DEFAULT_WARMUP = {"article": 2, "h128": 1}
 DEFAULT_STEPS = {"article": 12, "h128": 4}
-VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "plain_bucketed_flush")
-# The variants the targets compare run --repeats times, the fastest counting; the two that only break the
+VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "plain_bucketed_flush",
+            "plain_project")
+# The variants the targets compare run --repeats times, the fastest counting; those that only break the
 # speed-up down run once, to keep the benchmark to a few minutes.
-REPEATED = ("project", "plain_padded", "plain_bucketed_flush")
+REPEATED = ("project", "plain_padded", "plain_project")
 TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
 # Other processes taking more of the CPU than this while a model was measured make its figures suspect:
 # on 2 cores every per-timestep OpenMP barrier waits for a descheduled thread, measured here to slow the
@@ -123,14 +128,14 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
     datamodule = instantiate(cfg.data)
     plan: BatchPlan = plan_batches(datamodule, args.warmup or DEFAULT_WARMUP[setting],
                                    args.steps or DEFAULT_STEPS[setting], cfg.seed)
-    deterministic = bool(cfg.trainer.deterministic)
-    # name: (batches, padded to max_len, flush-denormal, deterministic). plain_bucketed_flush runs right after
-    # the project path, so the overhead compares runs close in time.
+    # name: (batches, padded to max_len, flush-denormal, the project's settings). plain_project runs right
+    # after the project path, so that the overhead compares runs close in time.
     plain = {
-        "plain_bucketed_flush": (plan.bucketed, False, True, deterministic),
+        "plain_project": (plan.bucketed, False, True, True),
         "plain_padded": (plan.shuffled, True, False, False),
         "plain_padded_flush": (plan.shuffled, True, True, False),
         "plain_bucketed": (plan.bucketed, False, False, False),
+        "plain_bucketed_flush": (plan.bucketed, False, True, False),
     }
     measured: dict[str, list[Measurement]] = {"project": []}
     measured.update({name: [] for name in plain if name in args.variants})
@@ -139,9 +144,10 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
         measurement, fit = in_fresh_process(run_project, cfg, plan, workdir)
         measured["project"].append(measurement)
         fits.append(fit)
-        for name, (batches, pad, flush, det) in plain.items():
+        for name, (batches, pad, flush, project_settings) in plain.items():
             if name in measured and (repeat == 0 or name in REPEATED):
-                measured[name].append(in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, det))
+                measured[name].append(
+                    in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, project_settings))
     E, H = cfg.model.embedding_dim, cfg.model.hidden_size
     variants = {name: figures(runs, cell, E, H) for name, runs in measured.items()}
     result = {
@@ -158,13 +164,13 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
         result["speedup"] = ratio("project", "plain_padded")
         result["breakdown"] = {f"{name}_vs_plain_padded": ratio(name, "plain_padded")
                                for name in variants if name not in ("project", "plain_padded")}
-    if "plain_bucketed_flush" in variants:
-        plain_seconds = variants["plain_bucketed_flush"]["seconds"]
-        result["overhead_pct"] = 100 * (variants["project"]["seconds"] / plain_seconds - 1)
-        # Same batches, weights and settings: Lightning must have computed exactly what the plain loop did.
-        result["project_losses_match_plain"] = all(
-            run.losses == measured["plain_bucketed_flush"][0].losses
-            for run in measured["project"] + measured["plain_bucketed_flush"])
+    if "plain_project" in variants:
+        result["overhead_pct"] = 100 * (variants["project"]["seconds"] / variants["plain_project"]["seconds"] - 1)
+        # Same batches, weights and settings: Lightning must have computed what the plain loop did.
+        reference = measured["plain_project"][0].losses
+        runs = measured["project"] + measured["plain_project"]
+        result["project_losses_match_plain"] = all(run.losses == reference for run in runs)
+        result["max_loss_difference"] = max(abs(a - b) for run in runs for a, b in zip(run.losses, reference))
     return result
 
 
@@ -194,21 +200,21 @@ def print_table(report: dict) -> None:
     print(f"\n{machine['device']}; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
           f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
           f"{machine['load_before']} before, {machine['load_after']} after")
-    print("project path: samples/s, real tokens/s, useful GFLOP/s and % of peak; speed-up over the plain "
-          "padded loop, and the plain loop's own gain from flush-denormal, bucketing, both; Lightning + MLflow "
-          "overhead; other processes' share of the CPU meanwhile")
+    print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak; its speed-up over "
+          "the plain padded loop; the plain loop's own speed-up from flush-denormal, bucketing, both, and all the "
+          "project's settings; Lightning + MLflow overhead; other processes' share of the CPU meanwhile.")
+    columns = [("flush", "plain_padded_flush"), ("bucket", "plain_bucketed"), ("both", "plain_bucketed_flush"),
+               ("all", "plain_project")]
     head = (f"{'cell':5} {'setting':8} {'samples/s':>9} {'tokens/s':>9} {'GFLOP/s':>7} {'%peak':>5} {'speedup':>7} "
-            f"{'flush':>6} {'bucket':>6} {'both':>6} {'overhead':>8} {'other':>6}")
+            + " ".join(f"{name:>6}" for name, _ in columns) + f" {'overhead':>8} {'other':>6}")
     print(head)
     print("-" * len(head))
     fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
     for r in report["results"]:
         p, b = r["variants"]["project"], r.get("breakdown", {})
+        gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
         print(f"{r['cell']:5} {r['setting']:8} {p['samples_per_s']:9.1f} {p['real_tokens_per_s']:9.0f} "
-              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('speedup'), '6.2f', 'x'):>7} "
-              f"{fmt(b.get('plain_padded_flush_vs_plain_padded'), '5.2f', 'x'):>6} "
-              f"{fmt(b.get('plain_bucketed_vs_plain_padded'), '5.2f', 'x'):>6} "
-              f"{fmt(b.get('plain_bucketed_flush_vs_plain_padded'), '5.2f', 'x'):>6} "
+              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
               f"{fmt(r.get('overhead_pct'), '7.1f', '%'):>8} {r['other_processes_cpu_pct']:5.1f}%"
               + ("  (disturbed)" if r["other_processes_cpu_pct"] > DISTURBED_PCT else ""))
     print("\nsamples/s of every variant:")

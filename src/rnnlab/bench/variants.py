@@ -5,7 +5,8 @@
   (gradient clipping, deterministic), `TrainingTimer` and the MLflow `RunLogger`.
 - `run_plain`: a hand-written PyTorch loop over the same model, optimizer and clipping, on a list of
   batches given by index, either padded per batch (as the datamodule does) or all to `max_len` (what a user
-  would write), with flush-denormal and the project's deterministic mode chosen by the caller.
+  would write); with PyTorch's defaults, flush-denormal alone, or all the project's process settings
+  (`rnnlab.cpu.apply_training_settings` and the config's deterministic mode).
 
 Every variant trains `warmup` batches first and is timed from the end of the last warm-up step to the end
 of the last step: data loading, collation, forward, backward, clipping, optimizer step and bookkeeping.
@@ -29,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from rnnlab.cpu import apply_training_settings
 from rnnlab.data.datamodule import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
 from rnnlab.timing import TrainingTimer
@@ -149,12 +151,17 @@ def collate_to(items: list, max_len: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_max: bool, flush_denormal: bool,
-              deterministic: bool = False) -> Measurement:
-    """A plain PyTorch loop: the same data, initial weights, optimizer, loss and clipping as the project path."""
-    torch.set_flush_denormal(flush_denormal)  # before any parallel op: see in_fresh_process
-    torch.use_deterministic_algorithms(deterministic)
-    if deterministic:  # as the project runs it: new tensors are not NaN-filled (SentimentClassifier.setup)
-        torch.utils.deterministic.fill_uninitialized_memory = False
+              project_settings: bool = False) -> Measurement:
+    """A plain PyTorch loop: the same data, initial weights, optimizer, loss and clipping as the project path.
+
+    project_settings: run as the project does (flush_denormal is then implied); else PyTorch's defaults,
+    flush-denormal aside. Either way before the process's first parallel op: see in_fresh_process.
+    """
+    if project_settings:
+        torch.use_deterministic_algorithms(cfg.trainer.deterministic)  # as the Trainer does
+        apply_training_settings()  # as SentimentClassifier.setup() does
+    else:
+        torch.set_flush_denormal(flush_denormal)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     dataset = datamodule.datasets["train"]
