@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -106,7 +107,10 @@ def test_one_tiny_adding_run_per_cell_is_recorded(tmp_path, cell):
     assert run.data.tags["cell"] == cell and "data_sha256" not in run.data.tags  # generated: named by params
 
 
-def test_sweep_writes_json_and_figure(tmp_path):
+def test_sweep_writes_json_and_figure(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where train() puts each run's working folder
     threads = torch.get_num_threads()
     try:
         sweep_main(["--lengths", "4", "8", "--cells", "rnn", "lstm", "--out", str(tmp_path / "findings"),
@@ -125,6 +129,11 @@ def test_sweep_writes_json_and_figure(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("adding").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["adding-T4-lstm", "adding-T4-rnn",
                                                      "adding-T8-lstm", "adding-T8-rnn"]
+    for run in runs:  # the sweep's budget comes from conf/experiment/adding.yaml
+        assert run.data.params["model.optimizer.lr"] == "0.01", run.info.run_name
+        assert run.data.params["trainer.enable_progress_bar"] == "False", run.info.run_name
+    assert found["settings"]["overrides"][0] == "experiment=adding"
+    assert list(scratch.iterdir()) == []  # runs' working folders are gone; checkpoints live in MLflow
 
 
 @pytest.mark.slow

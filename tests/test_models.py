@@ -84,3 +84,23 @@ def test_reverse_padded_keeps_padding_in_place():
 def test_bad_options_fail_with_the_choices(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("[", r"\[").replace(")", r"\)")):
         SentimentRNN(VOCAB, **kwargs)
+
+
+@pytest.mark.parametrize("impl", ["fused", "explicit"])
+def test_forget_bias_starts_every_lstm_forget_gate_open(impl):
+    torch.manual_seed(0)
+    model = SentimentRNN(VOCAB, "lstm", impl, 6, 5, num_layers=2, bidirectional=True, forget_bias=1.0)
+    biases = {name: p for name, p in model.named_parameters() if ".bias_" in name}
+    assert len(biases) == 2 * 2 * 2  # ih and hh, for 2 layers x 2 directions
+    for name, bias in biases.items():
+        i, f, g, o = bias.detach().chunk(4)
+        assert torch.all(f == (1.0 if ".bias_ih" in name else 0.0)), name
+        assert not torch.all(i == 0), name  # the other gates keep PyTorch's init
+
+
+def test_forget_bias_is_ignored_by_cells_without_a_forget_gate():
+    torch.manual_seed(0)
+    default = SentimentRNN(VOCAB, "gru", "fused", 6, 5).state_dict()
+    torch.manual_seed(0)
+    with_bias = SentimentRNN(VOCAB, "gru", "fused", 6, 5, forget_bias=1.0).state_dict()
+    assert all(torch.equal(default[name], with_bias[name]) for name in default)

@@ -39,7 +39,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     would compose it), and a metrics table listing every cell."""
     archive, sha = tiny_archive
     project = copy_project(tmp_path / "project")
-    small = ["trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
+    small = ["pipeline.seeds=[0]", "pipeline.impls=[fused]", "trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
              "callbacks=none", "findings.gradient_length=6", f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
     compose_params(project / "params.yaml", small)
     env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}

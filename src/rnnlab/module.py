@@ -41,6 +41,7 @@ class SentimentClassifier(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         input_size: int | None = None,
         task: str = "binary",
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -49,7 +50,7 @@ class SentimentClassifier(pl.LightningModule):
         # in MLflow with the rest of the resolved config, not in the checkpoint.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.net = SentimentRNN(vocab_size, cell, impl, embedding_dim, hidden_size, num_layers,
-                                bidirectional, dropout, pooling, input_size)
+                                bidirectional, dropout, pooling, input_size, forget_bias)
         self.task = task
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler

@@ -10,14 +10,15 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path) -> None:
+def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path, loss_name: str = "BCE") -> None:
+    """Train and validation loss, and validation accuracy, by epoch. loss_name: BCE (IMDB), MSE (adding)."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     for name in ("train_loss", "val_loss"):
         values = history.get(name, [])
         loss_ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
     values = history.get("val_acc", [])
     acc_ax.plot(range(1, len(values) + 1), values, marker="o", color="tab:green", label="val_acc")
-    loss_ax.set(xlabel="epoch", ylabel="BCE loss", title=f"{title}: loss")
+    loss_ax.set(xlabel="epoch", ylabel=f"{loss_name} loss", title=f"{title}: loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: validation accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)

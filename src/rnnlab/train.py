@@ -32,18 +32,20 @@ from rnnlab.timing import TrainingTimer
 from rnnlab.tracking import MarkInterrupted, flatten, run_tags
 
 
-def hydra_context() -> tuple[Path, str | None]:
-    """(this run's output folder, the sweep id when it is one job of a multirun)."""
-    if not HydraConfig.initialized():
-        return Path(tempfile.mkdtemp(prefix="rnnlab-")), None
-    hydra_cfg = HydraConfig.get()
-    sweep_id = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
-    return Path(hydra_cfg.runtime.output_dir), sweep_id
-
-
 def train(cfg: DictConfig) -> float:
+    """Train, test and record one run; returns the best validation accuracy (what a Hydra sweeper maximises)."""
     check_config(cfg)
-    output_dir, sweep_id = hydra_context()
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        sweep_id = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
+        return fit_and_record(cfg, Path(hydra_cfg.runtime.output_dir), sweep_id)
+    # Called from Python (the adding sweep, tests): what the run leaves on disk is in MLflow (and export_dir)
+    # by the end, so its working folder goes.
+    with tempfile.TemporaryDirectory(prefix="rnnlab-") as output_dir:
+        return fit_and_record(cfg, Path(output_dir), None)
+
+
+def fit_and_record(cfg: DictConfig, output_dir: Path, sweep_id: str | None) -> float:
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
@@ -113,7 +115,8 @@ def record(cfg, resolved: dict, trainer: pl.Trainer, logger, best: ModelCheckpoi
     config_path = output_dir / "config.yaml"
     config_path.write_text(OmegaConf.to_yaml(resolved))
     curves_path = output_dir / "learning_curves.png"
-    plot_learning_curves(history, f"{cfg.model.cell} ({cfg.model.impl})", curves_path)
+    loss_name = "BCE" if trainer.lightning_module.task == "binary" else "MSE"
+    plot_learning_curves(history, f"{cfg.model.cell} ({cfg.model.impl})", curves_path, loss_name)
     for path in (config_path, curves_path):
         client.log_artifact(run_id, str(path))
     client.log_artifact(run_id, best.best_model_path, artifact_path="checkpoints")

@@ -28,6 +28,7 @@ class SentimentRNN(nn.Module):
         dropout: float = 0.0,
         pooling: str = "last",
         input_size: int | None = None,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if (vocab_size is None) == (input_size is None):
@@ -47,7 +48,8 @@ class SentimentRNN(nn.Module):
             input_size = embedding_dim
         else:
             self.embedding = None  # the features are the encoder's input as they are
-        self.encoder = RecurrentEncoder(cell, impl, input_size, hidden_size, num_layers, bidirectional, dropout)
+        self.encoder = RecurrentEncoder(cell, impl, input_size, hidden_size, num_layers, bidirectional, dropout,
+                                        forget_bias)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Linear(self.encoder.output_size, 1)
 

@@ -45,6 +45,7 @@ class RecurrentEncoder(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in EXPLICIT_CELLS:
@@ -62,7 +63,26 @@ class RecurrentEncoder(nn.Module):
             else:
                 make = lambda: EXPLICIT_CELLS[cell](size, hidden_size)  # noqa: E731
             self.layers.append(nn.ModuleList([make() for _ in range(self.directions)]))
+        # One config serves all three cells (DVC's stages override model.cell), so the other cells ignore it.
+        if forget_bias is not None and cell == "lstm":
+            self.init_forget_bias(forget_bias, hidden_size)
         self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM's `dropout` does
+
+    @torch.no_grad()
+    def init_forget_bias(self, value: float, hidden_size: int) -> None:
+        """Start every LSTM's forget gate with a total bias of `value` (PyTorch: uniform around 0).
+
+        A bias of 1 (Gers et al., 2000; Jozefowicz et al., 2015; Keras's default, which the article used)
+        keeps f near 0.73 at the start, so the cell state and its gradient survive many steps from the
+        first update on. Both implementations name the biases bias_ih*/bias_hh* with gates in the order
+        i, f, g, o: the forget gate is rows H..2H, and its bias is split as value + 0.
+        """
+        forget = slice(hidden_size, 2 * hidden_size)
+        for name, parameter in self.named_parameters():
+            if ".bias_ih" in name:
+                parameter[forget] = value
+            elif ".bias_hh" in name:
+                parameter[forget] = 0.0
 
     def run(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.impl == "explicit":
