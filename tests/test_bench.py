@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import PROJECT_ROOT, review_members, run_module, write_archive
-from rnnlab.bench.flops import flops_per_token
+from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
 from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
 from rnnlab.data.prepare import prepare
@@ -60,6 +60,19 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     # Same batches, weights and settings: the Lightning path computed what the plain loop computed.
     assert r["project_losses_match_plain"] is True
     assert report["targets"]["gru/article speed-up >= 2.5"]["value"] == r["speedup"]
+    ceiling = r["matmul_ceiling"]
+    assert ceiling["step_matmul_gflops"] > 0 and 0 < ceiling["ceiling_peak_pct"]
+    assert "of the ceiling" in result.stdout
+    layer = r["layer_only"]
+    assert layer["length"] >= 1 and layer["useful_gflops"] > 0 and layer["project_pct_of_layer"] > 0
+
+
+def test_matmul_ceiling():
+    # All matmuls at the peak: the ceiling is the peak. A slow sequential part pulls it down by its share:
+    # at E=H with g gates, 4gH^2 of the 12gH^2 FLOPs per token are sequential.
+    assert matmul_ceiling_gflops("lstm", 64, 64, peak=100.0, step_rate=100.0) == pytest.approx(100.0)
+    assert matmul_ceiling_gflops("lstm", 64, 64, peak=100.0, step_rate=10.0) == pytest.approx(1 / (2 / 300 + 1 / 30))
+    assert recurrent_step_gflops(8, 16, 4, steps=10, repeats=2) > 0
 
 
 def test_training_settings():

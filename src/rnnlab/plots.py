@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path, loss_name: str = "BCE") -> None:
@@ -29,14 +30,25 @@ def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path
 
 
 def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
-    """One point per run: training time (x, log scale) against test accuracy (y), labelled by cell."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Training time (x, log scale) against test accuracy (y): each run a faint dot, and per cell and
+    implementation the mean over seeds with ± 1 sd bars both ways. Colour = cell, marker = implementation."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        ax.scatter(row["fit_time_s"], row["test_acc"], s=60)
-        ax.annotate(f"{row['cell']} ({row['impl']})", (row["fit_time_s"], row["test_acc"]),
-                    textcoords="offset points", xytext=(6, 4))
+        groups.setdefault((row["cell"], row["impl"]), []).append(row)
+    colours = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+    markers = {"fused": "o", "explicit": "s"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (cell, impl), runs in groups.items():
+        time, accuracy = np.array([r["fit_time_s"] for r in runs]), np.array([r["test_acc"] for r in runs])
+        colour, marker = colours.get(cell, "tab:gray"), markers.get(impl, "^")
+        ax.scatter(time, accuracy, s=12, color=colour, marker=marker, alpha=0.35)
+        spread = (time.std(ddof=1), accuracy.std(ddof=1)) if len(runs) > 1 else (None, None)
+        ax.errorbar(time.mean(), accuracy.mean(), xerr=spread[0], yerr=spread[1], color=colour, marker=marker,
+                    markersize=8, capsize=3, linestyle="none")
+        ax.annotate(f"{cell} ({impl}, n={len(runs)})", (time.mean(), accuracy.mean()), textcoords="offset points",
+                    xytext=(7, 5), fontsize=8)
     ax.set(xlabel="training time (s, fit wall time)", ylabel="test accuracy", xscale="log",
-           title="IMDB sentiment: accuracy vs training time")
+           title="IMDB sentiment: accuracy vs training time (mean ± sd over seeds)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

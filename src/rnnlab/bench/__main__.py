@@ -39,8 +39,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from rnnlab.bench.flops import flops_per_token, sgemm_peak
-from rnnlab.bench.variants import BatchPlan, Measurement, in_fresh_process, plan_batches, run_plain, run_project
+from rnnlab.bench.flops import GATES, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
+from rnnlab.bench.variants import (BatchPlan, Measurement, in_fresh_process, plan_batches, run_layer_only, run_plain,
+                                   run_project)
 from rnnlab.config import check_config
 from rnnlab.tracking import device_description
 
@@ -52,11 +53,13 @@ SETTINGS = {
     "article": ["experiment=article"],
     "h128": ["experiment=article", "model.embedding_dim=128", "model.hidden_size=128"],
 }
-# Warm-up and timed batches per variant unless --warmup/--steps say otherwise. A small model's step takes
-# ~0.1 s, so it needs more of them for a window long enough to time; an E=H=128 step takes 0.2-4 s and is
-# big from the first batch on. The whole run takes ~4-5 minutes on the 2-core CPU.
+# Warm-up and timed batches per variant unless --warmup/--steps say otherwise. A small model's project step
+# takes ~0.05 s, so it needs many for a window long enough to time (32: ~1.5 s); an E=H=128 step takes
+# 0.2-4 s and is big from the first batch on. Even so, on this shared VM one run of a variant can be 10-25%
+# slower than the next (measured: LSTM article overhead 28% in one run, 2% in the next, 2 repeats each),
+# hence 3 repeats by default. The whole run takes ~6 minutes on the 2-core CPU.
 DEFAULT_WARMUP = {"article": 2, "h128": 1}
-DEFAULT_STEPS = {"article": 12, "h128": 4}
+DEFAULT_STEPS = {"article": 32, "h128": 4}
 VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "plain_bucketed_flush",
             "plain_project")
 # The variants the targets compare run --repeats times, the fastest counting; those that only break the
@@ -217,6 +220,18 @@ def print_table(report: dict) -> None:
               f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
               f"{fmt(r.get('overhead_pct'), '7.1f', '%'):>8} {r['other_processes_cpu_pct']:5.1f}%"
               + ("  (disturbed)" if r["other_processes_cpu_pct"] > DISTURBED_PCT else ""))
+    print("\nthe matmul ceiling (flops.matmul_ceiling_gflops): the per-step [B, H] x [H, g*H] matmul's own GFLOP/s, "
+          "the useful GFLOP/s if every matmul ran at its ceiling and nothing else took time, and the project's share:")
+    for r in report["results"]:
+        c = r["matmul_ceiling"]
+        print(f"  {r['cell']:5} {r['setting']:8} step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  ceiling "
+              f"{c['ceiling_gflops']:6.1f} GFLOP/s ({c['ceiling_peak_pct']:4.1f}% of peak)  project "
+              f"{c['project_pct_of_ceiling']:4.1f}% of the ceiling")
+    print("\nthe fused layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length):")
+    for r in report["results"]:
+        k = r["layer_only"]
+        print(f"  {r['cell']:5} {r['setting']:8} T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s "
+              f"({k['peak_pct']:4.1f}% of peak)  project {k['project_pct_of_layer']:5.1f}% of it")
     print("\nsamples/s of every variant:")
     for r in report["results"]:
         row = "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items())
@@ -235,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_WARMUP.items())
     parser.add_argument("--warmup", type=int, default=None,
                         help=f"untimed batches before them (default: {warmup_help})")
-    parser.add_argument("--repeats", type=int, default=2,
+    parser.add_argument("--repeats", type=int, default=3,
                         help=f"runs of {', '.join(REPEATED)}, interleaved; the fastest counts")
     parser.add_argument("--variants", default=",".join(VARIANTS[1:]),
                         help="plain-loop variants to run besides the project path (comma-separated, may be empty)")
@@ -281,6 +296,24 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         for variant in result["variants"].values():
             variant["peak_pct"] = 100 * variant["useful_gflops"] / peak
+        # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
+        step_rate = in_fresh_process(recurrent_step_gflops, result["batch_size"], result["hidden_size"],
+                                     GATES[result["cell"]])
+        ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,
+                                        step_rate)
+        result["matmul_ceiling"] = {
+            "step_matmul_gflops": step_rate, "ceiling_gflops": ceiling, "ceiling_peak_pct": 100 * ceiling / peak,
+            "project_pct_of_ceiling": 100 * result["variants"]["project"]["useful_gflops"] / ceiling,
+        }
+        # And the library's own kernel: the fused layer alone on a batch of the window's mean review length.
+        project = result["variants"]["project"]
+        length = round(project["real_tokens"] / project["samples"])
+        seconds = in_fresh_process(run_layer_only, result["cell"], result["batch_size"], length,
+                                   result["embedding_dim"], result["hidden_size"])
+        layer_gflops = result["batch_size"] * length * result["flops_per_token"] / seconds / 1e9
+        result["layer_only"] = {"length": length, "seconds": seconds, "useful_gflops": layer_gflops,
+                                "peak_pct": 100 * layer_gflops / peak,
+                                "project_pct_of_layer": 100 * project["useful_gflops"] / layer_gflops}
     report = {
         "machine": {"device": device_description("cpu"), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],

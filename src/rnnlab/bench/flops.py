@@ -33,3 +33,42 @@ def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
     and the decoder are left out: this is the part that can run near the matmul peak.
     """
     return 3 * 2 * GATES[cell] * hidden_size * (embedding_dim + hidden_size)
+
+
+def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5) -> float:
+    """GFLOP/s of the recurrence's own matmul: a chain of `steps` [batch, H] x [H, gates*H] products, each
+    taking the previous one's output, as h_t needs h_{t-1}. Best of `repeats` after one warm-up chain.
+
+    These products are small (at B=128, H=128, g=4: 17 MFLOP, ~0.1 ms) and cannot be batched over time, so
+    they run far below the large-matmul peak: thread start-up and synchronisation cost as much as the maths.
+    """
+    weight = torch.randn(hidden, gates * hidden) / hidden**0.5
+    state = torch.randn(batch, gates * hidden)
+
+    def chain() -> torch.Tensor:
+        out = state
+        for _ in range(steps):
+            out = torch.mm(out[:, :hidden], weight)
+        return out
+
+    chain()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        chain()
+        best = min(best, time.perf_counter() - start)
+    return 2 * batch * hidden * gates * hidden * steps / best / 1e9
+
+
+def matmul_ceiling_gflops(cell: str, embedding_dim: int, hidden_size: int, peak: float, step_rate: float) -> float:
+    """The useful GFLOP/s a one-layer cell would reach if its matmuls ran at their own ceilings and nothing
+    else (gate maths, the embedding, the optimizer) took any time.
+
+    Of the 6*g*H*(E+H) FLOPs per token (see flops_per_token), two products per step are sequential: the
+    forward h_{t-1} W_hh and the backward dgates_t W_hh, 4*g*H^2, at `step_rate`. The rest batch over all
+    time steps (x W_ih and its two gradients, the W_hh gradient) and can run at the sgemm `peak`.
+    """
+    g, E, H = GATES[cell], embedding_dim, hidden_size
+    sequential = 4 * g * H * H
+    batched = flops_per_token(cell, E, H) - sequential
+    return flops_per_token(cell, E, H) / (batched / peak + sequential / step_rate)

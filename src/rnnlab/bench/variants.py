@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from rnnlab.cpu import apply_training_settings
 from rnnlab.data.datamodule import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
+from rnnlab.models.cells import FUSED_CELLS
 from rnnlab.timing import TrainingTimer
 from rnnlab.tracking import MarkInterrupted, flatten
 
@@ -187,3 +188,22 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
         if step == warmup - 1:
             start = time.perf_counter()
     return measurement
+
+
+def run_layer_only(cell: str, batch: int, length: int, embedding_dim: int, hidden_size: int,
+                   repeats: int = 4) -> float:
+    """Seconds of the fastest forward + backward of the fused recurrent layer alone on a [batch, length, E]
+    input: no embedding, pooling, loss, clipping or optimizer. The library kernel's own speed at this
+    shape, which the project path cannot beat; run with the project's process settings, in a fresh process.
+    """
+    apply_training_settings()
+    torch.manual_seed(0)
+    layer = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
+    x = torch.randn(batch, length, embedding_dim, requires_grad=True)
+    best = float("inf")
+    for attempt in range(repeats + 1):  # the first one is a warm-up
+        start = time.perf_counter()
+        layer(x)[0].sum().backward()
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return best
