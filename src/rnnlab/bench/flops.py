@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -10,18 +11,24 @@ import torch
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
+def fastest_seconds(work: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of `repeats` calls of work(), after one untimed warm-up call (first calls pick
+    kernels and allocate buffers). Other processes can only slow a call down, so the fastest is the truest."""
+    work()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def sgemm_peak(size: int = 4096, repeats: int = 4) -> float:
     """GFLOP/s of a large fp32 matmul with the threads training uses (torch.get_num_threads()), best of
     `repeats` after one warm-up. The ceiling a recurrent layer, which is mostly matmuls, can approach."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
-    torch.mm(a, b, out=out)  # warm-up: MKL's first call picks kernels and allocates its buffers
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return 2 * size**3 / fastest_seconds(lambda: torch.mm(a, b, out=out), repeats) / 1e9
 
 
 def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
@@ -51,13 +58,7 @@ def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400,
             out = torch.mm(out[:, :hidden], weight)
         return out
 
-    chain()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        chain()
-        best = min(best, time.perf_counter() - start)
-    return 2 * batch * hidden * gates * hidden * steps / best / 1e9
+    return 2 * batch * hidden * gates * hidden * steps / fastest_seconds(chain, repeats) / 1e9
 
 
 def matmul_ceiling_gflops(cell: str, embedding_dim: int, hidden_size: int, peak: float, step_rate: float) -> float:

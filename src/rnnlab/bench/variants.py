@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from rnnlab.bench.flops import fastest_seconds
 from rnnlab.cpu import apply_training_settings
 from rnnlab.data.datamodule import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
@@ -200,10 +201,4 @@ def run_layer_only(cell: str, batch: int, length: int, embedding_dim: int, hidde
     torch.manual_seed(0)
     layer = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
     x = torch.randn(batch, length, embedding_dim, requires_grad=True)
-    best = float("inf")
-    for attempt in range(repeats + 1):  # the first one is a warm-up
-        start = time.perf_counter()
-        layer(x)[0].sum().backward()
-        if attempt:
-            best = min(best, time.perf_counter() - start)
-    return best
+    return fastest_seconds(lambda: layer(x)[0].sum().backward(), repeats)
