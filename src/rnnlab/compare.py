@@ -1,10 +1,15 @@
 """DVC stage `compare`: the cells side by side, and the article's claims judged on the runs.
 
-    python -m rnnlab.compare data/train --gradients data/findings/gradients.json --out data/compare
+    python -m rnnlab.compare                                   # conf/: its pipeline, paths and settings
+    python -m rnnlab.compare 'pipeline.seeds=[0]' 'pipeline.impls=[fused]'
 
-Reads every `metrics.json` under the train folder (one per cell x impl x seed: DVC's train matrix).
-Writes, in --out:
-    table.md              accuracy, training time and throughput per cell and implementation (mean ± sd)
+Reads exactly the runs of the pipeline section (rnnlab.pipeline): `<paths.train_dir>/<cell>-<impl>-<seed>/`
+metrics.json and config.yaml. Any other folder there (a run of an earlier pipeline) is ignored; a planned run
+that is missing, or that was trained with other data, model or trainer settings than the config's, stops the
+stage with one line saying which. Optional: gradients.json and adding.json in paths.findings_dir.
+Writes, in paths.compare_dir:
+    table.md              accuracy, training time and throughput per cell and implementation (mean ± sd),
+                          then the settings, the runs and the device(s) behind them
     claims.md             each of the article's four claims: figures, 95% intervals, verdict
     summary.json          the same as DVC metrics
     accuracy_vs_time.png  one point per run
@@ -13,40 +18,156 @@ Writes, in --out:
 
 from __future__ import annotations
 
-import argparse
+import copy
 import csv
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
+from rnnlab.cells import IMPL_NAMES, cell_rank
+from rnnlab.cli import UserError, first_line, hydra_app
 from rnnlab.findings.claims import judge_all
+from rnnlab.pipeline import PlannedRun, planned_runs, run_folder
 from rnnlab.plots import plot_accuracy_vs_time
 
-CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+# What the train stage writes in metrics.json and this stage reads ("a.b": key b of the mapping a).
+REQUIRED_METRICS = ("cell", "impl", "seed", "test_acc", "fit_time_s", "train_samples_per_s", "epochs", "n_params",
+                    "device", "history.val_acc")
+# The config sections that decide a run's result; a run trained with other values is not this pipeline's.
+COMPARED_SECTIONS = ("data", "model", "trainer")
+REPRO = "run `dvc repro`"
 
 
-class CompareError(Exception):
-    pass
+def compare(cfg: DictConfig) -> str:
+    """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
+    runs = load_runs(cfg)
+    findings_dir = Path(cfg.paths.findings_dir)
+    gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
+    report = judge_all(runs, gradients, adding)
+    out = Path(cfg.paths.compare_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)
+    (out / "table.md").write_text(table)
+    (out / "claims.md").write_text(claims_markdown(report))
+    summary = {"runs": len(runs), **{f"{r['cell']}-{r['impl']}-{r['seed']}": {
+        k: r[k] for k in ("test_acc", "fit_time_s", "train_samples_per_s")} for r in runs}, "claims": report}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")
+    write_learning_curves(runs, out / "learning_curves.csv")
+    return table
 
 
-def load_runs(train_dir: Path) -> list[dict]:
-    paths = sorted(train_dir.glob("*/metrics.json"))
-    if not paths:
-        raise CompareError(f"no */metrics.json under {train_dir}: run the train stages first")
+def load_runs(cfg: DictConfig) -> list[dict]:
+    """The metrics of every run the pipeline section plans, each checked against the current settings."""
+    try:
+        planned = planned_runs(cfg.pipeline)
+    except ValueError as e:
+        raise UserError(str(e)) from e
     runs = []
-    for path in paths:
+    for run in planned:
+        folder = run_folder(cfg.paths.train_dir, run)
+        if not folder.is_dir():
+            raise UserError(f"{folder} is missing: run {run.name} of the pipeline has not been trained; {REPRO}")
+        runs.append(read_metrics(folder / "metrics.json", run))
+        check_settings(cfg, run, folder / "config.yaml")
+    return sorted(runs, key=lambda r: (IMPL_NAMES.index(r["impl"]), cell_rank(r["cell"]), r["seed"]))
+
+
+def read_metrics(path: Path, run: PlannedRun) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {REPRO} to train {run.name}")
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to train {run.name} again") from e
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path} is not a JSON object: {REPRO} to train {run.name} again")
+    for key in REQUIRED_METRICS:
+        if not has_key(metrics, key):
+            raise UserError(f"{path} lacks key '{key}': {REPRO} to train {run.name} again")
+    written_for = f"{metrics['cell']}-{metrics['impl']}-{metrics['seed']}"
+    if written_for != run.name:
+        raise UserError(f"{path} holds run {written_for}, not {run.name}: {REPRO} to train {run.name} again")
+    return metrics
+
+
+def has_key(mapping: dict, dotted: str) -> bool:
+    value: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def check_settings(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
+    """UserError unless the run's config.yaml holds the data, model and trainer settings the pipeline would
+    train it with now: the current config with the run's cell, implementation and seed, resolved."""
+    trained = read_config(path, run)
+    expected = copy.deepcopy(cfg)
+    with open_dict(expected):
+        expected.model.cell, expected.model.impl, expected.seed = run.cell, run.impl, run.seed
+    for section in COMPARED_SECTIONS:
+        if section not in trained:
+            raise UserError(f"{path} lacks key '{section}': {REPRO} to train {run.name} again")
         try:
-            runs.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
-            raise CompareError(f"{path} is not valid JSON ({e})") from e
-    return sorted(runs, key=lambda r: (r["impl"], CELL_ORDER.get(r["cell"], 9), r["seed"]))
+            now = OmegaConf.to_container(expected[section], resolve=True)
+        except OmegaConfBaseException as e:
+            raise UserError(f"{section}: {first_line(e)}") from e
+        difference = first_difference(trained[section], now, section)
+        if difference:
+            key, then, current = difference
+            raise UserError(f"run {run.name} ({path}) was trained with {key}={shown(then)}; "
+                            f"the pipeline now says {shown(current)}: {REPRO}")
 
 
-def load_optional(path: Path | None) -> dict | None:
-    return json.loads(path.read_text()) if path and path.is_file() else None
+def read_config(path: Path, run: PlannedRun) -> dict:
+    """A run's config.yaml as plain data: the train stage writes it already resolved."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {REPRO} to train {run.name} again")
+    try:
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException) as e:
+        raise UserError(f"{path} is not valid YAML ({first_line(e)}): {REPRO} to train {run.name} again") from e
+    if not isinstance(config, DictConfig):
+        raise UserError(f"{path} is not a mapping of settings: {REPRO} to train {run.name} again")
+    return OmegaConf.to_container(config, resolve=False)
+
+
+NOT_SET = object()  # a key one side of a comparison lacks
+
+
+def first_difference(then: Any, now: Any, key: str) -> tuple[str, Any, Any] | None:
+    """(dotted key, value then, value now) of the first setting that differs, in the current config's order."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        for name in [*now, *(name for name in then if name not in now)]:
+            found = first_difference(then.get(name, NOT_SET), now.get(name, NOT_SET), f"{key}.{name}")
+            if found:
+                return found
+        return None
+    return None if then == now else (key, then, now)
+
+
+def shown(value: Any) -> str:
+    if value is NOT_SET:
+        return "(not set)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_optional(path: Path) -> dict | None:
+    """A findings file if that stage has run (None if not)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to measure it again") from e
 
 
 def mean_sd(values: list[float], fmt: str) -> str:
@@ -60,8 +181,9 @@ def markdown_table(runs: list[dict]) -> str:
     for run in runs:
         groups[(run["cell"], run["impl"])].append(run)
     fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in groups.values())
-    lines = ["| cell | impl | seeds | test accuracy | training time (s) | vs fastest | train samples/s | epochs | parameters |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    columns = ["cell", "impl", "seeds", "test accuracy", "training time (s)", "vs fastest", "train samples/s",
+               "epochs", "parameters"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for (cell, impl), group in groups.items():
         times = [r["fit_time_s"] for r in group]
         lines.append(
@@ -70,8 +192,26 @@ def markdown_table(runs: list[dict]) -> str:
             f"| {np.mean([r['train_samples_per_s'] for r in group]):.0f} | {group[0]['epochs']} "
             f"| {group[0]['n_params']:,} |"
         )
-    devices = sorted({str(r.get("device")) for r in runs})
-    return "\n".join(lines) + f"\n\nDevice: {'; '.join(devices)}\n"
+    return "\n".join(lines) + "\n"
+
+
+def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:
+    """The settings every run shares (load_runs checked them), how many runs there are, and where they ran."""
+    model, data, pipeline = cfg.model, cfg.data, cfg.pipeline
+    layers = f"{model.num_layers} layer{'s' if model.num_layers != 1 else ''}"
+    vocabulary = data.vocab_size or OmegaConf.select(cfg, "prepare.vocab_size")
+    optimizer = model.get("optimizer")
+    training = (f"{optimizer._target_.rsplit('.', 1)[-1]} lr {optimizer.get('lr')}" if optimizer
+                else "the module's default optimizer")
+    settings = (f"Settings: embedding {model.embedding_dim}, hidden {model.hidden_size}, {layers}, "
+                f"{'bidirectional' if model.bidirectional else 'unidirectional'}, {model.pooling} pooling, "
+                f"max_len {data.max_len}, vocabulary {vocabulary}, batch {data.batch_size}, {training}, "
+                f"{cfg.trainer.max_epochs} epochs at most.")
+    lists = " x ".join(", ".join(str(v) for v in pipeline[name]) for name in ("cells", "impls", "seeds"))
+    count = (f"{len(runs)} runs = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
+             f"x {len(pipeline.seeds)} seeds ({lists}).")
+    devices = sorted({str(r["device"] or "unknown") for r in runs})
+    return f"{settings}\n{count}\n{'Device' if len(devices) == 1 else 'Devices'}: {'; '.join(devices)}.\n"
 
 
 def interval(summary: dict | None, fmt: str = "{:.4f}") -> str:
@@ -115,9 +255,9 @@ def claims_markdown(report: dict) -> str:
     lines.append(f"## (d) RNN gradients vanish, LSTM/GRU gradients survive: {d['verdict']}")
     if "trained_reach" in d:
         lines.append("")
+        reaches = [f"{cell} {reach} ({d['init_reach'].get(cell)})" for cell, reach in d["trained_reach"].items()]
         lines.append("Steps back from the end before |d loss / d x_t| falls below 1e-3 of its end value "
-                     "(trained; at initialisation): " + ", ".join(
-                         f"{cell} {d['trained_reach'][cell]} ({d['init_reach'].get(cell)})" for cell in d["trained_reach"]))
+                     "(trained; at initialisation): " + ", ".join(reaches))
     elif "why" in d:
         lines.append(f"\n{d['why']}")
     if "adding_learned_up_to" in d:
@@ -133,7 +273,7 @@ def write_learning_curves(runs: list[dict], path: Path) -> None:
     for run in runs:
         if run["impl"] == "fused":
             curves[run["cell"]].append(run["history"]["val_acc"])
-    cells = sorted(curves, key=lambda c: CELL_ORDER.get(c, 9))
+    cells = sorted(curves, key=cell_rank)
     epochs = max((len(c) for seeds in curves.values() for c in seeds), default=0)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -146,31 +286,10 @@ def write_learning_curves(runs: list[dict], path: Path) -> None:
             writer.writerow([epoch + 1, *row])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("train_dir", type=Path, help="folder of train stage outputs (<run>/metrics.json)")
-    parser.add_argument("--gradients", type=Path, help="gradients.json of the gradient-decay stage")
-    parser.add_argument("--adding", type=Path, help="adding.json of the adding-problem sweep")
-    parser.add_argument("--out", type=Path, default=Path("data/compare"))
-    args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.train_dir)
-    except CompareError as e:
-        print(f"compare: error: {e}", file=sys.stderr)
-        return 1
-    report = judge_all(runs, load_optional(args.gradients), load_optional(args.adding))
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(runs)
-    (args.out / "table.md").write_text(table)
-    (args.out / "claims.md").write_text(claims_markdown(report))
-    summary = {"runs": len(runs), **{f"{r['cell']}-{r['impl']}-{r['seed']}": {
-        k: r[k] for k in ("test_acc", "fit_time_s", "train_samples_per_s")} for r in runs}, "claims": report}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_accuracy_vs_time(runs, args.out / "accuracy_vs_time.png")
-    write_learning_curves(runs, args.out / "learning_curves.csv")
-    print(table, end="")
-    return 0
+@hydra_app("compare")
+def main(cfg: DictConfig) -> None:
+    print(compare(cfg), end="")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

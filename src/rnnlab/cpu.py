@@ -1,6 +1,8 @@
-"""Process-wide settings that make training faster on a CPU, applied by `SentimentClassifier.setup()`.
+"""Process-wide settings that make training faster on a CPU without changing its results.
 
-Each was measured on the project's 2-core Xeon (AVX-512, MKL); `python -m rnnlab.bench` re-measures them.
+`CPUSettings` (a callback in conf/callbacks/default.yaml) applies them in every training process; the
+benchmark (`python -m rnnlab.bench`) measures what each one is worth. They stay on for the rest of the
+process: they are process-wide by nature, and nothing in rnnlab switches them back.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+import pytorch_lightning as pl
 import torch
 
 # mallopt() parameters, from glibc's malloc.h
@@ -18,11 +21,9 @@ M_MMAP_THRESHOLD = -3
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse rather than hand it back to the kernel; False if not glibc.
 
-    By default glibc gives every large block (over 128 KB to 32 MB, adaptively) its own mmap and unmaps it
-    on free, so each training step page-faults its activations, oneDNN's LSTM workspace and their gradients
-    in afresh, the kernel zeroing every page. Measured here (8 bucketed batches of 128): 5-28% of the step
-    time, most for the LSTM (E=H=128: 3.0 s -> 2.2 s; E=H=32: 0.56 s -> 0.42 s), 4-15% for the GRU. The
-    resident size then stays at the peak of a step.
+    By default glibc gives every large block its own mmap and unmaps it on free, so each training step
+    page-faults its activations, oneDNN's LSTM workspace and their gradients in afresh, the kernel zeroing
+    every page. The resident size then stays at the peak of a step instead.
     """
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
@@ -36,15 +37,21 @@ def apply_training_settings() -> None:
     """Flush denormals, skip deterministic mode's NaN-filling, keep freed memory.
 
     Call it before the process's first parallel op where possible: torch.set_flush_denormal sets the calling
-    thread only, and OpenMP's worker threads copy the setting when they start, at that first op. In
-    `python -m rnnlab.train` they start at the first training batch, after setup(). Measured here: one matmul
-    before it left the worker unflushed and an LSTM (E=H=128) step on 267 tokens took 1.7 s instead of 0.35 s.
+    thread only, and OpenMP's worker threads copy the setting when they start, at that first op (in a
+    training process: the first training batch, after the callbacks' setup).
     """
-    # Vanishing gradients end as denormal floats, which x86 CPUs process ~10-50x slower: measured here, an
-    # LSTM (E=H=128) batch took 2.1 s with them and 0.23 s flushed to zero.
+    # Vanishing gradients end as denormal floats, which x86 CPUs process many times slower than normal ones.
     torch.set_flush_denormal(True)
     # `trainer.deterministic` also makes torch fill every new tensor with NaN, oneDNN's LSTM workspace
-    # included: 26% of an LSTM (E=H=128) step here. Every such tensor is written before it is read, so
-    # results are unchanged; deterministic algorithms stay on.
+    # included. Every such tensor is written before it is read, so results are unchanged; deterministic
+    # algorithms stay on.
     torch.utils.deterministic.fill_uninitialized_memory = False
-    keep_freed_memory()  # results unchanged too
+    keep_freed_memory()
+
+
+class CPUSettings(pl.Callback):
+    """Applies `apply_training_settings` in every training process (DDP workers included) before its first batch."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.strategy.root_device.type == "cpu":
+            apply_training_settings()

@@ -1,15 +1,18 @@
-"""The LightningModule: a `SentimentRNN` trained for one of two tasks.
+"""The LightningModule: a `RecurrentNetwork` trained for the task its data pose.
 
 - binary (IMDB): binary cross-entropy on one logit; `acc` is the classification accuracy.
 - regression (the adding problem): mean squared error, also logged as `mse`; `acc` is the fraction of
   predictions within 0.04 of the target, Hochreiter & Schmidhuber's criterion, so that "val_acc" means
   "higher is better" for both tasks and the same checkpointing and records serve both.
+
+The task comes from the datamodule (`SequenceDataModule.task`), the network's settings from `model.*` in conf/.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -18,40 +21,34 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 from torchmetrics.regression import MeanSquaredError
 
-from rnnlab.cpu import apply_training_settings
-from rnnlab.models.classifier import SentimentRNN
+from rnnlab.checks import one_of
+from rnnlab.cli import UserError
+from rnnlab.data.base import TASKS
+from rnnlab.models.network import RecurrentNetwork
 
-TASKS = ("binary", "regression")
+class TrainingDiverged(UserError, FloatingPointError):
+    """The loss stopped being a number: the run ends FAILED with this one line."""
+
+
 TOLERANCE = 0.04  # Hochreiter & Schmidhuber (1997): a prediction this close to the target counts as correct
 
 
-class SentimentClassifier(pl.LightningModule):
+class RecurrentModule(pl.LightningModule):
     def __init__(
         self,
-        vocab_size: int | None = None,
-        cell: str = "lstm",
-        impl: str = "fused",
-        embedding_dim: int = 64,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        pooling: str = "last",
+        *,
+        task: str = "binary",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        input_size: int | None = None,
-        task: str = "binary",
-        forget_bias: float | None = None,
+        **network: Any,
     ) -> None:
+        """`network`: the keyword arguments of `RecurrentNetwork` (cell, impl, sizes, ...)."""
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: choose {' | '.join(TASKS)}")
+        self.task = one_of("task", task, TASKS)
         # Optimizer and scheduler are factories from the config (`_partial_: true`); they are recorded
-        # in MLflow with the rest of the resolved config, not in the checkpoint.
+        # in MLflow with the rest of the resolved config, not in the checkpoint, which holds plain values only.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.net = SentimentRNN(vocab_size, cell, impl, embedding_dim, hidden_size, num_layers,
-                                bidirectional, dropout, pooling, input_size, forget_bias)
-        self.task = task
+        self.net = RecurrentNetwork(**network)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler
         if task == "binary":
@@ -60,11 +57,6 @@ class SentimentClassifier(pl.LightningModule):
             # acc: the mean of "within TOLERANCE", one 0/1 per example
             self.train_acc, self.val_acc, self.test_acc = MeanMetric(), MeanMetric(), MeanMetric()
             self.train_mse, self.val_mse, self.test_mse = MeanSquaredError(), MeanSquaredError(), MeanSquaredError()
-
-    def setup(self, stage: str) -> None:
-        # Flush denormals, no NaN-filling under deterministic mode, keep freed memory (see rnnlab/cpu.py,
-        # with the measurements). Runs in every DDP process, before the first batch starts OpenMP's threads.
-        apply_training_settings()
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.net(inputs, lengths)
@@ -102,7 +94,7 @@ class SentimentClassifier(pl.LightningModule):
         # Checked once an epoch rather than every step, so GPUs are not forced to sync.
         loss = self.trainer.callback_metrics.get("train_loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise FloatingPointError(f"training diverged: train_loss is {float(loss)} at epoch {self.current_epoch}")
+            raise TrainingDiverged(f"training diverged: train_loss is {float(loss)} at epoch {self.current_epoch}")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

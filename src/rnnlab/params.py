@@ -1,30 +1,12 @@
-"""Reading stage parameters from params.yaml, the file DVC tracks (composed from conf/ by Hydra)."""
+"""params.yaml, the file DVC tracks, is conf/ composed: `python -m rnnlab.params` writes it after editing conf/.
+
+`dvc exp run -S ...` composes it the same way itself (hydra.enabled in .dvc/config); a test fails if the two drift.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
-
-
-class ParamsError(Exception):
-    """params.yaml is missing, unreadable or lacks a section a stage needs."""
-
-
-def load_params(path: str | Path, section: str) -> dict[str, Any]:
-    """Return one top-level section of a params file."""
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text())
-    except FileNotFoundError as e:
-        raise ParamsError(f"{path} not found: run from the project root") from e
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{path} is not valid YAML: {e}") from e
-    if not isinstance(params, dict) or not isinstance(params.get(section), dict):
-        raise ParamsError(f"{path} has no `{section}` section")
-    return params[section]
-
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -37,8 +19,6 @@ def compose_params(output: str | Path = "params.yaml", overrides: list[str] | No
 
 
 if __name__ == "__main__":
-    import sys
-
-    # python -m rnnlab.params [OVERRIDE ...]: regenerate params.yaml after editing conf/.
+    # python -m rnnlab.params [OVERRIDE ...]
     compose_params("params.yaml", sys.argv[1:])
     print("params.yaml composed from conf/")

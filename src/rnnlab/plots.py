@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rnnlab.cells import CELLS, IMPLEMENTATIONS  # noqa: E402
+
 
 def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path, loss_name: str = "BCE") -> None:
     """Train and validation loss, and validation accuracy, by epoch. loss_name: BCE (IMDB), MSE (adding)."""
@@ -29,18 +31,25 @@ def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path
     plt.close(fig)
 
 
+def cell_colour(cell: str) -> str:
+    """The cell's colour from rnnlab.cells; grey for a name it does not define."""
+    return CELLS[cell].colour if cell in CELLS else "tab:gray"
+
+
+def impl_marker(impl: str) -> str:
+    return IMPLEMENTATIONS[impl].marker if impl in IMPLEMENTATIONS else "^"
+
+
 def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
     """Training time (x, log scale) against test accuracy (y): each run a faint dot, and per cell and
     implementation the mean over seeds with ± 1 sd bars both ways. Colour = cell, marker = implementation."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["cell"], row["impl"]), []).append(row)
-    colours = {"rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
-    markers = {"fused": "o", "explicit": "s"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (cell, impl), runs in groups.items():
         time, accuracy = np.array([r["fit_time_s"] for r in runs]), np.array([r["test_acc"] for r in runs])
-        colour, marker = colours.get(cell, "tab:gray"), markers.get(impl, "^")
+        colour, marker = cell_colour(cell), impl_marker(impl)
         ax.scatter(time, accuracy, s=12, color=colour, marker=marker, alpha=0.35)
         spread = (time.std(ddof=1), accuracy.std(ddof=1)) if len(runs) > 1 else (None, None)
         ax.errorbar(time.mean(), accuracy.mean(), xerr=spread[0], yerr=spread[1], color=colour, marker=marker,

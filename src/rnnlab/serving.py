@@ -1,6 +1,6 @@
 """A trained model as an MLflow pyfunc model: raw review text in, P(positive) and a label out.
 
-Every training run logs one under the name "model" (see `train.record`). It carries the best checkpoint,
+Every IMDB training run logs one under the name "model" (see `rnnlab.recording`). It carries the best checkpoint,
 the run's tokenizer.json and this package's code, so it needs nothing but its pip requirements:
 
     mlflow.pyfunc.load_model("runs:/<run id>/model").predict(pd.DataFrame({"text": ["A wonderful film."]}))
@@ -30,8 +30,8 @@ from mlflow.types import ColSpec, Schema
 from tokenizers import Tokenizer
 
 from rnnlab.data.arrays import PreparedSplit
-from rnnlab.data.datamodule import ReviewDataset, collate
-from rnnlab.module import SentimentClassifier
+from rnnlab.data.imdb import ReviewDataset, collate
+from rnnlab.module import RecurrentModule
 
 MODEL_NAME = "model"
 TEXT_COLUMN = "text"
@@ -84,7 +84,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.max_len, self.keep = max_len, keep
 
     def load_context(self, context) -> None:
-        self.classifier = SentimentClassifier.load_from_checkpoint(context.artifacts["checkpoint"], map_location="cpu")
+        self.classifier = RecurrentModule.load_from_checkpoint(context.artifacts["checkpoint"], map_location="cpu")
         self.classifier.eval()
         self.tokenizer = Tokenizer.from_file(context.artifacts["tokenizer"])
 
@@ -134,8 +134,8 @@ def log_sentiment_model(run_id: str, tracking_uri: str, checkpoint_path: str | P
                         max_len: int, keep: str) -> ModelInfo:
     """Log a `SentimentModel` into run `run_id` under the name "model" (`runs:/<run_id>/model`).
 
-    The run is resumed for the logging and ended FINISHED (FAILED if logging fails), as the caller
-    `train.record` ends it right after anyway.
+    The run is resumed for the logging and left FINISHED (FAILED if logging fails); its caller
+    `RunRecord` sets the final status right after.
     """
     with use_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(

@@ -32,38 +32,28 @@ def default_artifact_location(uri: str) -> str | None:
 
 
 class RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger, ending a run KILLED (not FAILED) when it was interrupted by the user."""
+    """Lightning's MLflow logger, except that it never ends the run: Lightning would mark it FINISHED after `fit`,
+    before the test and the record. `rnnlab.recording.RunRecord` decides the final status, in one place."""
 
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, run_name: str | None = None,
                  **kwargs: Any) -> None:
         uri = resolve_tracking_uri(tracking_uri)
         kwargs.setdefault("artifact_location", default_artifact_location(uri))
         super().__init__(experiment_name=experiment_name, tracking_uri=uri, run_name=run_name, **kwargs)
-        self.interrupted = False
 
     def finalize(self, status: str = "success") -> None:
-        super().finalize("KILLED" if self.interrupted and status == "failed" else status)
+        pass
 
 
-class MarkInterrupted(pl.Callback):
-    """Tells the `RunLogger` that the exception ending the fit was Ctrl-C / SIGTERM, not a crash."""
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
-            for logger in trainer.loggers:
-                if isinstance(logger, RunLogger):
-                    logger.interrupted = True
-
-
-def git_state() -> tuple[str, bool]:
-    """(commit sha, whether the work tree has uncommitted changes); ('unknown', True) outside git."""
+def git_dirty() -> bool:
+    """Whether the work tree has uncommitted changes (True outside git). MLflow records the commit itself
+    (tag mlflow.source.git.commit), not whether the code run was that commit."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return sha, bool(dirty)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        return bool(status)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
+        return True
 
 
 def data_hash(folder: str | Path) -> str:
@@ -72,8 +62,7 @@ def data_hash(folder: str | Path) -> str:
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(folder)).encode())
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
 
 
@@ -93,12 +82,10 @@ def device_description(accelerator: str) -> str:
 
 def run_tags(cell: str, impl: str, data_dir: str | Path | None, accelerator: str,
              sweep_id: str | None) -> dict[str, str]:
-    sha, dirty = git_state()
     tags = {
         "cell": cell,
         "impl": impl,
-        "git_commit": sha,
-        "git_dirty": str(dirty).lower(),
+        "git_dirty": str(git_dirty()).lower(),
         "device": device_description(accelerator),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

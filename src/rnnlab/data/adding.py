@@ -17,13 +17,11 @@ test come from independent streams, so changing one split's size leaves the othe
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from rnnlab.data.sampler import BucketBatchSampler
-
-SPLITS = ("train", "val", "test")
+from rnnlab.checks import positive_int
+from rnnlab.data.base import SPLITS, SequenceDataModule
 
 
 def adding_examples(count: int, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +38,10 @@ def adding_examples(count: int, seq_len: int, rng: np.random.Generator) -> tuple
     return np.stack([values, markers], axis=-1), targets
 
 
-class AddingDataModule(pl.LightningDataModule):
-    """Batches shaped like the IMDB datamodule's: (features [B, T, 2] float, lengths [B] all T, targets [B] float)."""
+class AddingDataModule(SequenceDataModule):
+    """Regression: batches shaped like IMDB's, (features [B, T, 2] float, lengths [B] all T, targets [B] float)."""
+
+    task = "regression"
 
     def __init__(
         self,
@@ -53,22 +53,16 @@ class AddingDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if seq_len < 2:
-            raise ValueError(f"seq_len must be at least 2 (one marker in each half), got {seq_len}")
-        for name, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size),
-                            ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
-        self.seq_len, self.seed = seq_len, seed
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.datasets: dict[str, TensorDataset] = {}
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        if positive_int("seq_len", seq_len) < 2:
+            raise ValueError(f"seq_len={seq_len} must be at least 2: one marker in each half")
+        self.seq_len = seq_len
+        self.sizes = {name: positive_int(f"{name}_size", size)
+                      for name, size in zip(SPLITS, (train_size, val_size, test_size))}
 
     @property
-    def model_inputs(self) -> dict:
-        """The model's data-dependent arguments: two continuous features per step, a real-valued target."""
-        return {"input_size": 2, "task": "regression"}
+    def network_inputs(self) -> dict:
+        return {"input_size": 2}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -78,21 +72,6 @@ class AddingDataModule(pl.LightningDataModule):
             lengths = torch.full((len(targets),), self.seq_len, dtype=torch.long)
             self.datasets[name] = TensorDataset(torch.from_numpy(features), lengths, torch.from_numpy(targets))
 
-    def loader(self, name: str, train: bool) -> DataLoader:
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        # All lengths are equal, so the IMDB sampler is just a seeded per-epoch shuffle (sequential order for
-        # evaluation), sharded across DDP ranks the same way as the IMDB batches.
-        sampler = BucketBatchSampler(np.full(self.sizes[name], self.seq_len),
-                                     self.batch_size if train else self.eval_batch_size,
-                                     shuffle=train, seed=self.seed, num_replicas=replicas, rank=rank)
-        return DataLoader(self.datasets[name], batch_sampler=sampler)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test", train=False)
+    def example_lengths(self, split: str) -> np.ndarray:
+        # All equal: the sampler's bucketing reduces to a seeded shuffle (sequential order for evaluation).
+        return np.full(self.sizes[split], self.seq_len)

@@ -1,16 +1,15 @@
 """DVC stage `download`: fetch the IMDB archive, verify its sha256, extract the labelled reviews safely.
 
-The source defaults to the canonical Stanford URL and checksum from params.yaml (`download` section).
-Offline machines point `IMDB_SOURCE` at a local archive (a path or a file:// URL) and give its checksum
-in `IMDB_SHA256`. Output: `data/raw/aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`, written to a
-temporary folder and renamed into place only once everything checked out, so a failure leaves nothing.
+The source is the canonical Stanford URL and checksum of the config's `download` section. Offline
+machines point `IMDB_SOURCE` at a local archive (a path or a file:// URL) and give its checksum in
+`IMDB_SHA256`. Output: `<paths.raw_dir>/{train,test}/{pos,neg}/<id>_<rating>.txt`, written to a temporary
+folder and renamed into place only once everything checked out, so a failure leaves nothing.
 
-    python -m rnnlab.data.download
+    python -m rnnlab.data.download [paths.raw_dir=...]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -23,18 +22,19 @@ import urllib.request
 import zlib
 from pathlib import Path
 
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from rnnlab.params import ParamsError, load_params
+from rnnlab.cli import UserError, hydra_app
 
 SPLITS = ("train", "test")
 LABELS = ("neg", "pos")
-REVIEW_NAME = re.compile(r"^\d+_(\d+)\.txt$")
+REVIEW_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")  # groups: review id, rating
 # Members outside the labelled reviews (train/unsup, .feat files, URL lists) are skipped, not refused.
 REVIEW_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/([^/]+)$")
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem with the input data, reported to the user as one line."""
 
 
@@ -60,11 +60,8 @@ def local_path(source: str) -> Path | None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def fetch(url: str, dest: Path) -> None:
@@ -143,22 +140,14 @@ def download(url: str, sha256: str, out_dir: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file with a `download` section")
-    parser.add_argument("--out", default="data/raw/aclImdb", help="folder to extract the reviews into")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params, "download")
-        counts = download(params["url"], params["sha256"], Path(args.out))
-    except (DataError, ParamsError) as e:
-        print(f"download: error: {e}", file=sys.stderr)
-        return 1
+@hydra_app("download")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(cfg.paths.raw_dir)
+    counts = download(cfg.download.url, cfg.download.sha256, out_dir)
     for split in SPLITS:
         print(f"{split}: {counts[split]['pos']} pos, {counts[split]['neg']} neg")
-    print(f"extracted {sum(sum(c.values()) for c in counts.values())} reviews into {args.out}")
-    return 0
+    print(f"extracted {sum(sum(c.values()) for c in counts.values())} reviews into {out_dir}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,37 +1,40 @@
 """DVC stage `prepare`: tokenize the extracted reviews into train / val / test arrays and a vocabulary.
 
 The vocabulary is learned from the train split only (validation carved out first), so no word seen
-only in validation or test can enter it. Outputs, written to a temporary folder and renamed into place:
+only in validation or test can enter it. Settings: the config's `prepare` section. Outputs, written to a
+temporary folder and renamed into place:
 
-    data/prepared/tokenizer.json              the tokenizer, cleaning rules included
-    data/prepared/{train,val,test}/*.npy      token ids at full length, lengths, labels, ratings
-    data/prepare_stats.json                   counts, length percentiles, vocabulary size, OOV rates
+    <paths.prepared_dir>/tokenizer.json              the tokenizer, cleaning rules included
+    <paths.prepared_dir>/{train,val,test}/*.npy      token ids at full length, lengths, labels, ratings
+    <paths.prepare_stats>                            counts, length percentiles, vocabulary size, OOV rates
 
-    python -m rnnlab.data.prepare
+    python -m rnnlab.data.prepare [prepare.vocab_size=...]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
+from rnnlab.cli import UserError, hydra_app
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.download import LABELS, REVIEW_NAME, DataError
 from rnnlab.data.text import UNK_ID, build_vocab, make_tokenizer, split_words
-from rnnlab.params import ParamsError, load_params
 
 PERCENTILES = (50, 90, 95, 99)
 SPLITS = ("train", "val", "test")
+SETTINGS = ("vocab_size", "min_frequency", "val_fraction", "split_seed")
 
 
 def list_reviews(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -41,13 +44,18 @@ def list_reviews(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
         label_dir = folder / label
         if not label_dir.is_dir():
             raise DataError(f"{label_dir} is missing: re-run the download stage")
-        for path in sorted(label_dir.iterdir(), key=lambda p: int(p.name.split("_")[0])):
+        reviews = []
+        for path in label_dir.iterdir():
             match = REVIEW_NAME.match(path.name)
-            if not match:
-                raise DataError(f"{path} is not named <id>_<rating>.txt")
+            if not match or not path.is_file():
+                raise DataError(f"{path} is not a review (<id>_<rating>.txt): remove it or re-run the download stage")
+            reviews.append((int(match.group(1)), int(match.group(2)), path))
+        if not reviews:
+            raise DataError(f"{label_dir} holds no reviews: re-run the download stage")
+        for _, rating, path in sorted(reviews):
             paths.append(path)
             labels.append(label_index)
-            ratings.append(int(match.group(1)))
+            ratings.append(rating)
     return paths, np.array(labels, dtype=np.int8), np.array(ratings, dtype=np.int8)
 
 
@@ -128,19 +136,30 @@ def split_stats(split: PreparedSplit) -> dict:
     }
 
 
-def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, params: dict) -> dict:
-    """Tokenize the reviews under `raw_dir`; write arrays to `out_dir` and stats to `stats_path`."""
-    for key in ("vocab_size", "min_frequency", "val_fraction", "split_seed"):
-        if key not in params:
-            raise ParamsError(f"prepare params lack `{key}`")
-    if not 0 < params["val_fraction"] < 1:
-        raise ParamsError(f"prepare.val_fraction must be in (0, 1), got {params['val_fraction']}")
-    if params["vocab_size"] < 3 or params["min_frequency"] < 1:
-        raise ParamsError("prepare.vocab_size must be >= 3 and prepare.min_frequency >= 1")
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse a `prepare` section that cannot give a vocabulary and a validation split: one UserError line."""
+    missing = [key for key in SETTINGS if key not in settings]
+    if missing:
+        raise UserError(f"the prepare settings lack {', '.join(missing)}")
+    val_fraction = settings["val_fraction"]
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise UserError(f"prepare.val_fraction={val_fraction!r} must be a number in (0, 1)")
+    # A vocabulary holds <pad> and <unk> before any word, hence at least 3.
+    for key, least in (("vocab_size", 3), ("min_frequency", 1), ("split_seed", 0)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"prepare.{key}={value!r} must be an integer >= {least}")
 
+
+def prepare(
+    raw_dir: Path, out_dir: Path, stats_path: Path, settings: Mapping[str, Any], workers: int | None = None
+) -> dict:
+    """Tokenize the reviews under `raw_dir` with the `prepare` settings; write arrays to `out_dir` and stats to
+    `stats_path`. `workers`: processes that read the reviews (default: one per CPU); the output is the same."""
+    check_settings(settings)
     train_paths, train_labels, train_ratings = list_reviews(raw_dir / "train")
     test_paths, test_labels, test_ratings = list_reviews(raw_dir / "test")
-    chunks = encode_all(train_paths + test_paths, workers=params.get("workers") or os.cpu_count() or 1)
+    chunks = encode_all(train_paths + test_paths, workers=workers or os.cpu_count() or 1)
 
     # One word list for the whole corpus; `local_ids` index into it.
     index: dict[str, int] = {}
@@ -153,10 +172,10 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, params: dict) -> dic
 
     n_train_dir = len(train_paths)
     train_tokens_end = int(lengths[:n_train_dir].sum())
-    kept, held = stratified_split(train_labels, params["val_fraction"], params["split_seed"])
+    kept, held = stratified_split(train_labels, settings["val_fraction"], settings["split_seed"])
     train_ids, train_lengths = select(local_ids[:train_tokens_end], lengths[:n_train_dir], kept)
     counts = np.bincount(train_ids, minlength=len(words))  # the vocabulary sees the train split only
-    vocab = build_vocab(dict(zip(words, counts.tolist())), params["vocab_size"], params["min_frequency"])
+    vocab = build_vocab(dict(zip(words, counts.tolist())), settings["vocab_size"], settings["min_frequency"])
     to_vocab = np.array([vocab.get(w, UNK_ID) for w in words], dtype=np.int32)
 
     val_ids, val_lengths = select(local_ids[:train_tokens_end], lengths[:n_train_dir], held)
@@ -188,24 +207,15 @@ def prepare(raw_dir: Path, out_dir: Path, stats_path: Path, params: dict) -> dic
     return stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file with a `prepare` section")
-    parser.add_argument("--raw", default="data/raw/aclImdb", help="extracted reviews (download stage output)")
-    parser.add_argument("--out", default="data/prepared", help="folder for the prepared arrays")
-    parser.add_argument("--stats", default="data/prepare_stats.json", help="stats JSON (DVC metrics)")
-    args = parser.parse_args(argv)
-    try:
-        stats = prepare(Path(args.raw), Path(args.out), Path(args.stats), load_params(args.params, "prepare"))
-    except (DataError, ParamsError) as e:
-        print(f"prepare: error: {e}", file=sys.stderr)
-        return 1
-    for name in ("train", "val", "test"):
+@hydra_app("prepare")
+def main(cfg: DictConfig) -> None:
+    paths = cfg.paths
+    stats = prepare(Path(paths.raw_dir), Path(paths.prepared_dir), Path(paths.prepare_stats), cfg.prepare)
+    for name in SPLITS:
         s = stats[name]
         print(f"{name}: {s['reviews']} reviews ({s['pos']} pos, {s['neg']} neg), median length {s['length_p50']}")
     print(f"vocabulary: {stats['vocab_size']} tokens; test OOV rate {stats['test']['oov_rate']:.2%}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

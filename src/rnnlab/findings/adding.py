@@ -1,23 +1,23 @@
-"""Where each cell stops learning: the adding problem at growing sequence lengths.
+"""Where each cell stops learning: the adding problem at growing sequence lengths (the DVC stage `adding`).
 
-Every cell is trained at every length through the project's own path (the Hydra config composed with
-`experiment=adding model=<cell> data.seq_len=T`, then `rnnlab.train.train`, recorded in MLflow under the
-experiment "adding"), with the same settings at every length. The test MSE is that of the checkpoint with
-the best validation accuracy. A cell has learned the task when its MSE falls well below the baseline of
-always predicting 1 (MSE ≈ 1/6); at the baseline it has learned nothing it could carry across T steps.
+Every cell of `pipeline.cells` is trained at every length of `findings.adding.lengths` through the project's
+own recipe (`rnnlab.train.train`, recorded in MLflow under the experiment "adding"), each run composed from
+conf/ as `experiment=adding model=<cell> data.seq_len=<T>`: the same budget (conf/experiment/adding.yaml) at
+every length. The test MSE is that of the checkpoint with the best validation accuracy. A cell has learned the
+task when its MSE falls well below the baseline of always predicting 1 (MSE ≈ 1/6); at the baseline it has
+learned nothing it could carry across T steps.
 
-    python -m rnnlab.findings.adding --lengths 10 25 50 100 200 400 --out data/findings
-    python -m rnnlab.findings.adding --lengths 20 40 trainer.max_epochs=2   # any Hydra override goes after
+    python -m rnnlab.findings.adding
+    python -m rnnlab.findings.adding 'findings.adding.lengths=[20,40]' 'findings.adding.overrides=[trainer.max_epochs=2]'
 
-Writes adding.json (per cell and length: test MSE, test accuracy within 0.04, the baseline's MSE and accuracy,
-best validation accuracy, fit time) and adding.png (test MSE against length, log scale, baseline dashed).
+Writes <paths.findings_dir>/adding.json (per cell and length: test MSE, test accuracy within 0.04, the
+baseline's MSE and accuracy, best validation accuracy, fit time, MLflow run id) and adding.png (test MSE
+against length, log scale, baseline dashed).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,54 +25,44 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
+from rnnlab.cells import CELLS  # noqa: E402
+from rnnlab.cli import UserError, build, hydra_app  # noqa: E402
 from rnnlab.module import TOLERANCE  # noqa: E402
 from rnnlab.params import CONFIG_DIR  # noqa: E402
-from rnnlab.tracking import resolve_tracking_uri  # noqa: E402
 from rnnlab.train import train  # noqa: E402
 
-CELLS = ("rnn", "lstm", "gru")
-EXPERIMENT = "adding"
-# The sweep's budget, the same for every cell and length: conf/experiment/adding.yaml.
-# Command-line overrides come after it, so they win.
+# The sweep's budget, the same for every cell and length. findings.adding.overrides come after it, so they win.
 EXPERIMENT_CONFIG = "experiment=adding"
 
 
-def compose_run(cell: str, seq_len: int, tracking_uri: str, overrides: list[str]):
+def compose_run(cell: str, seq_len: int, overrides: list[str]) -> DictConfig:
+    """One run's config, composed from conf/ (inside a Hydra app, with the app's own search path)."""
+    run_overrides = [EXPERIMENT_CONFIG, f"model={cell}", f"data.seq_len={seq_len}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=run_overrides)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[
-            EXPERIMENT_CONFIG, f"model={cell}", f"data.seq_len={seq_len}", f"logger.tracking_uri={tracking_uri}",
-            f"logger.experiment_name={EXPERIMENT}", f"logger.run_name=adding-T{seq_len}-{cell}", *overrides,
-        ])
+        return compose("config", overrides=run_overrides)
 
 
-def baseline(cfg) -> dict[str, float]:
+def baseline(cfg: DictConfig) -> dict[str, float]:
     """Always predicting 1, the target's mean, on this configuration's test set."""
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data, "data")
     datamodule.setup("test")
     error = datamodule.datasets["test"].tensors[2] - 1.0
     return {"baseline_mse": float((error**2).mean()), "baseline_acc": float((error.abs() < TOLERANCE).float().mean())}
 
 
-def latest_run(tracking_uri: str, run_name: str):
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    [run] = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.runName = '{run_name}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-    return run
-
-
-def run_one(cell: str, seq_len: int, tracking_uri: str, overrides: list[str]) -> dict:
-    cfg = compose_run(cell, seq_len, tracking_uri, overrides)
-    best_val_acc = train(cfg)
-    run = latest_run(tracking_uri, cfg.logger.run_name)
-    metrics = run.data.metrics
-    return {"test_mse": metrics["test_mse"], "test_acc": metrics["test_acc"], **baseline(cfg),
-            "best_val_acc": best_val_acc, "fit_time_s": metrics["fit_time_s"], "mlflow_run_id": run.info.run_id}
+def run_one(cell: str, seq_len: int, overrides: list[str]) -> dict:
+    cfg = compose_run(cell, seq_len, overrides)
+    result = train(cfg)
+    return {"test_mse": result.metrics["test_mse"], "test_acc": result.metrics["test_acc"], **baseline(cfg),
+            "best_val_acc": result.metrics["best_val_acc"], "fit_time_s": result.metrics["fit_time_s"],
+            "mlflow_run_id": result.run_id}
 
 
 def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
@@ -102,34 +92,41 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 25, 50, 100, 200, 400])
-    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
-    parser.add_argument("--out", type=Path, default=Path("data/findings"))
-    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: these matrices are too small to gain from more, and on a "
-                             "busy machine a second thread slowed training several-fold)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_epochs=2")
-    args = parser.parse_intermixed_args(argv)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
-    torch.set_num_threads(args.threads)
-
+def sweep(cells: list[str], lengths: list[int], overrides: list[str], out_dir: Path) -> dict:
+    """Train every cell at every length, then write adding.json and adding.png into `out_dir`."""
     start = time.perf_counter()
     results: dict[str, dict[str, dict]] = {}
-    for cell in args.cells:
-        for seq_len in args.lengths:
-            results.setdefault(cell, {})[str(seq_len)] = run_one(cell, seq_len, tracking_uri, args.overrides)
+    for cell in cells:
+        for seq_len in lengths:
+            results.setdefault(cell, {})[str(seq_len)] = run_one(cell, seq_len, overrides)
     wall_s = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"overrides": [EXPERIMENT_CONFIG, *overrides], "tolerance": TOLERANCE,
+                "threads": torch.get_num_threads(), "wall_time_s": wall_s}
+    report = {"settings": settings, "results": results}
+    (out_dir / "adding.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, out_dir / "adding.png")
+    return report
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {"overrides": [EXPERIMENT_CONFIG, *args.overrides], "tolerance": TOLERANCE,
-                "threads": args.threads, "tracking_uri": tracking_uri, "wall_time_s": wall_s}
-    (args.out / "adding.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
-    plot(results, args.out / "adding.png")
-    print(table(results), end="")
-    print(f"wrote {args.out / 'adding.json'} and {args.out / 'adding.png'} ({wall_s:.0f} s)", file=sys.stderr)
+
+@hydra_app("adding")
+def main(cfg: DictConfig) -> None:
+    settings = cfg.findings.adding
+    lengths = list(settings.lengths)
+    if not lengths or any(not isinstance(T, int) or T < 2 for T in lengths):
+        raise UserError(f"findings.adding.lengths={lengths} must list integers >= 2")
+    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELLS]
+    if unknown:
+        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELLS)}")
+    # The runs go where the stage's own config sends them (params.yaml's logger.tracking_uri, else the default).
+    overrides = [f"seed={cfg.seed}", *settings.get("overrides", [])]
+    if cfg.logger.get("tracking_uri"):
+        overrides.insert(0, f"logger.tracking_uri={cfg.logger.tracking_uri}")
+    torch.set_num_threads(settings.threads)  # these matrices are too small to gain from more threads
+    out_dir = Path(cfg.paths.findings_dir)
+    report = sweep(list(cfg.pipeline.cells), lengths, list(overrides), out_dir)
+    print(table(report["results"]), end="")
+    print(f"wrote {out_dir / 'adding.json'} and {out_dir / 'adding.png'} ({report['settings']['wall_time_s']:.0f} s)")
 
 
 if __name__ == "__main__":

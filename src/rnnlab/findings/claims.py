@@ -13,11 +13,15 @@ a 95% t-interval over seeds. With fewer than two seeds a claim can only be "not 
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from scipy import stats
+
+from rnnlab.cells import cell_rank
 
 SIMILAR_ACCURACY = 0.01  # (b): "similar" = the difference's 95% interval inside ±1 accuracy point
 TIME_RATIO_RANGE = (1.5, 2.5)  # (c): "about twice"
@@ -29,9 +33,9 @@ def describe(values: list[float]) -> dict:
     mean = float(np.mean(values))
     if n < 2:
         return {"n": n, "mean": mean, "sd": None, "ci95": None}
-    sd = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "ci95": [mean - half, mean + half]}
+    with quiet_when_identical():
+        low, high = stats.ttest_1samp(values, 0).confidence_interval(0.95)
+    return {"n": n, "mean": mean, "sd": float(np.std(values, ddof=1)), "ci95": [float(low), float(high)]}
 
 
 def difference(a: list[float], b: list[float]) -> dict:
@@ -39,13 +43,18 @@ def difference(a: list[float], b: list[float]) -> dict:
     diff = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
         return {"diff": diff, "ci95": None}
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {"diff": diff, "ci95": [diff, diff]}
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, dof)) * se
-    return {"diff": diff, "ci95": [diff - half, diff + half]}
+    with quiet_when_identical():
+        low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return {"diff": diff, "ci95": [float(low), float(high)]}
+
+
+@contextmanager
+def quiet_when_identical() -> Iterator[None]:
+    """Seeds can agree exactly (a deterministic metric): scipy then warns of precision loss, yet the
+    interval it gives, of width 0, is the right one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        yield
 
 
 def group_runs(runs: list[dict]) -> dict[str, dict[str, dict[int, dict]]]:
@@ -134,22 +143,19 @@ def adding_reach(adding: dict) -> dict[str, int]:
     return reach
 
 
-def cell_order(item: tuple[str, object]) -> tuple[int, str]:
-    return ({"rnn": 0, "lstm": 1, "gru": 2}.get(item[0], 9), item[0])
-
-
 def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None) -> dict:
     """Every claim, per implementation, with the figures behind each verdict."""
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
+        figures = {cell: {"test_acc": describe([r["test_acc"] for r in cells[cell].values()]),
+                          "fit_time_s": describe([r["fit_time_s"] for r in cells[cell].values()]),
+                          "seeds": sorted(cells[cell])} for cell in sorted(cells, key=cell_rank)}
         report["implementations"][impl] = {
-            "cells": {cell: {"test_acc": describe([r["test_acc"] for r in seeds.values()]),
-                             "fit_time_s": describe([r["fit_time_s"] for r in seeds.values()]),
-                             "seeds": sorted(seeds)} for cell, seeds in sorted(cells.items(), key=cell_order)},
+            "cells": figures,
             "a_rnn_fastest_least_accurate": judge_fastest_least_accurate(cells),
             "b_lstm_gru_similar_accuracy": judge_similar_accuracy(cells),
             "c_lstm_twice_gru_time": judge_time_ratio(cells),
         }
     report["d_rnn_gradients_vanish"] = judge_gradients(gradients, adding)
-    report["devices"] = sorted({r.get("device", "unknown") for r in runs})
+    report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
     return report

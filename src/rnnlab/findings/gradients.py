@@ -6,16 +6,17 @@ for the model at initialisation (same seed) and after training (the DVC train st
 `last` pooling all of the loss enters at the last step, so this is the gradient's survival over k steps.
 
 `reach` is the distance at which the norm first falls below 1e-3 of its value at the last step (T when it
-never does). Denormal flushing is left off here so tiny gradients are measured rather than zeroed.
+never does). Tiny gradients are measured, not zeroed: denormal flushing is a training setting (the
+`cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
 
-    python -m rnnlab.findings.gradients data/train --out data/findings
+Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`,
+fused if `pipeline.impls` has it, else explicit. Settings: `findings.gradients` (length, reviews) and `paths`.
 
-Per cell it takes the run with the lowest seed, preferring the fused implementation.
+    python -m rnnlab.findings.gradients [findings.gradients.length=...]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,10 +28,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
+from rnnlab.checks import positive_int  # noqa: E402
+from rnnlab.cli import UserError, hydra_app  # noqa: E402
 from rnnlab.data.arrays import PreparedSplit  # noqa: E402
-from rnnlab.data.datamodule import ReviewDataset, collate  # noqa: E402
-from rnnlab.module import SentimentClassifier  # noqa: E402
+from rnnlab.data.imdb import ReviewDataset, collate  # noqa: E402
+from rnnlab.module import RecurrentModule  # noqa: E402
+from rnnlab.pipeline import PlannedRun, planned_runs, run_folder  # noqa: E402
 
 THRESHOLD = 1e-3
 
@@ -40,17 +45,18 @@ def review_batch(data_dir: Path, length: int, count: int, vocab_size: int) -> tu
     dataset = ReviewDataset(PreparedSplit.load(data_dir / "val"), length, vocab_size, keep="last")
     long_enough = np.flatnonzero(dataset.lengths == length)[:count]
     if len(long_enough) == 0:
-        raise SystemExit(f"gradients: error: no validation review has {length} tokens: lower --length")
+        raise UserError(f"no validation review has {length} tokens: lower findings.gradients.length")
     return collate([dataset[int(k)] for k in long_enough])
 
 
-def gradient_by_distance(module: SentimentClassifier, batch: tuple[torch.Tensor, ...]) -> np.ndarray:
+def gradient_by_distance(module: RecurrentModule, batch: tuple[torch.Tensor, ...]) -> np.ndarray:
     """Mean over reviews of |d loss / d x_t|, indexed by distance from the last step."""
     tokens, lengths, labels = batch
     module.eval()  # no dropout: the gradient of the function itself
-    inputs = module.net.embedding(tokens).detach().requires_grad_(True)
-    states = module.net.encoder(inputs, lengths)
-    logits = module.net.decoder(module.net.pool(states, lengths)).squeeze(-1)
+    net = module.net
+    inputs = net.embedding(tokens).detach().requires_grad_(True)
+    states = net.encoder(inputs, lengths)
+    logits = net.decoder(net.pool(states, lengths)).squeeze(-1)
     F.binary_cross_entropy_with_logits(logits, labels, reduction="sum").backward()
     norms = inputs.grad.norm(dim=-1).mean(dim=0)  # [T]
     return norms.flip(0).double().numpy()  # distance 0 = the last step
@@ -62,16 +68,15 @@ def reach(norms: np.ndarray) -> int:
 
 
 def measure(run_dirs: list[Path], data_dir: Path, length: int, count: int) -> dict:
-    torch.set_flush_denormal(False)
     cells = {}
     for run_dir in run_dirs:
-        trained = SentimentClassifier.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu")
+        trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu")
         settings = dict(trained.hparams)
         if settings.get("pooling") != "last":
             print(f"gradients: note: {run_dir.name} pools with {settings.get('pooling')!r}, not 'last'; "
                   "the loss then enters at every step", file=sys.stderr)
         torch.manual_seed(json.loads((run_dir / "metrics.json").read_text())["seed"])
-        initial = SentimentClassifier(**settings)  # the same seed gives the run's own starting weights
+        initial = RecurrentModule(**settings)  # the same seed gives the run's own starting weights
         batch = review_batch(data_dir, length, count, settings["vocab_size"])
         curves = {"init": gradient_by_distance(initial, batch), "trained": gradient_by_distance(trained, batch)}
         cells[settings["cell"]] = {
@@ -98,40 +103,47 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def pick_runs(train_dir: Path) -> list[Path]:
-    """One run folder per cell: the lowest seed, fused before explicit."""
-    chosen: dict[str, tuple] = {}
-    for metrics_path in sorted(train_dir.glob("*/metrics.json")):
-        run = json.loads(metrics_path.read_text())
-        key = (run["impl"] != "fused", run["seed"])
-        if run["cell"] not in chosen or key < chosen[run["cell"]][0]:
-            chosen[run["cell"]] = (key, metrics_path.parent)
-    return [folder for _, folder in chosen.values()]
+def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
+    """One planned run per cell: the lowest seed, fused if the pipeline trains it, else explicit."""
+    try:
+        runs = planned_runs(pipeline)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    impl = "fused" if "fused" in pipeline.impls else "explicit"
+    seed = min(run.seed for run in runs)
+    return [run for run in runs if run.impl == impl and run.seed == seed]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("train_dir", type=Path, help="folder of train stage outputs (<run>/model.ckpt, metrics.json)")
-    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--length", type=int, default=400, help="review length (steps) measured")
-    parser.add_argument("--reviews", type=int, default=128, help="how many reviews to average over")
-    parser.add_argument("--out", type=Path, default=Path("data/findings"))
-    args = parser.parse_args(argv)
-    runs = pick_runs(args.train_dir)
-    missing = [run for run in runs if not (run / "model.ckpt").is_file()]
-    if not runs or missing:
-        print(f"gradients: error: no trained model in {missing[0] if missing else args.train_dir}: "
-              "run `dvc repro train` first", file=sys.stderr)
-        return 1
-    result = measure(runs, args.data, args.length, args.reviews)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gradients.json").write_text(json.dumps(result) + "\n")
-    plot(result, args.out / "gradients.png")
+def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> list[Path]:
+    """The train stage's folder of each run; UserError if one lacks its checkpoint or metrics."""
+    folders = []
+    for run in runs:
+        folder = run_folder(train_dir, run)
+        for name in ("model.ckpt", "metrics.json"):
+            if not (folder / name).is_file():
+                raise UserError(f"{folder / name} does not exist: run `dvc repro train@{run.name}` first")
+        folders.append(folder)
+    return folders
+
+
+@hydra_app("gradients")
+def main(cfg: DictConfig) -> None:
+    settings, paths = cfg.findings.gradients, cfg.paths
+    try:
+        length = positive_int("findings.gradients.length", settings.length)
+        count = positive_int("findings.gradients.reviews", settings.reviews)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    folders = run_dirs(Path(paths.train_dir), pick_runs(cfg.pipeline))
+    result = measure(folders, Path(paths.prepared_dir), length, count)
+    out = Path(paths.findings_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gradients.json").write_text(json.dumps(result) + "\n")
+    plot(result, out / "gradients.png")
     for cell, curves in result["cells"].items():
         print(f"{cell}: gradient falls below {THRESHOLD:g} of its end value after "
               f"{curves['init_reach']} steps at init, {curves['trained_reach']} trained")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

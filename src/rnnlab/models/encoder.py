@@ -1,7 +1,7 @@
 """A stack of recurrent layers over right-padded batches, in either implementation, padding never leaking.
 
 `impl="fused"` runs PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` (one layer, one direction each); `impl="explicit"`
-runs the cells of `cells.py`. Both see the same padded input [B, T, E] with `lengths` [B]:
+runs the cells of `explicit.py`. Both see the same padded input [B, T, E] with `lengths` [B]:
 
 - forward direction: padding comes after the real tokens, so the states at t < length are exact;
 - backward direction: each sequence is reversed within its own length (padding stays at the end),
@@ -18,9 +18,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.models.cells import EXPLICIT_CELLS, FUSED_CELLS
+from rnnlab.cells import CELL_NAMES, IMPL_NAMES
+from rnnlab.checks import one_of, positive_int
+from rnnlab.models.explicit import EXPLICIT_CELLS
 
-IMPLS = ("fused", "explicit")
+FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -38,6 +40,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class RecurrentEncoder(nn.Module):
     def __init__(
         self,
+        *,
         cell: str,
         impl: str,
         input_size: int,
@@ -48,10 +51,11 @@ class RecurrentEncoder(nn.Module):
         forget_bias: float | None = None,
     ) -> None:
         super().__init__()
-        if cell not in EXPLICIT_CELLS:
-            raise ValueError(f"unknown cell {cell!r}: choose {' | '.join(EXPLICIT_CELLS)}")
-        if impl not in IMPLS:
-            raise ValueError(f"unknown impl {impl!r}: choose {' | '.join(IMPLS)}")
+        one_of("cell", cell, CELL_NAMES)
+        one_of("impl", impl, IMPL_NAMES)
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        positive_int("num_layers", num_layers)
         self.impl = impl
         self.directions = 2 if bidirectional else 1
         self.output_size = self.directions * hidden_size

@@ -1,4 +1,4 @@
-"""The sequence model: embedding -> recurrent encoder -> pooling over time -> linear -> one output.
+"""The network: embedding -> recurrent encoder -> pooling over time -> linear -> one output.
 
 Token ids (IMDB) are embedded first; continuous features (the adding problem) take `input_size` instead of
 `vocab_size` and go straight into the encoder. The output is a logit or, for regression, the prediction.
@@ -9,17 +9,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnlab.checks import fraction, one_of, positive_int
 from rnnlab.data.text import PAD_ID
 from rnnlab.models.encoder import RecurrentEncoder, padding_mask
 
 POOLINGS = ("last", "max", "mean")
 
 
-class SentimentRNN(nn.Module):
+class RecurrentNetwork(nn.Module):
+    """One recurrent cell reading a sequence into one output. Exactly one of `vocab_size` (token ids, embedded
+    first) and `input_size` (continuous features, read as they are) is given; the rest is `model.*` in conf/."""
+
     def __init__(
         self,
-        vocab_size: int | None = None,
-        cell: str = "lstm",
+        *,
+        cell: str,
         impl: str = "fused",
         embedding_dim: int = 64,
         hidden_size: int = 64,
@@ -27,29 +31,25 @@ class SentimentRNN(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
-        input_size: int | None = None,
         forget_bias: float | None = None,
+        vocab_size: int | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         if (vocab_size is None) == (input_size is None):
             raise ValueError("give exactly one of vocab_size (token ids) and input_size (continuous features)")
-        for name, value in (("vocab_size", vocab_size), ("input_size", input_size), ("embedding_dim", embedding_dim),
-                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}: choose {' | '.join(POOLINGS)}")
-        self.pooling = pooling
-        self.hidden_size = hidden_size
+        self.pooling = one_of("pooling", pooling, POOLINGS)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        fraction("dropout", dropout)
         if input_size is None:
-            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+            self.embedding = nn.Embedding(positive_int("vocab_size", vocab_size),
+                                          positive_int("embedding_dim", embedding_dim), padding_idx=PAD_ID)
             input_size = embedding_dim
         else:
             self.embedding = None  # the features are the encoder's input as they are
-        self.encoder = RecurrentEncoder(cell, impl, input_size, hidden_size, num_layers, bidirectional, dropout,
-                                        forget_bias)
+        self.encoder = RecurrentEncoder(cell=cell, impl=impl, input_size=input_size, hidden_size=hidden_size,
+                                        num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                                        forget_bias=forget_bias)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Linear(self.encoder.output_size, 1)
 

@@ -1,4 +1,4 @@
-"""The article's three recurrent cells, written out from their equations.
+"""The article's three recurrent cells written out from their equations: `model.impl=explicit`.
 
 Each cell holds the same parameters, with the same names and gate order, as PyTorch's fused layers
 (`nn.RNN`, `nn.LSTM`, `nn.GRU`), so weights copy straight across and the two implementations can be
@@ -113,4 +113,3 @@ class GRUCell(ExplicitCell):
 
 
 EXPLICIT_CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU

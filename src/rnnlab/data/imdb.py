@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from rnnlab.checks import one_of, positive_int
 from rnnlab.data.arrays import PreparedSplit
-from rnnlab.data.sampler import BucketBatchSampler
+from rnnlab.data.base import SPLITS, SequenceDataModule
 from rnnlab.data.text import PAD_ID, UNK_ID
 
 
@@ -44,7 +44,12 @@ def collate(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(batch), torch.from_numpy(lengths), labels
 
 
-class IMDBDataModule(pl.LightningDataModule):
+class IMDBDataModule(SequenceDataModule):
+    """Binary sentiment: the prepared splits of `data_dir` (the `prepare` stage's output)."""
+
+    task = "binary"
+    collate_fn = staticmethod(collate)
+
     def __init__(
         self,
         data_dir: str = "data/prepared",
@@ -58,54 +63,29 @@ class IMDBDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if max_len < 1 or batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("max_len, batch_size and eval_batch_size must be positive")
-        if keep not in ("first", "last"):
-            raise ValueError(f"unknown keep {keep!r}: choose first | last")
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed, bucket=bucket,
+                         chunk_batches=chunk_batches, num_workers=num_workers)
+        self.max_len = positive_int("max_len", max_len)
+        self.keep = one_of("keep", keep, ("first", "last"))
         self.data_dir = Path(data_dir)
         tokenizer_path = self.data_dir / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise FileNotFoundError(f"{tokenizer_path} not found: run `dvc repro prepare` first")
         prepared_vocab = Tokenizer.from_file(str(tokenizer_path)).get_vocab_size()
-        if vocab_size is not None and vocab_size > prepared_vocab:
-            raise ValueError(f"data.vocab_size {vocab_size} exceeds the prepared vocabulary ({prepared_vocab})")
+        if vocab_size is not None and positive_int("vocab_size", vocab_size) > prepared_vocab:
+            raise ValueError(f"vocab_size={vocab_size} exceeds the prepared vocabulary ({prepared_vocab})")
         # The vocabulary is sorted by frequency, so its first N ids are exactly a smaller vocabulary.
         self.vocab_size = vocab_size or prepared_vocab
-        self.max_len, self.keep = max_len, keep
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.bucket, self.chunk_batches = bucket, chunk_batches
-        self.num_workers, self.seed = num_workers, seed
-        self.datasets: dict[str, ReviewDataset] = {}
 
     @property
-    def model_inputs(self) -> dict:
-        """The model's data-dependent arguments: token ids from this vocabulary, a binary label."""
+    def network_inputs(self) -> dict:
         return {"vocab_size": self.vocab_size}
 
     def setup(self, stage: str | None = None) -> None:
-        for name in ("train", "val", "test"):
+        for name in SPLITS:
             if name not in self.datasets:
                 split = PreparedSplit.load(self.data_dir / name)
                 self.datasets[name] = ReviewDataset(split, self.max_len, self.vocab_size, self.keep)
 
-    def loader(self, name: str, train: bool) -> DataLoader:
-        dataset = self.datasets[name]
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        batch_size = self.batch_size if train else self.eval_batch_size
-        # Without bucketing: a plain shuffle, as one big chunk with sorting switched off.
-        lengths = dataset.lengths if self.bucket or not train else np.zeros(len(dataset), dtype=np.int64)
-        sampler = BucketBatchSampler(lengths, batch_size, shuffle=train, chunk_batches=self.chunk_batches,
-                                     seed=self.seed, num_replicas=replicas, rank=rank)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test", train=False)
+    def example_lengths(self, split: str) -> np.ndarray:
+        return self.datasets[split].lengths
