@@ -103,6 +103,20 @@ def run_dvc(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     )
 
 
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory) -> Path:
+    """The tiny archive downloaded and prepared as the pipeline would: 8 train, 4 val, 12 test reviews."""
+    from rnnlab.data.download import extract_reviews
+    from rnnlab.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("data")
+    write_archive(root / "a.tar.gz", review_members())
+    extract_reviews(root / "a.tar.gz", root / "raw")
+    settings = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0}
+    prepare(root / "raw", root / "prepared", root / "stats.json", settings, workers=1)
+    return root / "prepared"
+
+
 class InterruptTraining:
     """A Lightning callback that presses Ctrl-C after the first training batch."""
 

@@ -1,43 +1,95 @@
-"""The compare stage: the claims report over seeds, judged from train-stage metrics files."""
+"""The compare stage: the claims report over seeds, judged from the pipeline's train-stage outputs.
+
+Run folders are written by hand as the train stage writes them: metrics.json, and config.yaml composed from
+conf/ with the stage's own overrides (model.cell, model.impl, seed), resolved. No training needed.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 
-from conftest import PROJECT_ROOT, run_module
-from rnnlab.compare import main as compare_main
+from conftest import run_module
+from rnnlab.cli import UserError
+from rnnlab.compare import compare
 from rnnlab.findings.claims import describe, difference
+from rnnlab.params import CONFIG_DIR
 
 SEEDS = (0, 1, 2)
 
 
-def write_runs(train_dir: Path, impl: str, figures: dict[str, tuple[list[float], list[float]]]) -> None:
-    """figures: cell -> (test accuracy per seed, fit time per seed), written as the train stages write them."""
+def compose_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def write_run(train_dir: Path, cell: str, impl: str, seed: int, accuracy: float, time: float,
+              *config_overrides: str) -> Path:
+    """One run folder as `train@<cell>-<impl>-<seed>` leaves it; config_overrides: settings it was trained with."""
+    folder = train_dir / f"{cell}-{impl}-{seed}"
+    folder.mkdir(parents=True)
+    metrics = {"cell": cell, "impl": impl, "seed": seed, "test_acc": accuracy, "fit_time_s": time,
+               "train_samples_per_s": 22500 * 5 / time, "epochs": 5, "n_params": 1000, "device": "CPU test",
+               "history": {"val_acc": [accuracy - 0.01, accuracy]}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    config = compose_config(f"model.cell={cell}", f"model.impl={impl}", f"seed={seed}", *config_overrides)
+    OmegaConf.save(config, folder / "config.yaml", resolve=True)
+    return folder
+
+
+def write_runs(train_dir: Path, impl: str, figures: dict[str, tuple[list[float], list[float]]]) -> list[str]:
+    """figures: cell -> (test accuracy per seed, fit time per seed). Returns the pipeline that plans these runs."""
     for cell, (accuracies, times) in figures.items():
         for seed, accuracy, time in zip(SEEDS, accuracies, times):
-            run_dir = train_dir / f"{cell}-{impl}-{seed}"
-            run_dir.mkdir(parents=True)
-            metrics = {"cell": cell, "impl": impl, "seed": seed, "test_acc": accuracy, "fit_time_s": time,
-                       "train_samples_per_s": 22500 * 5 / time, "epochs": 5, "n_params": 1000,
-                       "device": "CPU test", "history": {"val_acc": [accuracy - 0.01, accuracy]}}
-            (run_dir / "metrics.json").write_text(json.dumps(metrics))
+            write_run(train_dir, cell, impl, seed, accuracy, time)
+    return [f"pipeline.cells=[{','.join(figures)}]", f"pipeline.impls=[{impl}]",
+            f"pipeline.seeds=[{','.join(map(str, SEEDS))}]"]
+
+
+def folders(tmp_path: Path) -> list[str]:
+    return [f"paths.train_dir={tmp_path / 'train'}", f"paths.findings_dir={tmp_path / 'findings'}",
+            f"paths.compare_dir={tmp_path / 'compare'}"]
+
+
+def run_compare(tmp_path: Path, *overrides: str) -> str:
+    """compare in this process, on conf/ with these overrides; returns table.md's text."""
+    return compare(compose_config(*folders(tmp_path), *overrides))
+
+
+def run_command(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """The entry point, `python -m rnnlab.compare`, on conf/; Hydra's own outputs go under tmp_path."""
+    return run_module("rnnlab.compare", *folders(tmp_path), *overrides, f"hydra.run.dir={tmp_path / 'hydra'}",
+                      cwd=tmp_path)
 
 
 def claims(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())["claims"]["implementations"]
 
 
+def table_rows(table: str) -> list[list[str]]:
+    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
 def test_the_articles_world_passes_every_claim(tmp_path):
     # RNN fastest and least accurate, LSTM and GRU within a fraction of a point, LSTM twice the GRU's time.
-    write_runs(tmp_path / "train", "explicit", {
+    pipeline = write_runs(tmp_path / "train", "explicit", {
         "rnn": ([0.750, 0.760, 0.755], [50, 52, 51]),
         "lstm": ([0.870, 0.871, 0.872], [200, 210, 204]),
         "gru": ([0.871, 0.870, 0.872], [100, 104, 103]),
     })
-    assert compare_main([str(tmp_path / "train"), "--out", str(tmp_path / "compare")]) == 0
+    gradients = {"cells": {cell: {"init_reach": 3, "trained_reach": reach} for cell, reach in
+                           (("rnn", 5), ("lstm", 50), ("gru", 60))}}
+    (tmp_path / "findings").mkdir()
+    (tmp_path / "findings" / "gradients.json").write_text(json.dumps(gradients))
+    run_compare(tmp_path, *pipeline)
+    assert json.loads((tmp_path / "compare" / "summary.json").read_text())["claims"]["d_rnn_gradients_vanish"][
+        "verdict"] == "holds"
     report = claims(tmp_path / "compare")["explicit"]
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "holds"
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "holds"
@@ -46,30 +98,53 @@ def test_the_articles_world_passes_every_claim(tmp_path):
         (200 / 100 + 210 / 104 + 204 / 103) / 3)
     text = (tmp_path / "compare" / "claims.md").read_text()
     assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** holds" in text
-    assert "| lstm | explicit | 3 | 0.8710 ± 0.0010 |" in (tmp_path / "compare" / "table.md").read_text()
+    assert "(trained; at initialisation): rnn 5 (3), lstm 50 (3), gru 60 (3)" in text
     assert (tmp_path / "compare" / "accuracy_vs_time.png").stat().st_size > 0
+    assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines()[0] == "epoch"  # no fused runs
+
+
+def test_the_table_says_what_it_shows(tmp_path):
+    pipeline = write_runs(tmp_path / "train", "explicit", {
+        "rnn": ([0.750, 0.760, 0.755], [50, 52, 51]),
+        "lstm": ([0.870, 0.871, 0.872], [200, 210, 204]),
+        "gru": ([0.871, 0.870, 0.872], [100, 104, 103]),
+    })
+    table = run_compare(tmp_path, *pipeline)
+    assert (tmp_path / "compare" / "table.md").read_text() == table
+    assert "| lstm | explicit | 3 | 0.8710 ± 0.0010 |" in table
+    assert [row[0] for row in table_rows(table)] == ["rnn", "lstm", "gru"]
+    cfg = compose_config()
+    model, data = cfg.model, cfg.data
+    assert (f"Settings: embedding {model.embedding_dim}, hidden {model.hidden_size}, {model.num_layers} layer"
+            in table)
+    assert f"max_len {data.max_len}, vocabulary {data.vocab_size or cfg.prepare.vocab_size}, " in table
+    assert f"batch {data.batch_size}, Adam lr {model.optimizer.lr}, {cfg.trainer.max_epochs} epochs at most." in table
+    assert "9 runs = 3 cells x 1 impls x 3 seeds (rnn, lstm, gru x explicit x 0, 1, 2)." in table
+    assert "Device: CPU test." in table
 
 
 def test_claims_fail_where_the_figures_say_otherwise(tmp_path):
     # The fused cells on a CPU: the LSTM faster than the GRU, the RNN not the fastest, the GRU 2 points ahead.
-    write_runs(tmp_path / "train", "fused", {
+    pipeline = write_runs(tmp_path / "train", "fused", {
         "rnn": ([0.750, 0.760, 0.755], [90, 92, 91]),
         "lstm": ([0.850, 0.852, 0.851], [80, 82, 81]),
         "gru": ([0.871, 0.870, 0.872], [200, 204, 203]),
     })
-    assert compare_main([str(tmp_path / "train"), "--out", str(tmp_path / "compare")]) == 0
+    run_compare(tmp_path, *pipeline)
     report = claims(tmp_path / "compare")["fused"]
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "half: least accurate, not fastest"
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "does not hold"
     assert report["c_lstm_twice_gru_time"]["verdict"] == "does not hold"
+    assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == [
+        "epoch,rnn,lstm,gru", "1,0.745,0.841,0.861", "2,0.755,0.851,0.871"]
 
 
 def test_noisy_accuracies_are_inconclusive_not_similar(tmp_path):
-    write_runs(tmp_path / "train", "fused", {
+    pipeline = write_runs(tmp_path / "train", "fused", {
         "lstm": ([0.80, 0.88, 0.84], [200, 200, 200]),
         "gru": ([0.85, 0.83, 0.87], [100, 100, 100]),
     })
-    assert compare_main([str(tmp_path / "train"), "--out", str(tmp_path / "compare")]) == 0
+    run_compare(tmp_path, *pipeline)
     report = claims(tmp_path / "compare")["fused"]
     assert report["b_lstm_gru_similar_accuracy"]["verdict"].startswith("inconclusive")
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "not testable"  # no RNN runs
@@ -83,13 +158,100 @@ def test_interval_figures():
     equal_spread = difference([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])  # Welch with equal variances: dof 4
     assert equal_spread["diff"] == 1.0
     assert equal_spread["ci95"] == pytest.approx([1 - 2.7764 * (2 / 3) ** 0.5, 1 + 2.7764 * (2 / 3) ** 0.5], abs=1e-4)
+    assert difference([0.8, 0.8], [0.7, 0.7])["ci95"] == pytest.approx([0.1, 0.1])  # seeds that agree exactly
 
 
-def test_no_runs_is_one_error_line(tmp_path):
-    (tmp_path / "train").mkdir()
-    result = run_module("rnnlab.compare", str(tmp_path / "train"), "--out", str(tmp_path / "compare"),
-                        cwd=PROJECT_ROOT)
+def test_only_the_planned_runs_enter_the_table(tmp_path):
+    train = tmp_path / "train"
+    for cell, accuracy, time in (("rnn", 0.7011, 51), ("lstm", 0.8022, 203), ("gru", 0.8033, 107)):
+        write_run(train, cell, "fused", 0, accuracy, time)
+    # Left by earlier pipelines: other seeds, the other implementation, other settings, a broken file.
+    write_run(train, "rnn", "fused", 1, 0.6691, 991, "model.hidden_size=8")
+    write_run(train, "lstm", "explicit", 0, 0.6692, 992)
+    write_run(train, "gru", "fused", 7, 0.6693, 993)
+    (train / "gru-fused-7" / "metrics.json").write_text("{not json")
+    (train / "notes").mkdir()
+
+    result = run_command(tmp_path, "pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "compare" / "table.md").read_text()
+    assert [row[:4] for row in table_rows(table)] == [
+        ["rnn", "fused", "1", "0.7011"], ["lstm", "fused", "1", "0.8022"], ["gru", "fused", "1", "0.8033"]]
+    for stale in ("0.669", "991", "992", "993", "explicit"):
+        assert stale not in table
+    assert "3 runs = 3 cells x 1 impls x 1 seeds (rnn, lstm, gru x fused x 0)." in table
+    summary = json.loads((tmp_path / "compare" / "summary.json").read_text())
+    assert summary["runs"] == 3 and {"rnn-fused-0", "lstm-fused-0", "gru-fused-0"} < set(summary)
+    assert result.stdout == table
+
+
+ONE_RUN = ("pipeline.cells=[rnn]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+
+
+def test_a_missing_planned_run_is_one_error_line(tmp_path):
+    write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50)
+    result = run_command(tmp_path, "pipeline.cells=[rnn,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"compare: error: no */metrics.json under {tmp_path / 'train'}: run the train stages first"]
+        f"compare: error: {tmp_path / 'train' / 'gru-fused-0'} is missing: run gru-fused-0 of the pipeline "
+        "has not been trained; run `dvc repro`"]
     assert not (tmp_path / "compare").exists()
+
+
+def test_a_missing_key_is_one_error_line(tmp_path):
+    path = write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["fit_time_s"]
+    path.write_text(json.dumps(metrics))
+    result = run_command(tmp_path, *ONE_RUN)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"compare: error: {path} lacks key 'fit_time_s': run `dvc repro` to train rnn-fused-0 again"]
+    assert not (tmp_path / "compare").exists()
+
+
+def test_a_run_trained_with_other_settings_is_one_error_line(tmp_path):
+    hidden_size = compose_config().model.hidden_size
+    folder = write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50, f"model.hidden_size={hidden_size // 2}")
+    result = run_command(tmp_path, *ONE_RUN)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"compare: error: run rnn-fused-0 ({folder / 'config.yaml'}) was trained with "
+        f"model.hidden_size={hidden_size // 2}; the pipeline now says {hidden_size}: run `dvc repro`"]
+    assert not (tmp_path / "compare").exists()
+
+
+@pytest.mark.parametrize(("trained_with", "compared_with", "difference"), [
+    (["data.max_len=300"], ["data.max_len=123"], "data.max_len=300; the pipeline now says 123"),
+    (["model.pooling=max"], ["model.pooling=mean"], "model.pooling=max; the pipeline now says mean"),
+    (["trainer.max_epochs=2"], ["trainer.max_epochs=3"], "trainer.max_epochs=2; the pipeline now says 3"),
+    (["+model.extra=1"], [], "model.extra=1; the pipeline now says (not set)"),
+    ([], ["+trainer.extra=true"], "trainer.extra=(not set); the pipeline now says true"),
+])
+def test_each_compared_section_is_checked(tmp_path, trained_with, compared_with, difference):
+    write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50, *trained_with)
+    with pytest.raises(UserError) as error:
+        run_compare(tmp_path, *ONE_RUN, *compared_with)
+    assert f"was trained with {difference}: run `dvc repro`" in str(error.value)
+
+
+def another_seed(folder: Path) -> None:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "seed": 3}))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda folder: (folder / "metrics.json").write_text("{not json"), "metrics.json is not valid JSON"),
+    (lambda folder: (folder / "metrics.json").write_text("[]"), "metrics.json is not a JSON object"),
+    (another_seed, "metrics.json holds run rnn-fused-3, not rnn-fused-0"),
+    (lambda folder: (folder / "metrics.json").unlink(), "metrics.json is missing: run `dvc repro`"),
+    (lambda folder: (folder / "config.yaml").unlink(), "config.yaml is missing"),
+    (lambda folder: (folder / "config.yaml").write_text("seed: 0\nmodel: {}\n"), "config.yaml lacks key 'data'"),
+    (lambda folder: (folder / "config.yaml").write_text("model: [1\n"), "config.yaml is not valid YAML"),
+])
+def test_a_damaged_run_folder_is_one_clear_error(tmp_path, damage, message):
+    damage(write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50))
+    with pytest.raises(UserError) as error:
+        run_compare(tmp_path, *ONE_RUN)
+    assert message in str(error.value) and "\n" not in str(error.value)

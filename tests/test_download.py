@@ -8,24 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from conftest import review_members, run_module, write_archive
+from rnnlab.cli import UserError
+from rnnlab.data.download import DataError, sha256_of
+
+
+def run_download(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):
+    """`python -m rnnlab.data.download` into tmp_path/data/raw/aclImdb, Hydra's own files kept apart."""
+    out = tmp_path / "data" / "raw" / "aclImdb"
+    result = run_module(
+        "rnnlab.data.download", f"paths.raw_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}", *overrides,
+        cwd=tmp_path, env=env,
+    )
+    return result, out
 
 
 def download(tmp_path: Path, source: str, sha256: str | None):
     env = {"IMDB_SOURCE": source}
     if sha256 is not None:
         env["IMDB_SHA256"] = sha256
-    out = tmp_path / "data" / "raw" / "aclImdb"
-    result = run_module(
-        "rnnlab.data.download", "--params", str(PROJECT_ROOT / "params.yaml"), "--out", str(out), cwd=tmp_path, env=env
-    )
-    return result, out
+    return run_download(tmp_path, env=env)
 
 
 def assert_failed_cleanly(result, out: Path, *phrases: str) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("download: error: ")
     for phrase in phrases:
         assert phrase in lines[0]
     assert not out.exists()
@@ -41,6 +50,27 @@ def test_extracts_reviews_and_reports_counts(tmp_path, tiny_archive):
     assert sorted(p.name for p in (out / "train" / "pos").iterdir())[0] == "0_7.txt"
     assert (out / "test" / "neg" / "1_2.txt").read_text().startswith("I hated it.")
     assert not (out / "README").exists()  # only the labelled reviews are extracted
+
+
+def test_source_from_config(tmp_path, tiny_archive, monkeypatch):
+    """Without IMDB_SOURCE / IMDB_SHA256 the config's download section is the source."""
+    monkeypatch.delenv("IMDB_SOURCE", raising=False)
+    monkeypatch.delenv("IMDB_SHA256", raising=False)
+    archive, sha = tiny_archive
+    result, out = run_download(tmp_path, f"download.url={archive.as_uri()}", f"download.sha256={sha}")
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("*/*/*.txt"))) == 24
+    result, out = run_download(tmp_path, f"download.url={archive.as_uri()}", "download.sha256=abc")
+    assert result.returncode == 1 and result.stderr.strip() == "download: error: sha256 'abc' is not 64 hex digits"
+
+
+def test_checksum_is_the_archive_sha256(tiny_archive):
+    archive, sha = tiny_archive
+    assert sha256_of(archive) == sha == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_data_errors_are_user_errors():
+    assert issubclass(DataError, UserError)  # so the entry point prints them as one line
 
 
 def test_file_url_source(tmp_path, tiny_archive):

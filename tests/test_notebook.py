@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 
 from conftest import PROJECT_ROOT
 from rnnlab.train import train
-from test_train import EXPERIMENT, compose_tiny, prepared_dir  # noqa: F401  (prepared_dir is a fixture used here)
+from test_train import EXPERIMENT, compose_tiny
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "compare.ipynb"
 
@@ -68,7 +68,7 @@ def write_gradients(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env):  # noqa: F811
+def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env):
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # the store compose_tiny's runs log to
     client = mlflow.MlflowClient(uri)
     # An explicit artifact folder: MLflow's default for a sqlite store is ./mlruns, i.e. the project root's.

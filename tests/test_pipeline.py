@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import copy_project, run_dvc
+from rnnlab.cells import CELL_NAMES as CELLS
 from rnnlab.params import compose_params
 
 
@@ -35,29 +36,52 @@ def test_dvc_repro_data_stages(tmp_path, tiny_archive):
 
 @pytest.mark.slow
 def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
-    """download -> prepare -> train x3 -> compare, with params.yaml composed for a tiny run (as `dvc exp run -S`
-    would compose it), and a metrics table listing every cell."""
+    """download -> prepare -> train x3 -> gradients, adding -> compare, with params.yaml composed for a tiny run
+    (as `dvc exp run -S` would compose it), a metrics table listing every cell, and a change of code rerunning
+    exactly the stages that execute it."""
     archive, sha = tiny_archive
     project = copy_project(tmp_path / "project")
-    small = ["pipeline.seeds=[0]", "pipeline.impls=[fused]", "trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
-             "callbacks=none", "findings.gradient_length=6", f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
+    small = ["pipeline.seeds=[0]", "pipeline.impls=[fused]", "trainer.max_epochs=1", "data.batch_size=4",
+             "model.embedding_dim=8", "model.hidden_size=8", "callbacks.progress_bar=null",
+             "findings.gradients.length=6", "findings.adding.lengths=[10]",
+             "+findings.adding.overrides=['trainer.max_epochs=1','data.train_size=64','data.val_size=32',"
+             "'data.test_size=32']",
+             f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
     compose_params(project / "params.yaml", small)
     env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
+    # A folder from an earlier pipeline (another seed): the stages after training must not read it.
+    stale = project / "data" / "train" / "rnn-fused-7"
+    stale.mkdir(parents=True)
+    (stale / "metrics.json").write_text(json.dumps({"cell": "rnn", "impl": "fused", "seed": 7, "test_acc": 1.0}))
+    (stale / "model.ckpt").write_bytes(b"not a checkpoint")
 
     result = run_dvc("repro", cwd=project, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for cell in ("rnn", "lstm", "gru"):
+    for cell in CELLS:
         assert f"Running stage 'train@{cell}-fused-0'" in result.stdout
         metrics = json.loads((project / "data" / "train" / f"{cell}-fused-0" / "metrics.json").read_text())
         assert (metrics["cell"], metrics["impl"], metrics["seed"]) == (cell, "fused", 0)
+    assert not (project / "data" / "train" / "rnn-explicit-0").exists()  # only the planned runs train
     table = (project / "data" / "compare" / "table.md").read_text()
-    assert all(f"| {cell} | fused | 1 |" in table for cell in ("rnn", "lstm", "gru"))
+    assert all(f"| {cell} | fused | 1 |" in table for cell in CELLS)
     claims = (project / "data" / "compare" / "claims.md").read_text()
     assert "(a) RNN fastest but least accurate:** not testable" in claims  # one seed: no intervals
     gradients = json.loads((project / "data" / "findings" / "gradients.json").read_text())
-    assert set(gradients["cells"]) == {"rnn", "lstm", "gru"}
+    assert set(gradients["cells"]) == set(CELLS)
     shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)[""]["data"]
-    assert {f"data/train/{cell}-fused-0/metrics.json" for cell in ("rnn", "lstm", "gru")} <= set(shown)
+    assert {f"data/train/{cell}-fused-0/metrics.json" for cell in CELLS} <= set(shown)
 
     again = run_dvc("repro", cwd=project, env=env)
     assert again.returncode == 0 and "Running stage" not in again.stdout
+
+    # Code that training executes (here a module only the config names, callbacks.cpu_settings) changes:
+    # the train stages and the adding stage, which trains too, are out of date; the data stages are not.
+    with open(project / "src" / "rnnlab" / "cpu.py", "a") as f:
+        f.write("# an edit\n")
+    status = run_dvc("status", "--json", cwd=project)
+    assert status.returncode == 0, status.stderr
+    changed = json.loads(status.stdout)
+    assert {f"train@{cell}-fused-0" for cell in CELLS} | {"adding"} <= set(changed), changed
+    assert not {"download", "prepare"} & set(changed), changed
+    for stage, changes in changed.items():
+        assert changes == [{"changed deps": {"src/rnnlab/cpu.py": "modified"}}], (stage, changes)

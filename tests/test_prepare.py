@@ -7,15 +7,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
-from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from conftest import review_members, run_module, write_archive
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.download import extract_reviews
 from rnnlab.data.prepare import prepare
 from rnnlab.data.text import PAD_ID, UNK_ID, make_tokenizer, split_words
+from rnnlab.params import CONFIG_DIR
 
-PARAMS = {"vocab_size": 60, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
+TINY = ["prepare.vocab_size=60", "prepare.min_frequency=1", "prepare.val_fraction=0.34"]
+
+
+def settings(*overrides: str) -> DictConfig:
+    """The `prepare` section of conf/ composed for the tiny archive."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides]).prepare
+
+
+def run_prepare(tmp_path: Path, raw: Path, out: Path, *overrides: str):
+    """`python -m rnnlab.data.prepare` as a user runs it, stats next to `out`, Hydra's own files kept apart."""
+    return run_module(
+        "rnnlab.data.prepare", f"paths.raw_dir={raw}", f"paths.prepared_dir={out}",
+        f"paths.prepare_stats={out.parent / 'stats.json'}", f"hydra.run.dir={tmp_path / 'hydra'}", *TINY, *overrides,
+        cwd=tmp_path,
+    )
+
+
+def assert_refused(result, *phrases: str) -> None:
+    """Exit 1 with one `prepare: error:` line holding every phrase: no traceback."""
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prepare: error: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], result.stderr
 
 
 def extract(tmp_path: Path, members: dict[str, bytes]) -> Path:
@@ -30,7 +57,7 @@ def extract(tmp_path: Path, members: dict[str, bytes]) -> Path:
 def prepared(tmp_path):
     raw = extract(tmp_path, review_members(test_extra="zyzzyva"))
     out, stats_path = tmp_path / "prepared", tmp_path / "stats.json"
-    stats = prepare(raw, out, stats_path, PARAMS)
+    stats = prepare(raw, out, stats_path, settings(), workers=1)
     return out, stats, stats_path
 
 
@@ -89,8 +116,8 @@ def test_python_split_matches_hf_tokenizer(text):
 
 def test_validation_split_is_stratified_and_seeded(tmp_path):
     raw = extract(tmp_path, review_members())
-    a = prepare(raw, tmp_path / "a", tmp_path / "a.json", PARAMS)
-    b = prepare(raw, tmp_path / "b", tmp_path / "b.json", {**PARAMS, "split_seed": 1})
+    a = prepare(raw, tmp_path / "a", tmp_path / "a.json", settings(), workers=1)
+    b = prepare(raw, tmp_path / "b", tmp_path / "b.json", settings("prepare.split_seed=1"), workers=1)
     assert a["val"]["pos"] == a["val"]["neg"] == 2
     val_a = PreparedSplit.load(tmp_path / "a" / "val")
     val_b = PreparedSplit.load(tmp_path / "b" / "val")
@@ -99,8 +126,8 @@ def test_validation_split_is_stratified_and_seeded(tmp_path):
 
 def test_rerun_is_byte_identical(tmp_path):
     raw = extract(tmp_path, review_members())
-    prepare(raw, tmp_path / "a", tmp_path / "a.json", PARAMS)
-    prepare(raw, tmp_path / "b", tmp_path / "b.json", {**PARAMS, "workers": 2})
+    prepare(raw, tmp_path / "a", tmp_path / "a.json", settings(), workers=1)
+    prepare(raw, tmp_path / "b", tmp_path / "b.json", settings(), workers=2)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) == 13
     for f in files:
@@ -119,21 +146,54 @@ def test_bad_review_fails_cleanly(tmp_path, content, phrase):
     out = tmp_path / "data" / "prepared"
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("earlier output")
-    result = run_module(
-        "rnnlab.data.prepare", "--params", str(PROJECT_ROOT / "params.yaml"), "--raw", str(raw),
-        "--out", str(out), "--stats", str(tmp_path / "data" / "stats.json"), cwd=tmp_path,
-    )
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and phrase in lines[0] and "3_10.txt" in lines[0], result.stderr
+    result = run_prepare(tmp_path, raw, out)
+    assert_refused(result, phrase, "3_10.txt")
     assert (out / "keep.txt").read_text() == "earlier output"  # nothing written over
     assert not (tmp_path / "data" / "stats.json").exists()
     assert sorted(p.name for p in out.parent.iterdir()) == ["prepared"]
 
 
-def test_bad_params_fail_cleanly(tmp_path):
+def test_stray_file_in_a_review_folder_fails_cleanly(tmp_path):
     raw = extract(tmp_path, review_members())
-    (tmp_path / "params.yaml").write_text("prepare:\n  vocab_size: 100\n  min_frequency: 1\n  val_fraction: 1.5\n  split_seed: 0\n")
-    result = run_module("rnnlab.data.prepare", "--raw", str(raw), "--out", str(tmp_path / "p"), cwd=tmp_path)
-    assert result.returncode != 0 and "val_fraction" in result.stderr
-    assert not (tmp_path / "p").exists()
+    (raw / "train" / "pos" / "notes.txt").write_text("my notes")
+    out = tmp_path / "data" / "prepared"
+    result = run_prepare(tmp_path, raw, out)
+    assert_refused(result, "notes.txt", "<id>_<rating>.txt")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_empty_review_folder_is_refused(tmp_path):
+    raw = extract(tmp_path, review_members())
+    for review in (raw / "test" / "neg").iterdir():
+        review.unlink()
+    out = tmp_path / "data" / "prepared"
+    result = run_prepare(tmp_path, raw, out)
+    assert_refused(result, "test/neg", "no reviews")
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "phrase"),
+    [
+        ("prepare.val_fraction=1.5", "prepare.val_fraction=1.5"),
+        ("prepare.vocab_size=2", "prepare.vocab_size=2"),
+        ("prepare.min_frequency=0.5", "prepare.min_frequency=0.5"),
+        ("~prepare.split_seed", "lack split_seed"),
+    ],
+)
+def test_bad_settings_fail_cleanly(tmp_path, override, phrase):
+    raw = extract(tmp_path, review_members())
+    out = tmp_path / "data" / "prepared"
+    result = run_prepare(tmp_path, raw, out, override)
+    assert_refused(result, phrase)
+    assert not out.parent.exists()
+
+
+def test_settings_come_from_the_config(tmp_path):
+    """The entry point reads conf/'s prepare section: the vocabulary is as large as prepare.vocab_size allows."""
+    raw = extract(tmp_path, review_members())
+    out = tmp_path / "data" / "prepared"
+    result = run_prepare(tmp_path, raw, out, "prepare.vocab_size=10")
+    assert result.returncode == 0, result.stderr
+    assert "vocabulary: 10 tokens" in result.stdout
+    assert json.loads((out.parent / "stats.json").read_text())["vocab_size"] == 10

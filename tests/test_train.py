@@ -9,22 +9,11 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import PROJECT_ROOT, review_members, run_module, write_archive
-from rnnlab.data.download import extract_reviews
-from rnnlab.data.prepare import prepare
+from conftest import PROJECT_ROOT, run_module
+from rnnlab.module import TrainingDiverged
 from rnnlab.train import train
 
 EXPERIMENT = "imdb-cells"
-
-
-@pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_archive(root / "a.tar.gz", review_members())
-    extract_reviews(root / "a.tar.gz", root / "raw")
-    params = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
-    prepare(root / "raw", root / "prepared", root / "stats.json", params)
-    return root / "prepared"
 
 
 def tiny_overrides(prepared_dir: Path, tmp_path: Path) -> list[str]:
@@ -36,7 +25,7 @@ def tiny_overrides(prepared_dir: Path, tmp_path: Path) -> list[str]:
         "data.eval_batch_size=4",
         "model.embedding_dim=8",
         "model.hidden_size=8",
-        "callbacks=none",
+        "callbacks.progress_bar=null",
         "+trainer.enable_progress_bar=false",
     ]
 
@@ -56,10 +45,11 @@ def runs(tmp_path: Path) -> list:
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_one_run_per_cell_and_impl_is_recorded(prepared_dir, tmp_path, cell, impl):
     cfg = compose_tiny(prepared_dir, tmp_path, f"model={cell}", f"model.impl={impl}", f"export_dir={tmp_path}/export")
-    best_val_acc = train(cfg)
+    result = train(cfg)
     [run] = runs(tmp_path)
+    assert result.run_id == run.info.run_id  # the caller gets its run back, no search needed
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.info.run_name == f"{cell}-{impl}-seed0"
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
     assert {"train_loss", "val_loss", "val_acc", "test_acc", "test_loss", "fit_time_s", "epoch_time_s",
             "train_samples_per_s", "n_params"} <= set(metrics)
@@ -67,28 +57,52 @@ def test_one_run_per_cell_and_impl_is_recorded(prepared_dir, tmp_path, cell, imp
     assert 0 <= metrics["test_acc"] <= 1 and metrics["fit_time_s"] > 0 and metrics["train_samples_per_s"] > 0
     assert params["model.cell"] == cell and params["model.impl"] == impl and params["trainer.max_epochs"] == "2"
     assert tags["cell"] == cell and tags["impl"] == impl
-    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("true", "false")
+    assert len(tags["mlflow.source.git.commit"]) == 40 and tags["git_dirty"] in ("true", "false")
     assert len(tags["data_sha256"]) == 64 and tags["device"].startswith("CPU")
     assert {"torch", "lightning", "mlflow", "python"} <= set(tags)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "learning_curves.png", "checkpoints"} <= artifacts
+    # What train() returns is what the store and the DVC export hold.
+    assert result.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert result.metrics["epochs"] == 2 and len(result.history["val_acc"]) == 2
+    assert result.best_checkpoint is None  # train() from Python: a temporary working folder, now gone
     exported = json.loads((tmp_path / "export" / "metrics.json").read_text())
-    assert exported["best_val_acc"] == pytest.approx(best_val_acc)
+    assert exported["best_val_acc"] == pytest.approx(result.metrics["best_val_acc"])
     assert exported["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert exported["history"] == result.history and exported["mlflow_run_id"] == result.run_id
     assert (tmp_path / "export" / "model.ckpt").stat().st_size > 0
+    assert f"cell: {cell}" in (tmp_path / "export" / "config.yaml").read_text()
+
+
+def test_working_folder_keeps_the_best_checkpoint(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path, "trainer.max_epochs=1"), output_dir=tmp_path / "work")
+    assert result.best_checkpoint is not None and result.best_checkpoint.is_file()
+    assert result.best_checkpoint.is_relative_to(tmp_path / "work") and result.best_checkpoint.name == "best.ckpt"
+
+
+def test_extra_callbacks_join_the_recipe(prepared_dir, tmp_path):
+    import pytorch_lightning as pl
+
+    class CountBatches(pl.Callback):
+        seen = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            CountBatches.seen += 1
+
+    train(compose_tiny(prepared_dir, tmp_path, "trainer.max_epochs=1"), callbacks=[CountBatches()])
+    assert CountBatches.seen == 2  # 8 training reviews in batches of 4
 
 
 def test_same_seed_same_metrics(prepared_dir, tmp_path):
-    for name in ("a", "b"):
-        train(compose_tiny(prepared_dir, tmp_path / name, "model=gru"))
-    [a], [b] = runs(tmp_path / "a"), runs(tmp_path / "b")
-    for key in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc"):
-        assert a.data.metrics[key] == b.data.metrics[key], key
+    a, b = (train(compose_tiny(prepared_dir, tmp_path / name, "model=gru")) for name in ("a", "b"))
+    assert a.metrics["test_acc"] == b.metrics["test_acc"] and a.metrics["test_loss"] == b.metrics["test_loss"]
+    for key in ("train_loss", "val_loss", "val_acc"):  # every epoch's value, bit for bit (timings aside)
+        assert a.history[key] == b.history[key], key
 
 
 def test_diverged_run_ends_failed(prepared_dir, tmp_path):
     cfg = compose_tiny(prepared_dir, tmp_path, "model.optimizer.lr=inf")
-    with pytest.raises(FloatingPointError, match="diverged"):
+    with pytest.raises(TrainingDiverged, match="diverged"):
         train(cfg)
     [run] = runs(tmp_path)
     assert run.info.status == "FAILED"
@@ -100,6 +114,38 @@ def test_interrupted_run_ends_killed(prepared_dir, tmp_path):
         train(cfg)
     [run] = runs(tmp_path)
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.optimizer.lr=-1", "train: error: model.optimizer: Invalid learning rate: -1"),
+    ("model.cell=foo", "train: error: model: cell='foo' is unknown: choose rnn | lstm | gru"),
+    ("model.impl=cuda", "train: error: model: impl='cuda' is unknown: choose fused | explicit"),
+    ("model.pooling=sum", "train: error: model: pooling='sum' is unknown: choose last | max | mean"),
+    ("model.hidden_size=0", "train: error: model: hidden_size=0 must be a positive integer"),
+    ("model.dropout=1.5", "train: error: model: dropout=1.5 must be a number in [0, 1)"),
+    ("data.max_len=-5", "train: error: data: max_len=-5 must be a positive integer"),
+    ("data.batch_size=0", "train: error: data: batch_size=0 must be a positive integer"),
+    ("data.vocab_size=100000", "train: error: data: vocab_size=100000 exceeds the prepared vocabulary"),
+    ("paths.prepared_dir=/nonexistent", "train: error: data: /nonexistent/tokenizer.json not found: run `dvc repro prepare` first"),
+    ("callbacks.model_checkpoint=null", "train: error: callbacks.model_checkpoint is missing"),
+    ("trainer.accelerator=tpu", "train: error: trainer: "),
+])
+def test_user_errors_are_one_line_and_create_no_run(prepared_dir, tmp_path, override, message):
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), override,
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert runs(tmp_path) == []  # refused before any MLflow run exists
+
+
+def test_divergence_is_one_line_from_the_command_line(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), "model.optimizer.lr=inf",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("train: error: training diverged: train_loss is nan")
+    [run] = runs(tmp_path)
+    assert run.info.status == "FAILED"
 
 
 @pytest.mark.slow
@@ -121,9 +167,6 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
     [run] = runs(tmp_path)  # two processes, one MLflow run
     assert run.info.status == "FINISHED"
     assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
-
-
-@pytest.mark.slow
 def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):
     """MLFLOW_TRACKING_URI (a team's server) overrides the default sqlite file: a real `mlflow server`."""
     import os

@@ -12,6 +12,7 @@ raised anywhere in the task (a bad setting, missing input) ends the process with
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -52,6 +53,10 @@ def build(config: DictConfig, key: str, **kwargs: Any) -> Any:
         raise UserError(f"{key}: {first_line(e)}") from e
 
 
+# Loggers whose INFO lines are routine for a store (creating and migrating an sqlite file), not news to a user.
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
+
+
 def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Turn `task(cfg)` into a Hydra entry point over conf/ that reports `UserError` as one line."""
 
@@ -59,6 +64,8 @@ def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[
         @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
         @functools.wraps(task)
         def main(cfg: DictConfig) -> Any:
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
             try:
                 return task(cfg)
             except UserError as e:

@@ -45,15 +45,21 @@ class RunLogger(MLFlowLogger):
         pass
 
 
-def git_dirty() -> bool:
-    """Whether the work tree has uncommitted changes (True outside git). MLflow records the commit itself
-    (tag mlflow.source.git.commit), not whether the code run was that commit."""
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def git_state() -> tuple[str | None, bool]:
+    """(the commit of the code being run, whether its work tree has uncommitted changes); (None, True) outside
+    git. Asked of the package's own folder: MLflow asks of the main script's, which is pytest or a notebook
+    kernel when train() is called from Python."""
+    git = ["git", "-C", str(PACKAGE_DIR)]
     try:
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                 text=True, check=True).stdout.strip()
-        return bool(status)
+        return sha, bool(status)
     except (OSError, subprocess.CalledProcessError):
-        return True
+        return None, True
 
 
 def data_hash(folder: str | Path) -> str:
@@ -82,16 +88,19 @@ def device_description(accelerator: str) -> str:
 
 def run_tags(cell: str, impl: str, data_dir: str | Path | None, accelerator: str,
              sweep_id: str | None) -> dict[str, str]:
+    sha, dirty = git_state()
     tags = {
         "cell": cell,
         "impl": impl,
-        "git_dirty": str(git_dirty()).lower(),
+        "git_dirty": str(dirty).lower(),
         "device": device_description(accelerator),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "mlflow": mlflow.__version__,
     }
+    if sha:
+        tags["mlflow.source.git.commit"] = sha  # MLflow's own tag, which the UI shows as the run's commit
     if data_dir is not None:  # generated data (data=adding) have no files: their params (seed, sizes) name them
         tags["data_sha256"] = data_hash(data_dir)
     if sweep_id:

@@ -36,7 +36,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     config, plots); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
     sweep_id: tags the runs of one sweep.
     """
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     with working_folder(output_dir) as output_dir:
         configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]

@@ -37,27 +37,24 @@ from pathlib import Path
 import psutil
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
-from rnnlab.bench.flops import GATES, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
+from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
 from rnnlab.bench.variants import (BatchPlan, Measurement, in_fresh_process, plan_batches, run_layer_only, run_plain,
                                    run_project)
-from rnnlab.config import check_config
+from rnnlab.cells import CELL_NAMES, CELLS
+from rnnlab.cli import UserError, build, fail
+from rnnlab.params import CONFIG_DIR
 from rnnlab.tracking import device_description
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-CELLS = ("rnn", "lstm", "gru")
 # The article's Keras setup (experiment=article: E=H=32, max_len 500, batch 128, 10k words, RMSprop),
 # and the same with E=H=128, where the matmuls are big enough to approach the machine's peak.
 SETTINGS = {
     "article": ["experiment=article"],
     "h128": ["experiment=article", "model.embedding_dim=128", "model.hidden_size=128"],
 }
-# Warm-up and timed batches per variant unless --warmup/--steps say otherwise. A small model's project step
-# takes ~0.05 s, so it needs many for a window long enough to time (32: ~1.5 s); an E=H=128 step takes
-# 0.2-4 s and is big from the first batch on. Even so, on this shared VM one run of a variant can be 10-25%
-# slower than the next (measured: LSTM article overhead 28% in one run, 2% in the next, 2 repeats each),
-# hence 3 repeats by default. The whole run takes ~6 minutes on the 2-core CPU.
+# Warm-up and timed batches per variant unless --warmup/--steps say otherwise. A small model's step is short,
+# so it needs many for a window long enough to time; an E=H=128 step is long from the first batch on. On a
+# shared VM one run of a variant can be much slower than the next, hence 3 repeats, the fastest counting.
 DEFAULT_WARMUP = {"article": 2, "h128": 1}
 DEFAULT_STEPS = {"article": 32, "h128": 4}
 VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "plain_bucketed_flush",
@@ -67,8 +64,7 @@ VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "
 REPEATED = ("project", "plain_padded", "plain_project")
 TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
 # Other processes taking more of the CPU than this while a model was measured make its figures suspect:
-# on 2 cores every per-timestep OpenMP barrier waits for a descheduled thread, measured here to slow the
-# LSTM (E=H=128) forward 20x (0.13 s -> 2.8 s) while one other process was busy.
+# on 2 cores every per-timestep OpenMP barrier waits for a descheduled thread.
 DISTURBED_PCT = 5.0
 
 
@@ -100,13 +96,11 @@ class OtherLoad:
 
 
 def compose_config(cell: str, setting: str, data_dir: str | None, tracking_uri: str, overrides: list[str]):
-    args = [f"model={cell}", *SETTINGS[setting], f"logger.tracking_uri={tracking_uri}", "callbacks=none"]
+    args = [f"model={cell}", *SETTINGS[setting], f"logger.tracking_uri={tracking_uri}", "logger.experiment_name=bench"]
     if data_dir:
         args.append(f"paths.prepared_dir={data_dir}")
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*args, *overrides])
-    check_config(cfg)
-    return cfg
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=[*args, *overrides])
 
 
 def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size: int) -> dict:
@@ -126,9 +120,12 @@ def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size:
     }
 
 
-def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str, workdir: Path) -> dict:
+def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> dict:
     cfg = compose_config(cell, setting, args.data_dir, tracking_uri, args.overrides)
-    datamodule = instantiate(cfg.data)
+    try:
+        datamodule = build(cfg.data, "data")  # not the model: this process must not start OpenMP's threads
+    except UserError as e:
+        fail("bench", str(e))
     plan: BatchPlan = plan_batches(datamodule, args.warmup or DEFAULT_WARMUP[setting],
                                    args.steps or DEFAULT_STEPS[setting], cfg.seed)
     # name: (batches, padded to max_len, flush-denormal, the project's settings). plain_project runs right
@@ -144,7 +141,7 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
     measured.update({name: [] for name in plain if name in args.variants})
     fits = []
     for repeat in range(args.repeats):  # interleaved, so a burst of other work hits one repeat, not one variant
-        measurement, fit = in_fresh_process(run_project, cfg, plan, workdir)
+        measurement, fit = in_fresh_process(run_project, cfg, plan)
         measured["project"].append(measurement)
         fits.append(fit)
         for name, (batches, pad, flush, project_settings) in plain.items():
@@ -243,7 +240,7 @@ def print_table(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated: rnn,lstm,gru")
+    parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: article,h128")
     steps_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_STEPS.items())
     parser.add_argument("--steps", type=int, default=None, help=f"timed batches per variant (default: {steps_help})")
@@ -262,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cells, settings = args.cells.split(","), args.settings.split(",")
     args.variants = [v for v in args.variants.split(",") if v]
-    for name, given, known in (("cell", cells, CELLS), ("setting", settings, SETTINGS),
+    for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, SETTINGS),
                                ("variant", args.variants, VARIANTS[1:])):
         unknown = [g for g in given if g not in known]
         if unknown:
@@ -279,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started, load_before = time.perf_counter(), os.getloadavg()
     # Nothing in this process may start OpenMP's threads before the runs are forked: see in_fresh_process.
-    # The peak is taken at the start and at the end: on this shared VM it has ranged from 112 to 249 GFLOP/s.
+    # The peak is taken at the start and at the end: a shared VM's varies over minutes.
     peaks = [in_fresh_process(sgemm_peak, args.peak_size)]
     results = []
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
@@ -288,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for cell in cells:
                 print(f"bench: {cell} / {setting} ...", file=sys.stderr, flush=True)
                 with OtherLoad() as other:
-                    result = bench_one(cell, setting, args, tracking_uri, Path(tmp))
+                    result = bench_one(cell, setting, args, tracking_uri)
                 result["other_processes_cpu_pct"] = round(other.pct, 1)
                 results.append(result)
     peaks.append(in_fresh_process(sgemm_peak, args.peak_size))
@@ -298,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             variant["peak_pct"] = 100 * variant["useful_gflops"] / peak
         # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
         step_rate = in_fresh_process(recurrent_step_gflops, result["batch_size"], result["hidden_size"],
-                                     GATES[result["cell"]])
+                                     CELLS[result["cell"]].gates)
         ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,
                                         step_rate)
         result["matmul_ceiling"] = {

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
+from torch.utils import benchmark
 
-# Weight matrices per cell: one for the tanh RNN, r/z/n for the GRU, i/f/g/o for the LSTM.
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from rnnlab.cells import CELLS
 
 
 def fastest_seconds(work: Callable[[], object], repeats: int) -> float:
     """Seconds of the fastest of `repeats` calls of work(), after one untimed warm-up call (first calls pick
-    kernels and allocate buffers). Other processes can only slow a call down, so the fastest is the truest."""
-    work()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
+    kernels and allocate buffers). Other processes can only slow a call down, so the fastest is the truest.
+    Timed by torch.utils.benchmark with the threads training uses (its own default is one)."""
+    timer = benchmark.Timer(stmt="work()", globals={"work": work}, num_threads=torch.get_num_threads())
+    timer.timeit(1)
+    return min(timer.timeit(1).mean for _ in range(repeats))
 
 
 def sgemm_peak(size: int = 4096, repeats: int = 4) -> float:
@@ -39,14 +35,14 @@ def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
     (gradients for the inputs/state and for the weights), hence 3x. Elementwise gate maths, the embedding
     and the decoder are left out: this is the part that can run near the matmul peak.
     """
-    return 3 * 2 * GATES[cell] * hidden_size * (embedding_dim + hidden_size)
+    return 3 * 2 * CELLS[cell].gates * hidden_size * (embedding_dim + hidden_size)
 
 
 def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5) -> float:
     """GFLOP/s of the recurrence's own matmul: a chain of `steps` [batch, H] x [H, gates*H] products, each
     taking the previous one's output, as h_t needs h_{t-1}. Best of `repeats` after one warm-up chain.
 
-    These products are small (at B=128, H=128, g=4: 17 MFLOP, ~0.1 ms) and cannot be batched over time, so
+    These products are small (at B=128, H=128, g=4: 17 MFLOP each) and cannot be batched over time, so
     they run far below the large-matmul peak: thread start-up and synchronisation cost as much as the maths.
     """
     weight = torch.randn(hidden, gates * hidden) / hidden**0.5
@@ -69,7 +65,7 @@ def matmul_ceiling_gflops(cell: str, embedding_dim: int, hidden_size: int, peak:
     forward h_{t-1} W_hh and the backward dgates_t W_hh, 4*g*H^2, at `step_rate`. The rest batch over all
     time steps (x W_ih and its two gradients, the W_hh gradient) and can run at the sgemm `peak`.
     """
-    g, E, H = GATES[cell], embedding_dim, hidden_size
+    g, E, H = CELLS[cell].gates, embedding_dim, hidden_size
     sequential = 4 * g * H * H
     batched = flops_per_token(cell, E, H) - sequential
     return flops_per_token(cell, E, H) / (batched / peak + sequential / step_rate)

@@ -1,8 +1,9 @@
 """The ways of training one model that the benchmark compares, each timed over the same batches.
 
-- `run_project`: the project's own path. The Hydra config, `IMDBDataModule` (length-bucketed batches),
-  `SentimentClassifier` (whose setup() flushes denormals), a `pl.Trainer` with the config's settings
-  (gradient clipping, deterministic), `TrainingTimer` and the MLflow `RunLogger`.
+- `run_project`: the project's own path, `rnnlab.train.train` itself: the Hydra config, `IMDBDataModule`
+  (length-bucketed batches), `RecurrentModule`, the configured callbacks (CPU settings), a `pl.Trainer` with the
+  config's settings (gradient clipping, deterministic), `TrainingTimer` and the MLflow record. Its one epoch is
+  the planned batches; validation and test see one batch each, after the timed window.
 - `run_plain`: a hand-written PyTorch loop over the same model, optimizer and clipping, on a list of
   batches given by index, either padded per batch (as the datamodule does) or all to `max_len` (what a user
   would write); with PyTorch's defaults, flush-denormal alone, or all the project's process settings
@@ -20,23 +21,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 
 from rnnlab.bench.flops import fastest_seconds
 from rnnlab.cpu import apply_training_settings
-from rnnlab.data.datamodule import IMDBDataModule, collate
+from rnnlab.data.imdb import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.cells import FUSED_CELLS
-from rnnlab.timing import TrainingTimer
-from rnnlab.tracking import MarkInterrupted, flatten
+from rnnlab.models.encoder import FUSED_CELLS
+from rnnlab.train import build_data_and_model, train
 
 
 @dataclass
@@ -89,10 +87,9 @@ def in_fresh_process(fn: Callable, *args):
     """fn(*args) in a child forked from this process, which must not have run a parallel torch op yet.
 
     torch.set_flush_denormal sets the calling thread's floating-point mode only. OpenMP's worker threads
-    copy it when they are created, at a process's first parallel op, and keep it: measured here, one matmul
-    before set_flush_denormal(True) left the worker thread unflushed and an LSTM (E=H=128) training step on a
-    267-token batch took 1.7 s instead of 0.35 s. In `python -m rnnlab.train` the pool starts at the first
-    training batch, after SentimentClassifier.setup(); a fresh child per run reproduces that, and lets runs
+    copy it when they are created, at a process's first parallel op, and keep it: one matmul before
+    set_flush_denormal(True) leaves the worker threads unflushed. In `python -m rnnlab.train` the pool starts at the first
+    training batch, after the CPUSettings callback's setup(); a fresh child per run reproduces that, and lets runs
     with and without flushing share one benchmark. The child also starts with the same memory state each time.
     """
     pool = multiprocessing.get_context("fork").Pool(1)
@@ -123,24 +120,22 @@ class WindowTimer(pl.Callback):
             self.start = time.perf_counter()
 
 
-def run_project(cfg: DictConfig, plan: BatchPlan, workdir: Path) -> tuple[Measurement, dict]:
-    """Train through the project's path as `rnnlab.train` sets it up, minus validation and checkpoints."""
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, vocab_size=datamodule.vocab_size)
-    window, timer = WindowTimer(plan), TrainingTimer()
-    logger = instantiate(cfg.logger, run_name=f"bench-{cfg.model.cell}-E{cfg.model.embedding_dim}")
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=[timer, MarkInterrupted(), window], logger=logger, default_root_dir=workdir,
-        max_steps=len(plan.bucketed), limit_val_batches=0, enable_checkpointing=False,
-        enable_progress_bar=False)
-    logger.log_hyperparams(flatten(OmegaConf.to_container(cfg, resolve=True)))
+def run_project(cfg: DictConfig, plan: BatchPlan) -> tuple[Measurement, dict]:
+    """Train through `rnnlab.train.train` on the planned batches: one epoch of exactly them, then one batch of
+    validation and of test (outside the timed window) so the run is recorded as any other."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = 1
+        cfg.trainer.limit_train_batches = len(plan.bucketed)
+        cfg.trainer.limit_val_batches = cfg.trainer.limit_test_batches = 1
+        cfg.trainer.enable_progress_bar = False
+    window = WindowTimer(plan)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    # The whole fit (warm-up, the Trainer's set-up and MLflow's writes included), and what TrainingTimer
-    # logged to MLflow as train_samples_per_s (warm-up steps included).
+    result = train(cfg, callbacks=[window])
+    # The whole run (warm-up, the Trainer's set-up, MLflow's writes, validation and test included), and what
+    # TrainingTimer logged as train_samples_per_s (warm-up steps included).
     fit = {"fit_seconds": time.perf_counter() - start,
-           "logged_train_samples_per_s": float(trainer.callback_metrics["train_samples_per_s"]),
+           "logged_train_samples_per_s": result.metrics["train_samples_per_s"],
            "deterministic": torch.are_deterministic_algorithms_enabled(),
            "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory}
     return window.measurement, fit
@@ -161,14 +156,13 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
     """
     if project_settings:
         torch.use_deterministic_algorithms(cfg.trainer.deterministic)  # as the Trainer does
-        apply_training_settings()  # as SentimentClassifier.setup() does
+        apply_training_settings()  # as the CPUSettings callback does
     else:
         torch.set_flush_denormal(flush_denormal)
-    datamodule = instantiate(cfg.data)
+    pl.seed_everything(cfg.seed, workers=True)  # same initial weights as run_project
+    datamodule, module = build_data_and_model(cfg)
     datamodule.setup("fit")
     dataset = datamodule.datasets["train"]
-    pl.seed_everything(cfg.seed, workers=True)  # same initial weights as run_project
-    module = instantiate(cfg.model, vocab_size=dataset.vocab_size)
     net, clip = module.net, cfg.trainer.gradient_clip_val
     optimizer = module.optimizer_factory(net.parameters())
     loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batches],

@@ -2,8 +2,8 @@
 
 - `tokenizer.json` (HF `tokenizers`) is the artifact: its normalizer and pre-tokenizer hold the rules, so
   predict-time text is encoded exactly as training text was, with nothing but that file.
-- `split_words` is the same rules in plain Python, used by `prepare` for bulk work: on this 2-core machine
-  the HF encoder runs at ~0.65M tokens/s per thread, too slow for 13M tokens in the 10 s budget.
+- `split_words` is the same rules in plain Python, used by `prepare` for bulk work: the HF encoder is too
+  slow per thread for `prepare`'s time budget (`python -m rnnlab.bench.prepare` measures it).
   `prepare` re-encodes the validation split with the HF tokenizer and fails if the two ever disagree.
 
 The rules: drop the `<br />` markup IMDB reviews carry, NFKC-normalise Unicode, lower-case, split on
@@ -29,7 +29,7 @@ _BREAK_TAG = re.compile(BREAK_TAG)
 def split_words(text: str) -> list[str]:
     """The words of `text` under the tokenizer's rules (see module docstring)."""
     text = unicodedata.normalize("NFKC", _BREAK_TAG.sub(" ", text)).lower()
-    for mark in string.punctuation:  # str.replace per mark is ~3x faster here than one regex
+    for mark in string.punctuation:  # str.replace per mark is faster than one regex substitution
         if mark in text:
             text = text.replace(mark, f" {mark} ")
     if not text.isascii():

@@ -68,6 +68,7 @@ def reach(norms: np.ndarray) -> int:
 
 
 def measure(run_dirs: list[Path], data_dir: Path, length: int, count: int) -> dict:
+    """Both curves of each run's cell; `reviews` records how many reviews were averaged (at most `count`)."""
     cells = {}
     for run_dir in run_dirs:
         trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu")
@@ -83,7 +84,8 @@ def measure(run_dirs: list[Path], data_dir: Path, length: int, count: int) -> di
             **{name: curve.tolist() for name, curve in curves.items()},
             **{f"{name}_reach": reach(curve) for name, curve in curves.items()},
         }
-    return {"distance": list(range(length)), "threshold": THRESHOLD, "reviews": count, "cells": cells}
+    reviews = len(batch[0])  # the same reviews for every cell: those of the validation split this long
+    return {"distance": list(range(length)), "threshold": THRESHOLD, "reviews": reviews, "cells": cells}
 
 
 def plot(result: dict, path: Path) -> None:

@@ -7,7 +7,7 @@ runs the cells of `explicit.py`. Both see the same padded input [B, T, E] with `
 - backward direction: each sequence is reversed within its own length (padding stays at the end),
   run forwards, and reversed back, so it too starts at the last real token;
 - on CUDA, fused layers use packed sequences instead (cuDNN's fast path); on CPU packing leaves oneDNN's
-  fast path (measured 2.6-5.7x slower), so CPU runs padded. The results are the same either way.
+  fast path (several times slower: `python -m rnnlab.bench` shows it), so CPU runs padded. The results are the same either way.
 
 Outputs at padded positions are zeroed.
 """
