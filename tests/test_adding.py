@@ -13,16 +13,16 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import PROJECT_ROOT, run_module
-from rnnlab.config import ConfigError, check_config
+from rnnlab.cli import UserError
 from rnnlab.data.adding import AddingDataModule, adding_examples
-from rnnlab.findings.adding import main as sweep_main
-from rnnlab.models.classifier import SentimentRNN
-from rnnlab.module import SentimentClassifier
-from rnnlab.train import train
+from rnnlab.findings.adding import sweep
+from rnnlab.models.network import RecurrentNetwork
+from rnnlab.module import RecurrentModule
+from rnnlab.train import build_data_and_model, train
 
 SIZES = ["data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=8", "data.eval_batch_size=8",
          "model.hidden_size=8", "trainer.max_epochs=2"]
-TINY = ["data.seq_len=8", *SIZES, "callbacks=none", "+trainer.enable_progress_bar=false"]
+TINY = ["data.seq_len=8", *SIZES, "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false"]
 
 
 def compose_adding(tmp_path: Path, *overrides: str):
@@ -69,24 +69,24 @@ def test_batches_are_shaped_like_imdb_batches():
         assert lengths.tolist() == [12] * len(targets)
         assert targets.dtype == torch.float32
     assert sum(len(batch[2]) for batch in datamodule.test_dataloader()) == 20
-    assert datamodule.model_inputs == {"input_size": 2, "task": "regression"}
+    assert datamodule.network_inputs == {"input_size": 2} and datamodule.task == "regression"
 
 
 def test_short_sequences_and_ambiguous_inputs_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="data.seq_len=1 must be at least 2"):
-        check_config(compose_adding(tmp_path, "data.seq_len=1"))
-    with pytest.raises(ConfigError, match="data.train_size=0 must be a positive integer"):
-        check_config(compose_adding(tmp_path, "data.train_size=0"))
+    with pytest.raises(UserError, match="data: seq_len=1 must be at least 2"):
+        build_data_and_model(compose_adding(tmp_path, "data.seq_len=1"))
+    with pytest.raises(UserError, match="data: train_size=0 must be a positive integer"):
+        build_data_and_model(compose_adding(tmp_path, "data.train_size=0"))
     with pytest.raises(ValueError, match="exactly one of vocab_size"):
-        SentimentRNN(10, input_size=2)
+        RecurrentNetwork(cell="gru", vocab_size=10, input_size=2)
     with pytest.raises(ValueError, match="exactly one of vocab_size"):
-        SentimentRNN()
-    with pytest.raises(ValueError, match="binary | regression"):
-        SentimentClassifier(input_size=2, task="ranking")
+        RecurrentNetwork(cell="gru")
+    with pytest.raises(ValueError, match=r"task='ranking' is unknown: choose binary \| regression"):
+        RecurrentModule(cell="gru", input_size=2, task="ranking")
 
 
 def test_continuous_inputs_skip_the_embedding():
-    model = SentimentRNN(input_size=2, cell="gru", hidden_size=5)
+    model = RecurrentNetwork(input_size=2, cell="gru", hidden_size=5)
     assert model.embedding is None
     outputs = model(torch.rand(3, 7, 2), torch.tensor([7, 7, 7]))
     assert outputs.shape == (3,)
@@ -94,11 +94,13 @@ def test_continuous_inputs_skip_the_embedding():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_one_tiny_adding_run_per_cell_is_recorded(tmp_path, cell):
-    best_val_acc = train(compose_adding(tmp_path, f"model={cell}"))
+    result = train(compose_adding(tmp_path, f"model={cell}"))
+    best_val_acc = result.metrics["best_val_acc"]
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     [run] = client.search_runs([client.get_experiment_by_name("imdb-cells").experiment_id])
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.info.run_id == result.run_id
     metrics = run.data.metrics
+    assert result.metrics["test_mse"] == metrics["test_mse"]
     assert {"train_mse", "val_mse", "val_acc", "test_mse", "test_acc", "test_loss", "fit_time_s"} <= set(metrics)
     assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2  # one value per epoch
     assert metrics["test_mse"] == pytest.approx(metrics["test_loss"])  # the loss is the MSE
@@ -113,8 +115,8 @@ def test_sweep_writes_json_and_figure(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where train() puts each run's working folder
     threads = torch.get_num_threads()
     try:
-        sweep_main(["--lengths", "4", "8", "--cells", "rnn", "lstm", "--out", str(tmp_path / "findings"),
-                    "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", *SIZES])
+        sweep(["rnn", "lstm"], [4, 8], [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SIZES],
+              tmp_path / "findings")
     finally:
         torch.set_num_threads(threads)
     found = json.loads((tmp_path / "findings" / "adding.json").read_text())
@@ -127,8 +129,8 @@ def test_sweep_writes_json_and_figure(tmp_path, monkeypatch):
     assert (tmp_path / "findings" / "adding.png").stat().st_size > 0
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("adding").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["adding-T4-lstm", "adding-T4-rnn",
-                                                     "adding-T8-lstm", "adding-T8-rnn"]
+    assert sorted(r.info.run_name for r in runs) == ["adding-T4-lstm-seed0", "adding-T4-rnn-seed0",
+                                                     "adding-T8-lstm-seed0", "adding-T8-rnn-seed0"]
     for run in runs:  # the sweep's budget comes from conf/experiment/adding.yaml
         assert run.data.params["model.optimizer.lr"] == "0.01", run.info.run_name
         assert run.data.params["trainer.enable_progress_bar"] == "False", run.info.run_name

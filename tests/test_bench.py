@@ -12,18 +12,6 @@ from conftest import PROJECT_ROOT, review_members, run_module, write_archive
 from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
 from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
-from rnnlab.data.prepare import prepare
-
-
-@pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory) -> Path:
-    """Eight training reviews, as in test_train.py."""
-    root = tmp_path_factory.mktemp("data")
-    write_archive(root / "a.tar.gz", review_members())
-    extract_reviews(root / "a.tar.gz", root / "raw")
-    params = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0, "workers": 1}
-    prepare(root / "raw", root / "prepared", root / "stats.json", params)
-    return root / "prepared"
 
 
 def test_flops_per_token():

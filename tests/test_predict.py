@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from conftest import run_module
 from rnnlab.serving import use_tracking_uri
 from rnnlab.train import train
-from test_train import EXPERIMENT, compose_tiny, prepared_dir  # noqa: F401  (prepared_dir is a fixture)
+from test_train import EXPERIMENT, compose_tiny
 
 TEXTS = ["A wonderful film, great acting.", "Awful, boring, a waste of time."]
 VOCAB_SIZE = 40  # below the prepared vocabulary, so some known words must become <unk>
@@ -34,15 +34,14 @@ def store(prepared_dir, tmp_path_factory) -> dict:  # noqa: F811
     # artifact_location keeps the artifacts in the temporary folder, not in ./mlruns of the working directory.
     cfg = compose_tiny(prepared_dir, root, "trainer.max_epochs=1", f"data.vocab_size={VOCAB_SIZE}",
                        f"data.max_len={MAX_LEN}", f"+logger.artifact_location={root}/artifacts")
-    train(cfg)
+    trained = train(cfg)
     uri = f"sqlite:///{root}/mlflow.db"
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    [trained] = client.search_runs([experiment.experiment_id])
     bare = client.create_run(experiment.experiment_id, run_name="no-model")
     client.log_metric(bare.info.run_id, "test_acc", 1.0)
     client.set_terminated(bare.info.run_id, "FINISHED")
-    return {"root": root, "uri": uri, "run_id": trained.info.run_id, "bare_run_id": bare.info.run_id,
+    return {"root": root, "uri": uri, "run_id": trained.run_id, "bare_run_id": bare.info.run_id,
             "tokenizer": prepared_dir / "tokenizer.json"}
 
 

@@ -238,18 +238,11 @@ def claims_markdown(report: dict) -> str:
             acc_diff = a["rnn_minus_other_acc"][other]
             lines.append(f"  rnn − {other}: time {diff['diff']:+.0f} s {interval(diff, '{:+.0f}')}, "
                          f"accuracy {acc_diff['diff']:+.4f} {interval(acc_diff, '{:+.4f}')}")
-        if "lstm_minus_gru_acc" in b:
-            diff = b["lstm_minus_gru_acc"]
-            lines.append(f"- **(b) LSTM ≈ GRU in accuracy:** {b['verdict']}; lstm − gru "
-                         f"{diff['diff']:+.4f} {interval(diff, '{:+.4f}')}")
-        else:
-            lines.append(f"- **(b) LSTM ≈ GRU in accuracy:** {b['verdict']}")
-        if "lstm_over_gru_time" in c:
-            ratio = c["lstm_over_gru_time"]
-            lines.append(f"- **(c) LSTM ≈ 2x GRU's time:** {c['verdict']}; per-seed ratio "
-                         f"{ratio['mean']:.2f} {interval(ratio, '{:.2f}')}")
-        else:
-            lines.append(f"- **(c) LSTM ≈ 2x GRU's time:** {c['verdict']}")
+        diff, ratio = b.get("lstm_minus_gru_acc"), c.get("lstm_over_gru_time")
+        lines.append(f"- **(b) LSTM ≈ GRU in accuracy:** {b['verdict']}" + (
+            f"; lstm − gru {diff['diff']:+.4f} {interval(diff, '{:+.4f}')}" if diff else ""))
+        lines.append(f"- **(c) LSTM ≈ 2x GRU's time:** {c['verdict']}" + (
+            f"; per-seed ratio {ratio['mean']:.2f} {interval(ratio, '{:.2f}')}" if ratio else ""))
         lines.append("")
     d = report["d_rnn_gradients_vanish"]
     lines.append(f"## (d) RNN gradients vanish, LSTM/GRU gradients survive: {d['verdict']}")

@@ -1,9 +1,10 @@
 """Benchmark the prepare stage: wall time and peak memory (all processes together) on the real data.
 
-    python -m rnnlab.bench.prepare [--raw data/raw/aclImdb]
+    python -m rnnlab.bench.prepare [--raw data/raw/aclImdb] [--params params.yaml] [--repeats 3]
 
-Runs `python -m rnnlab.data.prepare` as DVC would, into a temporary folder, sampling the resident memory
-of the process and its workers every 10 ms. Targets (issue 2): <= 10 s and <= 2 GB on a 2-core machine.
+Runs `python -m rnnlab.data.prepare` as DVC would (on the params file, its `prepare` settings), writing into a
+temporary folder, sampling the resident memory of the process and its workers every 10 ms. Targets (issue 2):
+<= 10 s and <= 2 GB on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def quoted(path: Path | str) -> str:
+    """A path as a Hydra override value: quoted, so spaces, commas or `=` in it stay part of it."""
+    return "'" + str(path).replace("'", "\\'") + "'"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", default="data/raw/aclImdb")
@@ -39,11 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.raw).is_dir():
         print(f"bench: error: {args.raw} does not exist: run `dvc repro download` first", file=sys.stderr)
         return 1
+    params = Path(args.params).resolve()
+    if params.suffix != ".yaml" or not params.is_file():
+        print(f"bench: error: {args.params} is not a .yaml params file (e.g. params.yaml)", file=sys.stderr)
+        return 1
     runs = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "rnnlab.data.prepare", "--params", args.params, "--raw", args.raw,
-                   "--out", f"{tmp}/prepared", "--stats", f"{tmp}/stats.json"]
+            cmd = [sys.executable, "-m", "rnnlab.data.prepare", "--config-dir", str(params.parent),
+                   "--config-name", params.stem, f"paths.raw_dir={quoted(Path(args.raw).resolve())}",
+                   f"paths.prepared_dir={quoted(f'{tmp}/prepared')}",
+                   f"paths.prepare_stats={quoted(f'{tmp}/stats.json')}", f"hydra.run.dir={quoted(f'{tmp}/hydra')}"]
             start = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
             watched, peak = psutil.Process(proc.pid), 0
