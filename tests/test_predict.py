@@ -183,3 +183,9 @@ def test_mlflow_models_predict_serves_the_model(store, tmp_path):
     assert len(predictions) == 2
     for row in predictions:
         assert 0 <= row["probability"] <= 1 and row["label"] in ("pos", "neg")
+
+
+def test_usage_mistakes_are_one_line(tmp_path):
+    result = run_module("rnnlab.predict", "--no-such-flag", "Great.", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "predict: error: unrecognized arguments: --no-such-flag"

@@ -11,6 +11,7 @@ raised anywhere in the task (a bad setting, missing input) ends the process with
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import sys
@@ -32,6 +33,14 @@ class UserError(Exception):
 def fail(command: str, message: str) -> NoReturn:
     print(f"{command}: error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the commands that take plain arguments (predict, bench): a usage mistake is one
+    `<prog>: error: ...` line and exit status 1, as everywhere else."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, message)
 
 
 def first_line(error: BaseException) -> str:

@@ -12,11 +12,12 @@ model answered goes to stderr; an error is one `predict: error: ...` line there,
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rnnlab.cli import ArgumentParser
 
 if TYPE_CHECKING:
     import mlflow
@@ -122,7 +123,7 @@ def predict(reviews: list[str], run_id: str | None, experiment: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="predict", description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="review text; quote each review")
     parser.add_argument("--file", type=Path, action="append", default=[], help="a file holding one review (repeatable)")
     parser.add_argument("--run-id", help="the MLflow run whose model to use (default: the best one)")
