@@ -1,23 +1,69 @@
-"""The training benchmark, run for real (a few steps, one cell) on tiny prepared data. Never asserts on speed."""
+"""The benchmarks, run for real on tiny data (training: a few steps, one cell), and their arithmetic.
+Never asserts on speed."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import time
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import PROJECT_ROOT, review_members, run_module, write_archive
-from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
+from rnnlab.bench.flops import fastest_seconds, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
+from rnnlab.cells import CELL_NAMES, CELLS
 from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
+from rnnlab.models.explicit import EXPLICIT_CELLS
 
 
 def test_flops_per_token():
     assert flops_per_token("rnn", 32, 32) == 3 * 2 * 1 * 32 * 64
     assert flops_per_token("lstm", 128, 128) == 4 * flops_per_token("rnn", 128, 128)
     assert flops_per_token("gru", 128, 128) == 3 * flops_per_token("rnn", 128, 128)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_flops_per_token_is_what_torch_counts(cell):
+    """torch's FlopCounterMode on the explicit cells' forward + backward (the matmuls: mm, addmm) agrees with
+    the formula but for one product: the first step's state is a constant zero, so its gradient, a
+    [B, g*H] x [g*H, H] matmul, is never computed. Per token that is 1 / (3T) * H / (E + H) less."""
+    B, T, E, H = 4, 50, 24, 40
+    torch.manual_seed(0)
+    layer = EXPLICIT_CELLS[cell](E, H)
+    x = torch.randn(B, T, E, requires_grad=True)  # as the embedding's output, which needs its gradient
+    with FlopCounterMode(display=False) as counter:
+        layer(x).sum().backward()
+    counted = counter.get_total_flops()
+    skipped = 2 * B * CELLS[cell].gates * H * H
+    assert counted == B * T * flops_per_token(cell, E, H) - skipped
+    assert counted / (B * T) == pytest.approx(flops_per_token(cell, E, H), rel=0.02)
+
+
+def test_fastest_seconds_times_single_warm_calls_with_the_training_threads():
+    calls, threads = [], []
+
+    def work() -> None:
+        threads.append(torch.get_num_threads())
+        calls.append(None)
+        time.sleep(0.001 * len(calls))  # every call slower than the one before
+
+    seconds = fastest_seconds(work, repeats=3)
+    # torch's Timer.timeit(1): two untimed warm-up calls, then the timed one, per repeat.
+    assert len(calls) == 9
+    assert set(threads) == {torch.get_num_threads()}  # not the Timer's default of one thread
+    assert seconds >= 0.003  # the fastest timed call is the third, never a warm-up
+
+
+def test_bench_prepare_runs_the_prepare_stage(tmp_path):
+    write_archive(tmp_path / "a.tar.gz", review_members())
+    extract_reviews(tmp_path / "a.tar.gz", tmp_path / "raw data")  # a space: the Hydra overrides are quoted
+    result = run_module("rnnlab.bench.prepare", "--raw", str(tmp_path / "raw data"), "--params",
+                        str(PROJECT_ROOT / "params.yaml"), "--repeats", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "prepare of 24 reviews" in result.stdout and "peak memory" in result.stdout
+    assert not (tmp_path / "outputs").exists()  # Hydra's run folder went to the temporary folder
 
 
 @pytest.mark.slow

@@ -93,6 +93,20 @@ def test_extra_callbacks_join_the_recipe(prepared_dir, tmp_path):
     assert CountBatches.seen == 2  # 8 training reviews in batches of 4
 
 
+def test_epoch_time_leaves_validation_out(prepared_dir, tmp_path):
+    import time
+
+    import pytorch_lightning as pl
+
+    class SlowValidation(pl.Callback):
+        def on_validation_batch_end(self, *args) -> None:
+            time.sleep(0.5)
+
+    result = train(compose_tiny(prepared_dir, tmp_path, "trainer.max_epochs=1"), callbacks=[SlowValidation()])
+    [epoch_time] = result.history["epoch_time_s"]
+    assert epoch_time < 0.4 < 0.5 < result.metrics["fit_time_s"]  # one slow validation batch: in fit time only
+
+
 def test_same_seed_same_metrics(prepared_dir, tmp_path):
     a, b = (train(compose_tiny(prepared_dir, tmp_path / name, "model=gru")) for name in ("a", "b"))
     assert a.metrics["test_acc"] == b.metrics["test_acc"] and a.metrics["test_loss"] == b.metrics["test_loss"]

@@ -1,4 +1,4 @@
-"""Training time, the article's second axis: wall time of the fit, of each epoch, and throughput."""
+"""Training time, the article's second axis: wall time of the fit, of each epoch's training, and throughput."""
 
 from __future__ import annotations
 
@@ -6,31 +6,47 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 
 class TrainingTimer(pl.Callback):
-    """Logs `epoch_time_s` (training batches of one epoch, validation excluded) per epoch, and at the end
-    `fit_time_s` (wall time of the whole fit, validation included) and `train_samples_per_s`."""
+    """Logs `epoch_time_s` per epoch (its training batches only: Lightning validates inside the epoch, before
+    `on_train_epoch_end`, so the clock pauses while it does), and at the end `fit_time_s` (wall time of the
+    whole fit, validation included) and `train_samples_per_s` (over the training time only)."""
 
     def __init__(self) -> None:
-        self.fit_start = self.epoch_start = 0.0
-        self.train_seconds = 0.0
+        self.fit_start = 0.0
+        self.running_since: float | None = None  # None while the clock is paused (validation)
+        self.epoch_seconds = self.train_seconds = 0.0
         self.samples = 0
         self.fit_time_s: float | None = None
+
+    def pause(self) -> None:
+        if self.running_since is not None:
+            self.epoch_seconds += time.perf_counter() - self.running_since
+            self.running_since = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.fit_start, self.train_seconds, self.samples = time.perf_counter(), 0.0, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.epoch_start = time.perf_counter()
+        self.epoch_seconds, self.running_since = 0.0, time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.samples += len(batch[2]) * trainer.world_size  # every rank trains a batch of this size
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.pause()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Validation inside a training epoch (not the sanity check before it): training goes on afterwards.
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self.running_since = time.perf_counter()
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self.epoch_start
-        self.train_seconds += seconds
-        pl_module.log("epoch_time_s", seconds, on_epoch=True, rank_zero_only=True)
+        self.pause()
+        self.train_seconds += self.epoch_seconds
+        pl_module.log("epoch_time_s", self.epoch_seconds, on_epoch=True, rank_zero_only=True)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.fit_time_s = time.perf_counter() - self.fit_start

@@ -7,8 +7,9 @@
 For each cell and setting it trains the same real IMDB batches (after `--warmup` untimed ones) six ways,
 each in a fresh process:
 
-    project               the real path: Lightning + MLflow + TrainingTimer, the datamodule's bucketed
-                          batches, the config's Trainer settings, SentimentClassifier.setup()'s process settings
+    project               the real path, rnnlab.train.train: Lightning + MLflow + TrainingTimer, the datamodule's
+                          bucketed batches, the config's Trainer settings and callbacks (the progress bar aside;
+                          CPUSettings applies the process settings)
     plain_padded          plain loop, random batches padded to max_len, PyTorch defaults: the reference
     plain_padded_flush    the reference + flush-denormal
     plain_bucketed        the reference on the project's bucketed batches

@@ -11,17 +11,20 @@ from rnnlab.cells import CELLS
 
 
 def fastest_seconds(work: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of `repeats` calls of work(), after one untimed warm-up call (first calls pick
-    kernels and allocate buffers). Other processes can only slow a call down, so the fastest is the truest.
-    Timed by torch.utils.benchmark with the threads training uses (its own default is one)."""
+    """Seconds of the fastest of `repeats` timed calls of work(). Other processes can only slow a call down, so
+    the fastest is the truest.
+
+    Timed by torch.utils.benchmark.Timer with the threads training uses (its own default is one). Its
+    timeit(1) makes two untimed warm-up calls before the timed one (first calls pick kernels and allocate
+    buffers), so work() runs 3 * repeats times in all.
+    """
     timer = benchmark.Timer(stmt="work()", globals={"work": work}, num_threads=torch.get_num_threads())
-    timer.timeit(1)
-    return min(timer.timeit(1).mean for _ in range(repeats))
+    return min(timer.timeit(1).raw_times[0] for _ in range(repeats))
 
 
 def sgemm_peak(size: int = 4096, repeats: int = 4) -> float:
-    """GFLOP/s of a large fp32 matmul with the threads training uses (torch.get_num_threads()), best of
-    `repeats` after one warm-up. The ceiling a recurrent layer, which is mostly matmuls, can approach."""
+    """GFLOP/s of a large fp32 matmul with the threads training uses (torch.get_num_threads()), the fastest
+    of `repeats` (see fastest_seconds). The ceiling a recurrent layer, which is mostly matmuls, can approach."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
     return 2 * size**3 / fastest_seconds(lambda: torch.mm(a, b, out=out), repeats) / 1e9
@@ -40,7 +43,7 @@ def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
 
 def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5) -> float:
     """GFLOP/s of the recurrence's own matmul: a chain of `steps` [batch, H] x [H, gates*H] products, each
-    taking the previous one's output, as h_t needs h_{t-1}. Best of `repeats` after one warm-up chain.
+    taking the previous one's output, as h_t needs h_{t-1}. The fastest chain of `repeats` (see fastest_seconds).
 
     These products are small (at B=128, H=128, g=4: 17 MFLOP each) and cannot be batched over time, so
     they run far below the large-matmul peak: thread start-up and synchronisation cost as much as the maths.

@@ -91,9 +91,10 @@ def in_fresh_process(fn: Callable, *args):
 
     torch.set_flush_denormal sets the calling thread's floating-point mode only. OpenMP's worker threads
     copy it when they are created, at a process's first parallel op, and keep it: one matmul before
-    set_flush_denormal(True) leaves the worker threads unflushed. In `python -m rnnlab.train` the pool starts at the first
-    training batch, after the CPUSettings callback's setup(); a fresh child per run reproduces that, and lets runs
-    with and without flushing share one benchmark. The child also starts with the same memory state each time.
+    set_flush_denormal(True) leaves the worker threads unflushed. In `python -m rnnlab.train` the pool starts at
+    the first training batch, after the CPUSettings callback's setup(); a fresh child per run reproduces that, and
+    lets runs with and without flushing share one benchmark. The child also starts with the same memory state each
+    time.
     """
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
@@ -154,7 +155,8 @@ def run_project(cfg: DictConfig, plan: BatchPlan) -> tuple[Measurement, dict]:
     with contextlib.redirect_stdout(io.StringIO()):
         result = train(cfg, callbacks=[window])
     # The whole run (warm-up, the Trainer's set-up, MLflow's writes, validation and test included), and what
-    # TrainingTimer logged as train_samples_per_s (warm-up steps included).
+    # TrainingTimer logged as train_samples_per_s: over the whole epoch, warm-up steps included, and the
+    # validation batch too, since Lightning validates before on_train_epoch_end.
     fit = {"fit_seconds": time.perf_counter() - start,
            "logged_train_samples_per_s": result.metrics["train_samples_per_s"],
            "deterministic": torch.are_deterministic_algorithms_enabled(),
