@@ -1,0 +1,1 @@
+"""rnnlab: a reproducible benchmark of simple RNN, LSTM and GRU cells on IMDB sentiment (README.md)."""

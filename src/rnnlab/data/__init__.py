@@ -1,0 +1,1 @@
+"""The data: download -> prepare (DVC stages), then the datamodules that feed training."""

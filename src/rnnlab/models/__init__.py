@@ -1,0 +1,1 @@
+"""The network: the cells written out from their equations, the recurrent encoder, the whole network."""
