@@ -148,3 +148,17 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
     [run] = client.search_runs([client.get_experiment_by_name("imdb-cells").experiment_id])
     assert run.info.status == "FINISHED" and "test_mse" in run.data.metrics
     assert (tmp_path / "out" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("findings.adding.lengths=[1]", "adding: error: findings.adding.lengths=[1] must list integers >= 2"),
+    ("pipeline.cells=[tcn]", "adding: error: pipeline.cells lists unknown cells ['tcn']: choose from rnn | lstm | gru"),
+    ('findings.adding.overrides=["model.hidden_size=0"]', "adding: error: model: hidden_size=0 must be a positive integer"),
+])
+def test_sweep_cli_refuses_bad_settings_in_one_line(tmp_path, override, message):
+    result = run_module("rnnlab.findings.adding", override, f"paths.findings_dir={tmp_path}/findings",
+                        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/out",
+                        cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == message, result.stderr[-2000:]
+    assert not (tmp_path / "findings").exists()

@@ -8,7 +8,7 @@ task when its MSE falls well below the baseline of always predicting 1 (MSE ≈ 
 learned nothing it could carry across T steps.
 
     python -m rnnlab.findings.adding
-    python -m rnnlab.findings.adding 'findings.adding.lengths=[20,40]' 'findings.adding.overrides=[trainer.max_epochs=2]'
+    python -m rnnlab.findings.adding 'findings.adding.lengths=[20,40]' 'findings.adding.overrides=["trainer.max_epochs=2"]'
 
 Writes <paths.findings_dir>/adding.json (per cell and length: test MSE, test accuracy within 0.04, the
 baseline's MSE and accuracy, best validation accuracy, fit time, MLflow run id) and adding.png (test MSE
