@@ -11,8 +11,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import PROJECT_ROOT, review_members, run_module, write_archive
+from rnnlab.bench.__main__ import check_targets
 from rnnlab.bench.flops import fastest_seconds, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
-from rnnlab.cells import CELL_NAMES, CELLS
+from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
 from rnnlab.models.explicit import EXPLICIT_CELLS
@@ -78,7 +79,10 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert "gru" in result.stdout and "targets:" in result.stdout
     report = json.loads(out.read_text())
     assert report["sgemm_peak_gflops"] > 0 and report["machine"]["threads"] >= 1
-    [r] = report["results"]
+    assert report["sequence_kernel_problem"] is None
+    rows = {r["impl"]: r for r in report["results"]}
+    assert list(rows) == list(IMPL_NAMES)  # a row per implementation, all on the same batches
+    r = rows["fused"]
     assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
     assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
                                   "plain_bucketed_flush", "plain_project"}
@@ -93,12 +97,44 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert r["project_fit"]["logged_train_samples_per_s"] > 0
     # Same batches, weights and settings: the Lightning path computed what the plain loop computed.
     assert r["project_losses_match_plain"] is True
-    assert report["targets"]["gru/article speed-up >= 2.5"]["value"] == r["speedup"]
-    ceiling = r["matmul_ceiling"]
-    assert ceiling["step_matmul_gflops"] > 0 and 0 < ceiling["ceiling_peak_pct"]
-    assert "of the ceiling" in result.stdout
-    layer = r["layer_only"]
-    assert layer["length"] >= 1 and layer["useful_gflops"] > 0 and layer["project_pct_of_layer"] > 0
+    assert report["targets"]["gru/article/fused speed-up >= 2.5"]["value"] == r["speedup"]
+    for impl in ("explicit", "sequence"):  # the project path alone
+        assert set(rows[impl]["variants"]) == {"project"}
+        assert rows[impl]["variants"]["project"]["real_tokens"] == r["variants"]["project"]["real_tokens"]
+        assert rows[impl]["vs_fused"] == pytest.approx(rows[impl]["variants"]["project"]["samples_per_s"]
+                                                       / r["variants"]["project"]["samples_per_s"])
+    # The same initial weights (explicit.py's initialisation) and batches: the same losses, to rounding.
+    assert rows["sequence"]["variants"]["project"]["final_loss"] == pytest.approx(
+        rows["explicit"]["variants"]["project"]["final_loss"], abs=1e-5)
+    assert "gru/article/sequence speed over the fastest other >= 1" in report["targets"]
+    assert "gru/article/explicit time over fused's <= 1.5" in report["targets"]
+    for row in rows.values():
+        ceiling = row["matmul_ceiling"]
+        assert ceiling["step_matmul_gflops"] > 0 and 0 < ceiling["ceiling_peak_pct"]
+        layer = row["layer_only"]
+        assert layer["length"] >= 1 and layer["useful_gflops"] > 0 and layer["project_pct_of_layer"] > 0
+    assert "of the ceiling" in result.stdout and "sequence" in result.stdout
+
+
+def test_issue_14_targets():
+    def row(cell, setting, impl, samples_per_s, gflops=0.0, peak_pct=0.0):
+        project = {"samples_per_s": samples_per_s, "useful_gflops": gflops, "peak_pct": peak_pct}
+        return {"cell": cell, "setting": setting, "impl": impl, "variants": {"project": project}}
+
+    checks = check_targets([
+        row("rnn", "h128", "fused", 100), row("rnn", "h128", "sequence", 250),
+        row("lstm", "h128", "fused", 50, gflops=90, peak_pct=45), row("lstm", "h128", "sequence", 60, peak_pct=49),
+        row("gru", "h128", "sequence", 80, gflops=95, peak_pct=42),
+        row("gru", "article", "fused", 100), row("gru", "article", "explicit", 50),
+        row("gru", "article", "sequence", 90),
+    ])
+    assert checks["rnn/h128/sequence speed over fused >= 2"] == {"value": 2.5, "met": True}
+    assert checks["lstm/h128/sequence % of sgemm peak >= 50"] == {"value": 49, "met": False}
+    assert checks["gru/h128/sequence % of sgemm peak >= 40"] == {"value": 42, "met": True}
+    assert checks["gru/h128/sequence GFLOP/s over lstm/h128/fused's >= 1"]["value"] == pytest.approx(95 / 90)
+    assert checks["gru/article/sequence speed over the fastest other >= 1"] == {"value": 0.9, "met": False}
+    assert checks["gru/article/explicit time over fused's <= 1.5"] == {"value": 2.0, "met": False}
+    assert checks["lstm/h128/fused % of sgemm peak >= 50"] == {"value": 45, "met": False}  # issue 4's
 
 
 def test_matmul_ceiling():

@@ -1,7 +1,9 @@
-"""The compare stage: the claims report over seeds, judged from the pipeline's train-stage outputs.
+"""The compare stage: the claims report over seeds, judged from the pipeline's train-stage outputs, and the best
+run registered as models:/rnnlab-imdb@champion.
 
 Run folders are written by hand as the train stage writes them: metrics.json, and config.yaml composed from
-conf/ with the stage's own overrides (model.cell, model.impl, seed), resolved. No training needed.
+conf/ with the stage's own overrides (model.cell, model.impl, seed), resolved. No training needed: for the
+registry, real MLflow runs in a real sqlite store, each with a logged model entry (no files; compare reads none).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +22,7 @@ from rnnlab.cli import UserError
 from rnnlab.compare import compare
 from rnnlab.findings.claims import describe, difference
 from rnnlab.params import CONFIG_DIR
+from rnnlab.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
 
 SEEDS = (0, 1, 2)
 
@@ -29,13 +33,16 @@ def compose_config(*overrides: str) -> DictConfig:
 
 
 def write_run(train_dir: Path, cell: str, impl: str, seed: int, accuracy: float, time: float,
-              *config_overrides: str) -> Path:
-    """One run folder as `train@<cell>-<impl>-<seed>` leaves it; config_overrides: settings it was trained with."""
+              *config_overrides: str, run_id: str | None = None) -> Path:
+    """One run folder as `train@<cell>-<impl>-<seed>` leaves it; config_overrides: settings it was trained with;
+    run_id: its MLflow run (metrics.json's mlflow_run_id), none by default so that no store is looked at."""
     folder = train_dir / f"{cell}-{impl}-{seed}"
     folder.mkdir(parents=True)
     metrics = {"cell": cell, "impl": impl, "seed": seed, "test_acc": accuracy, "fit_time_s": time,
                "train_samples_per_s": 22500 * 5 / time, "epochs": 5, "n_params": 1000, "device": "CPU test",
                "history": {"val_acc": [accuracy - 0.01, accuracy]}}
+    if run_id:
+        metrics["mlflow_run_id"] = run_id
     (folder / "metrics.json").write_text(json.dumps(metrics))
     config = compose_config(f"model.cell={cell}", f"model.impl={impl}", f"seed={seed}", *config_overrides)
     OmegaConf.save(config, folder / "config.yaml", resolve=True)
@@ -255,3 +262,91 @@ def test_a_damaged_run_folder_is_one_clear_error(tmp_path, damage, message):
     with pytest.raises(UserError) as error:
         run_compare(tmp_path, *ONE_RUN)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+# The champion: the pipeline's best run registered in the store its runs went to.
+
+ACCURACIES = {"rnn": 0.75, "lstm": 0.87, "gru": 0.86}
+THREE_CELLS = ("pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+
+
+def runs_in_store(tmp_path: Path, logged: bool = True, accuracies: dict[str, float] = ACCURACIES) -> tuple[str, dict]:
+    """The pipeline's runs (fused, seed 0) as MLflow runs in a sqlite store, each with a logged model entry unless
+    not `logged`, and their folders naming them; returns (the store's URI, cell -> run id)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("imdb-cells", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_ids = {}
+    for cell, accuracy in accuracies.items():
+        run_id = client.create_run(experiment, run_name=f"{cell}-fused-seed0").info.run_id
+        if logged:
+            client.create_logged_model(experiment, name=LOGGED_MODEL, source_run_id=run_id)
+        client.set_terminated(run_id, "FINISHED")
+        write_run(tmp_path / "train", cell, "fused", 0, accuracy, 50, f"logger.tracking_uri='{uri}'", run_id=run_id)
+        run_ids[cell] = run_id
+    return uri, run_ids
+
+
+def champion_run(uri: str) -> str:
+    return mlflow.MlflowClient(uri).get_model_version_by_alias(REGISTERED_MODEL, ALIAS).run_id
+
+
+def test_the_best_run_becomes_the_champion(tmp_path, capsys):
+    uri, run_ids = runs_in_store(tmp_path)
+    client = mlflow.MlflowClient(uri)
+
+    result = run_command(tmp_path, *THREE_CELLS)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"compare: {CHAMPION_URI} is now lstm-fused-0 (run {run_ids['lstm']}, "
+                                          "version 1)"]
+    assert champion_run(uri) == run_ids["lstm"]
+    version = client.get_model_version(REGISTERED_MODEL, "1")
+    assert version.source.startswith("models:/m-") and version.tags == {"pipeline_run": "lstm-fused-0",
+                                                                         "test_acc": "0.87"}
+
+    run_compare(tmp_path, *THREE_CELLS)  # the same best run: no new version
+    assert "is still lstm-fused-0" in capsys.readouterr().err
+    assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 1
+
+    metrics_path = tmp_path / "train" / "gru-fused-0" / "metrics.json"
+    metrics_path.write_text(json.dumps({**json.loads(metrics_path.read_text()), "test_acc": 0.9}))
+    run_compare(tmp_path, *THREE_CELLS)  # gru retrained, now the best: the alias moves to a new version
+    assert f"is now gru-fused-0 (run {run_ids['gru']}, version 2)" in capsys.readouterr().err
+    assert champion_run(uri) == run_ids["gru"]
+
+
+def test_without_its_store_compare_still_works_and_says_so(tmp_path):
+    runs_in_store(tmp_path)
+    (tmp_path / "mlflow.db").rename(tmp_path / "moved.db")  # runs pulled through DVC onto another machine, say
+
+    result = run_command(tmp_path, *THREE_CELLS)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (tmp_path / "compare" / "table.md").read_text()
+    assert result.stderr.splitlines() == [
+        f"compare: note: the best run, lstm-fused-0, is not registered as the champion: no MLflow store at "
+        f"sqlite:///{tmp_path / 'mlflow.db'} ({tmp_path / 'mlflow.db'} does not exist)"]
+    assert not (tmp_path / "mlflow.db").exists()  # not created either
+
+
+@pytest.mark.parametrize("case, says", [
+    ("run-not-in-store", "Run with id=0123456789abcdef0123456789abcdef not found"),
+    ("no-logged-model", "logged no model 'model'"),
+    ("no-run-id", "metrics.json names no mlflow_run_id"),
+])
+def test_a_best_run_the_store_cannot_register_is_a_note(tmp_path, capsys, case, says):
+    uri, run_ids = runs_in_store(tmp_path, logged=case != "no-logged-model")
+    metrics_path = tmp_path / "train" / "lstm-fused-0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    if case == "run-not-in-store":
+        metrics["mlflow_run_id"] = "0123456789abcdef0123456789abcdef"
+    elif case == "no-run-id":
+        del metrics["mlflow_run_id"]
+    metrics_path.write_text(json.dumps(metrics))
+
+    run_compare(tmp_path, *THREE_CELLS)
+
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("compare: ")]
+    assert len(notes) == 1 and notes[0].startswith("compare: note: the best run, lstm-fused-0, is not registered")
+    assert says in notes[0]
+    assert mlflow.MlflowClient(uri).search_registered_models() == []

@@ -163,3 +163,48 @@ def test_failure_keeps_previous_output(tmp_path, tiny_archive):
     result, out = download(tmp_path, str(archive), "f" * 64)
     assert result.returncode != 0
     assert len(list(out.glob("*/*/*.txt"))) == 24  # the earlier good extraction is untouched
+
+
+def big_archive(path: Path, per_folder: int) -> str:
+    """A valid archive with `per_folder` reviews in each of the four labelled folders: slow enough to extract
+    that a kill lands inside the extraction."""
+    members = review_members()
+    for split in ("train", "test"):
+        for label, stars in (("pos", 8), ("neg", 2)):
+            for k in range(100, 100 + per_folder):
+                members[f"aclImdb/{split}/{label}/{k}_{stars}.txt"] = f"review {k} of {split}/{label}.".encode()
+    return write_archive(path, members)
+
+
+def test_killed_download_leaves_nothing_behind_the_next_run(tmp_path):
+    """kill -9 during the extraction leaves its temporary folder; the next download removes it (and only it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    archive = tmp_path / "big.tar.gz"
+    sha = big_archive(archive, per_folder=4000)
+    out = tmp_path / "data" / "raw" / "aclImdb"
+    neighbour = out.parent / ".download-notes.txt"  # a file, not a download's temporary folder: it stays
+    neighbour.parent.mkdir(parents=True)
+    neighbour.write_text("mine")
+    command = [sys.executable, "-m", "rnnlab.data.download", f"paths.raw_dir={out}", f"hydra.run.dir={tmp_path}/h"]
+    env = {**os.environ, "IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.parent.glob(".download-*/aclImdb/*/*")) and time.monotonic() < deadline:
+            assert process.poll() is None, "the download ended before it could be killed"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    [leftover] = [p for p in out.parent.glob(".download-*") if p.is_dir()]  # what a kill leaves
+    assert not out.exists()
+
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert not leftover.exists() and list(out.parent.glob(".download-*")) == [neighbour]
+    assert neighbour.read_text() == "mine" and len(list(out.glob("*/*/*.txt"))) == 24 + 4 * 4000

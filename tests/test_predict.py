@@ -1,12 +1,15 @@
-"""The model each training run logs, used for real: in-process, `python -m rnnlab.predict`, `mlflow models predict`.
+"""The model each training run logs, used for real: in-process, `python -m rnnlab.predict`, `mlflow models predict`;
+and a store someone else wrote to: planted models that would run code if loaded, which predict must not run.
 
-One tiny real training run (module-scoped) into a temporary sqlite store; no mocks.
+One tiny real training run (module-scoped) into a temporary sqlite store, registered as the champion as the
+compare stage does it; no mocks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +17,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import torch
+import yaml
 from mlflow.exceptions import MlflowException
 from tokenizers import Tokenizer
 
 from conftest import run_module
+from rnnlab.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
 from rnnlab.serving import use_tracking_uri
 from rnnlab.train import train
 from test_train import EXPERIMENT, compose_tiny
@@ -29,13 +35,15 @@ MAX_LEN = 12
 
 @pytest.fixture(scope="module")
 def store(prepared_dir, tmp_path_factory) -> dict:  # noqa: F811
-    """A store holding one finished run with its model, and a better-scoring run that has no model."""
+    """A store holding one finished run with its model, registered as the champion, and a better-scoring run
+    that has no model."""
     root = tmp_path_factory.mktemp("store")
     # artifact_location keeps the artifacts in the temporary folder, not in ./mlruns of the working directory.
     cfg = compose_tiny(prepared_dir, root, "trainer.max_epochs=1", f"data.vocab_size={VOCAB_SIZE}",
                        f"data.max_len={MAX_LEN}", f"+logger.artifact_location={root}/artifacts")
     trained = train(cfg)
     uri = f"sqlite:///{root}/mlflow.db"
+    register_champion(uri, trained.run_id)
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     bare = client.create_run(experiment.experiment_id, run_name="no-model")
@@ -62,6 +70,13 @@ def test_run_logs_a_model_with_a_signature(store, model):
     assert [(c.name, c.type.name) for c in signature.outputs.inputs] == [("probability", "double"),
                                                                          ("label", "string")]
     assert mlflow.active_run() is None  # the run resumed to log the model was let go
+    # Models from code: MLflow keeps served_model.py and runs it to load the model; no pickled Python object.
+    flavor = model.metadata.flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
+    assert flavor["config"] == {"max_len": MAX_LEN, "keep": "last"}
+    with use_tracking_uri(store["uri"]):
+        files = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(f"runs:/{store['run_id']}/model")}
+    assert "served_model.py" in files and not any(name.endswith((".pkl", ".pickle")) for name in files)
 
 
 def test_tracking_uri_is_put_back(store, monkeypatch):
@@ -116,15 +131,18 @@ def test_served_model_checks_its_input(model):
         model.predict(pd.DataFrame({"review": ["A wonderful film."]}))
 
 
-def test_cli_uses_the_best_run_with_a_model(store):
-    result = predict_cli(store, *TEXTS)  # the model-less run scores higher, yet has nothing to predict with
+def test_cli_uses_the_champion(store, model):
+    result = predict_cli(store, *TEXTS)  # the model-less run scores higher: the score does not choose
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"the model of run {store['run_id']}" in result.stderr
+    assert f"models:/{REGISTERED_MODEL}@{ALIAS} (version 1)" in result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    for line, text in zip(lines, TEXTS):
+    # The weights read into rnnlab's own classes answer as the served pyfunc model does.
+    served = model.predict(pd.DataFrame({"text": TEXTS}))
+    for line, text, expected, expected_label in zip(lines, TEXTS, served["probability"], served["label"]):
         probability, label, preview = line.split("\t")
-        assert 0 <= float(probability) <= 1 and label in ("pos", "neg") and preview == text
+        assert probability == f"{expected:.4f}" and label == expected_label and preview == text
 
 
 def test_cli_run_id_and_file(store, tmp_path):
@@ -142,14 +160,14 @@ def test_cli_run_id_and_file(store, tmp_path):
     ("binary-file", "is not UTF-8 text"),
     ("unknown-run", "not found"),
     ("run-without-model", "has no logged model"),
-    ("no-runs", "no finished run with a logged model"),
+    ("no-champion", "no model registered as models:/rnnlab-imdb@champion"),
     ("no-store", "no MLflow store"),
 ])
 def test_cli_bad_input_is_one_error_line(store, tmp_path, case, says):
     binary = tmp_path / "review.bin"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
     empty_uri = f"sqlite:///{tmp_path}/empty.db"
-    if case == "no-runs":
+    if case == "no-champion":
         mlflow.MlflowClient(empty_uri).create_experiment(EXPERIMENT)
     args = {
         "empty": [""],
@@ -157,7 +175,7 @@ def test_cli_bad_input_is_one_error_line(store, tmp_path, case, says):
         "binary-file": ["--file", str(binary)],
         "unknown-run": [TEXTS[0], "--run-id", "0123456789abcdef0123456789abcdef"],
         "run-without-model": [TEXTS[0], "--run-id", store["bare_run_id"]],
-        "no-runs": [TEXTS[0], "--tracking-uri", empty_uri],
+        "no-champion": [TEXTS[0], "--tracking-uri", empty_uri],
         "no-store": [TEXTS[0], "--tracking-uri", f"sqlite:///{tmp_path}/missing.db"],
     }[case]
     result = predict_cli(store, *args)
@@ -165,6 +183,8 @@ def test_cli_bad_input_is_one_error_line(store, tmp_path, case, says):
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("predict: error: ") and says in line
+    if case == "no-champion":
+        assert "run `dvc repro`" in line and "--run-id" in line
     assert not (tmp_path / "missing.db").exists()  # a mistyped store is not created
 
 
@@ -189,3 +209,114 @@ def test_usage_mistakes_are_one_line(tmp_path):
     result = run_module("rnnlab.predict", "--no-such-flag", "Great.", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "predict: error: unrecognized arguments: --no-such-flag"
+
+
+# A store others can write to (a team server). What such a writer can plant, and what predict does with it.
+
+
+class Payload:
+    """Pickled, this becomes a call that writes a marker file: what a hostile pickle would do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('code from the store ran')",)
+
+
+def hostile_python_model(marker: Path) -> mlflow.pyfunc.PythonModel:
+    # A class local to a function: cloudpickle stores its code by value, so it runs wherever it is unpickled.
+    class Hostile(mlflow.pyfunc.PythonModel):
+        def load_context(self, context) -> None:
+            marker.write_text("code from the store ran")
+
+        def predict(self, context, model_input, params=None):
+            marker.write_text("code from the store ran")
+            return [1.0] * len(model_input)
+
+    return Hostile()
+
+
+def plant(uri: str, folder: Path, marker: Path, checkpoint: str | None, tokenizer: Path) -> str:
+    """A FINISHED run scoring test_acc 1.0 with a cloudpickled model named "model"; its "checkpoint" artifact:
+    None (none), "pickled" (a pickle that writes `marker` when loaded), "junk" (not a checkpoint at all) or
+    "outside" (its MLmodel rewritten to name a file beyond the model's folder)."""
+    client = mlflow.MlflowClient(uri)
+    artifacts = {"tokenizer": str(tokenizer)}
+    if checkpoint:
+        path = folder / "best.ckpt"
+        if checkpoint == "junk":
+            path.write_bytes(b"not a checkpoint")
+        else:
+            torch.save({"state_dict": Payload(marker), "hyper_parameters": {}}, path)
+        artifacts["checkpoint"] = str(path)
+    with use_tracking_uri(uri):
+        with mlflow.start_run(experiment_id=client.get_experiment_by_name(EXPERIMENT).experiment_id,
+                              run_name="lstm-fused-seed0") as run:
+            mlflow.log_params({"data.max_len": MAX_LEN, "data.keep": "last"})
+            mlflow.log_metric("test_acc", 1.0)
+            # pip_requirements given: MLflow would otherwise load the model to infer them.
+            mlflow.pyfunc.log_model(name="model", python_model=hostile_python_model(marker), artifacts=artifacts,
+                                    pip_requirements=["mlflow"])
+    if checkpoint == "outside":
+        model = logged_model(client, run.info.run_id)
+        with use_tracking_uri(uri):
+            mlmodel = Path(mlflow.artifacts.download_artifacts(f"{model.artifact_location}/MLmodel",
+                                                               dst_path=str(folder)))
+        description = yaml.safe_load(mlmodel.read_text())
+        description["flavors"]["python_function"]["artifacts"]["checkpoint"]["path"] = "../../best.ckpt"
+        mlmodel.write_text(yaml.safe_dump(description))
+        client.log_model_artifact(model.model_id, str(mlmodel))
+    return run.info.run_id
+
+
+def take_champion(uri: str, run_id: str) -> None:
+    """What a writer can do to the registry: a version of rnnlab-imdb from the planted run, and the alias moved."""
+    client = mlflow.MlflowClient(uri)
+    model = logged_model(client, run_id)
+    with use_tracking_uri(uri):
+        version = client.create_model_version(REGISTERED_MODEL, f"models:/{model.model_id}", run_id=run_id,
+                                              model_id=model.model_id)
+    client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, version.version)
+
+
+REFUSED = "best.ckpt refused: it holds pickled objects, not plain weights (Unsupported global: GLOBAL exec"
+
+
+@pytest.mark.parametrize("checkpoint, champion, by_run_id, says", [
+    ("pickled", False, False, None),  # the best score in the store, but not the champion: not looked at
+    (None, True, False, "is not an rnnlab model (its MLmodel names no checkpoint and tokenizer)"),
+    ("pickled", True, False, REFUSED),
+    ("junk", True, False, "best.ckpt is not an rnnlab checkpoint (Unsupported operand"),
+    ("outside", True, False, "is not an rnnlab model (its MLmodel names '../../best.ckpt')"),
+    ("pickled", False, True, REFUSED),  # chosen by hand, it is still only read as weights
+])
+def test_a_planted_model_is_not_run(store, tmp_path, checkpoint, champion, by_run_id, says):
+    # A copy of the store, so the planted runs and the moved alias stay in this test.
+    shutil.copyfile(store["root"] / "mlflow.db", tmp_path / "mlflow.db")
+    uri, marker = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "marker"
+    planted = plant(uri, tmp_path, marker, checkpoint, store["tokenizer"])
+    if champion:
+        take_champion(uri, planted)
+    # The plant is live: loaded as MLflow loads a pyfunc model, or the checkpoint as a plain pickle, it runs.
+    with use_tracking_uri(uri):
+        mlflow.pyfunc.load_model(f"runs:/{planted}/model")
+    assert marker.exists()
+    marker.unlink()
+    if checkpoint in ("pickled", "outside"):
+        torch.load(tmp_path / "best.ckpt", weights_only=False)
+        assert marker.exists()
+        marker.unlink()
+
+    result = predict_cli({**store, "uri": uri}, TEXTS[0], *(["--run-id", planted] if by_run_id else []))
+
+    assert not marker.exists()
+    if says is None:  # the champion answered
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"the model of run {store['run_id']}" in result.stderr and planted not in result.stderr
+        assert len(result.stdout.splitlines()) == 1
+    else:
+        assert result.returncode == 1 and result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith("predict: error: ") and says in line, line
+        assert planted in line

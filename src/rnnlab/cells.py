@@ -1,4 +1,4 @@
-"""The article's three recurrent cells and the two ways rnnlab runs them, described once.
+"""The article's three recurrent cells and the three ways rnnlab runs them, described once.
 
 Everything that names, orders, sizes or colours cells (the model, compare, the claims, plots, the benchmark and
 the notebook) reads these tables, so a new cell or implementation is added here and nowhere else by hand.
@@ -36,6 +36,8 @@ class Implementation:
 IMPLEMENTATIONS: dict[str, Implementation] = {impl.name: impl for impl in (
     Implementation("fused", "o", "PyTorch's nn.RNN / nn.LSTM / nn.GRU (oneDNN on CPU, cuDNN on GPU)"),
     Implementation("explicit", "s", "the cells written out from their equations (rnnlab/models/explicit.py)"),
+    Implementation("sequence", "D", "the explicit cells, each layer's whole sequence run by one C++ kernel on CPU "
+                                    "(rnnlab/models/sequence.py)"),
 )}
 IMPL_NAMES = tuple(IMPLEMENTATIONS)
 

@@ -14,6 +14,9 @@ Writes, in paths.compare_dir:
     summary.json          the same as DVC metrics
     accuracy_vs_time.png  one point per run
     learning_curves.csv   validation accuracy by epoch, one column per cell (fused, mean over seeds)
+Then it registers the pipeline's best run (highest test_acc) in the MLflow store that run went to, as
+models:/rnnlab-imdb@champion, the model `python -m rnnlab.predict` uses (rnnlab.registry). Without that store
+(runs pulled through DVC from another machine, a moved database) it says so in one note and carries on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,7 @@ def compare(cfg: DictConfig) -> str:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")
     write_learning_curves(runs, out / "learning_curves.csv")
+    register_best(cfg, runs)
     return table
 
 
@@ -77,6 +82,33 @@ def load_runs(cfg: DictConfig) -> list[dict]:
         runs.append(read_metrics(folder / "metrics.json", run))
         check_settings(cfg, run, folder / "config.yaml")
     return sorted(runs, key=lambda r: (IMPL_NAMES.index(r["impl"]), cell_rank(r["cell"]), r["seed"]))
+
+
+def register_best(cfg: DictConfig, runs: list[dict]) -> None:
+    """Point the champion alias at the best run (highest test_acc; the first of equals in the table's order),
+    in the store its config.yaml's logger.tracking_uri names (null: the same default training resolved)."""
+    best = max(runs, key=lambda r: r["test_acc"])
+    planned = PlannedRun(best["cell"], best["impl"], best["seed"])
+    folder = run_folder(cfg.paths.train_dir, planned)
+    not_registered = f"the best run, {planned.name}, is not registered as the champion"
+    run_id = best.get("mlflow_run_id")
+    if not isinstance(run_id, str) or not run_id:
+        print(f"compare: note: {not_registered}: {folder / 'metrics.json'} names no mlflow_run_id", file=sys.stderr)
+        return
+    logger = read_config(folder / "config.yaml", planned).get("logger")
+    # Imported here: MLflow and torch, which the comparison itself does without.
+    from rnnlab.registry import CHAMPION_URI, NoStore, register_champion
+    from rnnlab.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(logger.get("tracking_uri") if isinstance(logger, dict) else None)
+    try:
+        version, moved = register_champion(uri, run_id, {"pipeline_run": planned.name,
+                                                         "test_acc": str(best["test_acc"])})
+    except NoStore as e:
+        print(f"compare: note: {not_registered}: {e}", file=sys.stderr)
+        return
+    print(f"compare: {CHAMPION_URI} {'is now' if moved else 'is still'} {planned.name} "
+          f"(run {run_id}, version {version.version})", file=sys.stderr)
 
 
 def read_metrics(path: Path, run: PlannedRun) -> dict:

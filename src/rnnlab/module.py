@@ -6,6 +6,13 @@
   "higher is better" for both tasks and the same checkpointing and records serve both.
 
 The task comes from the datamodule (`SequenceDataModule.task`), the network's settings from `model.*` in conf/.
+
+A run has diverged, and ends FAILED with one line (`TrainingDiverged`), when at the end of an epoch
+- its mean training loss or its validation loss is not a finite number (a non-finite gradient gets there too: it
+  makes the weights, and so the next losses, non-finite; clipping does not mend it), or
+- its mean training loss exceeds `divergence_factor` (model.divergence_factor in conf/) times the loss of the very
+  first training batch, the untrained model's. The first epoch's loss would be no yardstick: a learning rate far
+  too high explodes the loss within that epoch already. null turns this second rule off.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from rnnlab.data.base import TASKS
 from rnnlab.models.network import RecurrentNetwork
 
 class TrainingDiverged(UserError, FloatingPointError):
-    """The loss stopped being a number: the run ends FAILED with this one line."""
+    """The loss stopped being a number or exploded (module docstring): the run ends FAILED with this one line."""
 
 
 TOLERANCE = 0.04  # Hochreiter & Schmidhuber (1997): a prediction this close to the target counts as correct
@@ -40,11 +47,18 @@ class RecurrentModule(pl.LightningModule):
         task: str = "binary",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        divergence_factor: float | None = 10.0,
         **network: Any,
     ) -> None:
         """`network`: the keyword arguments of `RecurrentNetwork` (cell, impl, sizes, ...)."""
         super().__init__()
         self.task = one_of("task", task, TASKS)
+        if divergence_factor is not None and (isinstance(divergence_factor, bool)
+                                              or not isinstance(divergence_factor, (int, float))
+                                              or not divergence_factor > 1):
+            raise ValueError(f"divergence_factor={divergence_factor!r} must be a number above 1, or null")
+        self.divergence_factor = divergence_factor
+        self.first_loss: float | None = None  # the untrained model's loss: the first training batch's
         # Optimizer and scheduler are factories from the config (`_partial_: true`); they are recorded
         # in MLflow with the rest of the resolved config, not in the checkpoint, which holds plain values only.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -82,7 +96,10 @@ class RecurrentModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self.step(batch, "train")
+        loss = self.step(batch, "train")
+        if self.first_loss is None:  # one value, the same on every DDP rank
+            self.first_loss = float(self.trainer.strategy.reduce(loss.detach(), reduce_op="mean"))
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.step(batch, "val")
@@ -91,10 +108,27 @@ class RecurrentModule(pl.LightningModule):
         self.step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
-        # Checked once an epoch rather than every step, so GPUs are not forced to sync.
-        loss = self.trainer.callback_metrics.get("train_loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingDiverged(f"training diverged: train_loss is {float(loss)} at epoch {self.current_epoch}")
+        # Checked once an epoch rather than every step, so GPUs are not forced to sync; on the mean over DDP
+        # ranks (train_loss is logged per rank), so that they all stop together.
+        metrics = self.trainer.callback_metrics
+        epoch = self.current_epoch
+        if "train_loss" in metrics:
+            loss = float(self.trainer.strategy.reduce(metrics["train_loss"].detach().clone(), reduce_op="mean"))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"training diverged: train_loss is {loss} at epoch {epoch}")
+            factor, first = self.divergence_factor, self.first_loss
+            if factor is not None and first is not None and loss > factor * first:
+                raise TrainingDiverged(
+                    f"training diverged: train_loss {loss:.4g} at epoch {epoch} is over {factor:g} x the untrained "
+                    f"model's {first:.4g} (model.divergence_factor)")
+        if "val_loss" in metrics and not math.isfinite(float(metrics["val_loss"])):
+            raise TrainingDiverged(f"training diverged: val_loss is {float(metrics['val_loss'])} at epoch {epoch}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["first_train_loss"] = self.first_loss  # a resumed run keeps its yardstick
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.first_loss = checkpoint.get("first_train_loss")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,29 +1,35 @@
 """Apply a trained model to your own reviews: P(positive) and a label for each, one line per review.
 
-    python -m rnnlab.predict "A wonderful film, great acting."          # the best run of imdb-cells
+    python -m rnnlab.predict "A wonderful film, great acting."          # the pipeline's champion
     python -m rnnlab.predict "Loved it." "A waste of time." --run-id <run id>
     python -m rnnlab.predict --file review.txt --tracking-uri sqlite:///mlflow.db
 
-Without --run-id it uses the FINISHED run with the highest test_acc among those that logged a model.
-The store is --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db. Each review gets one
-tab-separated line on stdout: probability of positive, label (pos/neg), the review's start. Which run's
-model answered goes to stderr; an error is one `predict: error: ...` line there, and exit status 1.
+Without --run-id it uses models:/rnnlab-imdb@champion: the best run of the pipeline, which the compare stage
+of `dvc repro` registers. The store is --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
+Of the run's model it downloads two files, the checkpoint and tokenizer.json, and reads them into rnnlab's own
+classes: the weights with `weights_only=True`, so no code stored with a model runs here, whoever wrote it.
+Each review gets one tab-separated line on stdout: probability of positive, label (pos/neg), the review's start.
+Which run's model answered goes to stderr; an error is one `predict: error: ...` line there, and exit status 1.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
-from pathlib import Path
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from rnnlab.cli import ArgumentParser
+from rnnlab.cli import ArgumentParser, first_line
 
 if TYPE_CHECKING:
     import mlflow
     import pandas as pd
+    from mlflow.entities import LoggedModel
 
-EXPERIMENT = "imdb-cells"  # conf/logger/mlflow.yaml's experiment_name
+    from rnnlab.serving import Sentiment
+
 PREVIEW = 60
 
 
@@ -52,91 +58,127 @@ def read_reviews(texts: list[str], files: list[Path]) -> list[str]:
     return reviews
 
 
-def check_store(tracking_uri: str) -> None:
-    # Opening a sqlite URI creates the database; a mistyped path should be an error instead.
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri.removeprefix("sqlite:///").split("?")[0])
-        if not path.is_file():
-            raise PredictError(f"no MLflow store at {tracking_uri} ({path} does not exist): train a model first")
+def model_files(model: LoggedModel, tracking_uri: str, folder: str) -> tuple[Path, Path]:
+    """(checkpoint, tokenizer.json) of a logged rnnlab model, downloaded into `folder`; nothing else of it.
+
+    Their names come from the model's MLmodel file (plain YAML); a name that reaches outside the model's
+    `artifacts/` folder is refused, so a planted MLmodel cannot send the download elsewhere.
+    """
+    import mlflow
+    import yaml
+
+    def download(path: str) -> Path:
+        uri = posixpath.join(model.artifact_location, path)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder, tracking_uri=tracking_uri))
+
+    not_ours = f"model {model.model_id} of run {model.source_run_id} is not an rnnlab model"
+    try:
+        description = yaml.safe_load(download("MLmodel").read_text())
+        artifacts = description["flavors"]["python_function"]["artifacts"]
+        paths = [PurePosixPath(artifacts[name]["path"]) for name in ("checkpoint", "tokenizer")]
+    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise PredictError(f"{not_ours} (its MLmodel names no checkpoint and tokenizer)") from e
+    for path in paths:
+        if len(path.parts) != 2 or path.parts[0] != "artifacts" or path.name in ("", ".", ".."):
+            raise PredictError(f"{not_ours} (its MLmodel names {str(path)!r})")
+    checkpoint, tokenizer = (download(str(path)) for path in paths)
+    return checkpoint, tokenizer
 
 
-def model_run_ids(client: mlflow.MlflowClient, experiment_id: str, model_name: str) -> set[str]:
-    """The runs of this experiment that logged a model called `model_name`."""
-    found, token = set(), None
-    while True:
-        page = client.search_logged_models([experiment_id], filter_string=f"name = '{model_name}'", page_token=token)
-        found.update(m.source_run_id for m in page if m.source_run_id)
-        token = page.token
-        if not token:
-            return found
+def data_settings(run: mlflow.entities.Run) -> tuple[int, str]:
+    """The run's data.max_len and data.keep, which the model's input must be cut by, as in training."""
+    params = run.data.params
+    try:
+        max_len, keep = int(params["data.max_len"]), params["data.keep"]
+    except (KeyError, ValueError) as e:
+        raise PredictError(f"run {run.info.run_id} is not an rnnlab IMDB run (no valid data.max_len, data.keep)") from e
+    if max_len < 1 or keep not in ("first", "last"):
+        raise PredictError(f"run {run.info.run_id} has data.max_len={max_len}, data.keep={keep!r}: not an rnnlab run")
+    return max_len, keep
 
 
-def pick_run(client: mlflow.MlflowClient, run_id: str | None, experiment: str, model_name: str) -> mlflow.entities.Run:
-    """`run_id` if it exists and has a model, else the best finished run of `experiment` that has one."""
+def get_run(client: mlflow.MlflowClient, run_id: str) -> mlflow.entities.Run:
     from mlflow.exceptions import MlflowException
 
+    from rnnlab.tracking import redact
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as e:
+        raise PredictError(f"run {run_id} not found in {redact(client.tracking_uri)}") from e
+
+
+def chosen_run(client: mlflow.MlflowClient, run_id: str | None) -> tuple[mlflow.entities.Run, str]:
+    """(the run whose model answers, how it was chosen in words): `run_id`, else the champion's run."""
+    from rnnlab.registry import CHAMPION_URI, champion
+    from rnnlab.tracking import redact
+
     if run_id:
+        return get_run(client, run_id), ""
+    version = champion(client)
+    if version is None:
+        raise PredictError(f"no model registered as {CHAMPION_URI} in {redact(client.tracking_uri)} yet: "
+                           "run `dvc repro` (its compare stage registers the best run), or pass --run-id")
+    return get_run(client, version.run_id), f", {CHAMPION_URI} (version {version.version})"
+
+
+def load_sentiment(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> Sentiment:
+    """The run's model, from its checkpoint and tokenizer.json only (see `model_files`)."""
+    from rnnlab.registry import logged_model
+    from rnnlab.serving import Sentiment, UnusableModelFile
+
+    run_id = run.info.run_id
+    model = logged_model(client, run_id)
+    if model is None:
+        raise PredictError(f"run {run_id} has no logged model (it predates model logging, or did not finish)")
+    with tempfile.TemporaryDirectory(prefix="rnnlab-predict-") as folder:
+        checkpoint, tokenizer = model_files(model, client.tracking_uri, folder)
         try:
-            run = client.get_run(run_id)
-        except MlflowException as e:
-            raise PredictError(f"run {run_id} not found in {client.tracking_uri}") from e
-        if run_id not in model_run_ids(client, run.info.experiment_id, model_name):
-            raise PredictError(f"run {run_id} has no logged model (it predates model logging, or did not finish)")
-        return run
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise PredictError(f"no experiment {experiment!r} in {client.tracking_uri}: train a model first")
-    with_model = ", ".join(f"'{run_id}'" for run_id in sorted(model_run_ids(client, found.experiment_id, model_name)))
-    best = client.search_runs(
-        [found.experiment_id], filter_string=f"attributes.status = 'FINISHED' AND attributes.run_id IN ({with_model})",
-        order_by=["metrics.test_acc DESC"], max_results=1,
-    ) if with_model else []
-    if not best:
-        raise PredictError(f"no finished run with a logged model in experiment {experiment!r} at {client.tracking_uri}")
-    return best[0]
+            return Sentiment.from_files(checkpoint, tokenizer, *data_settings(run))
+        except UnusableModelFile as e:
+            raise PredictError(f"the model of run {run_id}: {e}") from e
 
 
-def predict(reviews: list[str], run_id: str | None, experiment: str,
-            tracking_uri: str | None) -> tuple[mlflow.entities.Run, pd.DataFrame]:
-    """(the run used, its model applied to `reviews`: columns probability and label)."""
+def predict(reviews: list[str], run_id: str | None, tracking_uri: str | None) -> tuple[str, pd.DataFrame]:
+    """(which model answered, in words; its answer for `reviews`: columns probability and label)."""
     # Imported here, not at the top: torch, Lightning and MLflow take ~10 s to import, and a mistyped
     # command (an empty review, a wrong file, --help) should answer at once.
     import mlflow
-    import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from rnnlab.serving import MODEL_NAME, TEXT_COLUMN, use_tracking_uri
-    from rnnlab.tracking import resolve_tracking_uri
+    from rnnlab.registry import missing_store, quick_http
+    from rnnlab.tracking import redact, resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(tracking_uri)
-    check_store(tracking_uri)
+    why = missing_store(tracking_uri)
+    if why:
+        raise PredictError(f"{why}: train a model first")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is for errors here
     try:
-        client = mlflow.MlflowClient(tracking_uri)
-        run = pick_run(client, run_id, experiment, MODEL_NAME)
-        with use_tracking_uri(tracking_uri):
-            model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/{MODEL_NAME}")
-        return run, model.predict(pd.DataFrame({TEXT_COLUMN: reviews}))  # the signature's input: a text column
-    except (ValueError, MlflowException) as e:
-        message = str(e).strip()
-        raise PredictError(message.splitlines()[0] if message else type(e).__name__) from e
+        with quick_http():
+            client = mlflow.MlflowClient(tracking_uri)
+            run, via = chosen_run(client, run_id)
+            sentiment = load_sentiment(client, run)
+        return f"the model of run {run.info.run_id} ({run.info.run_name}){via}", sentiment.predict(reviews)
+    except (ValueError, OSError, MlflowException) as e:  # OSError: a file the model names is not there
+        # A server's URL may carry a password or token, and MLflow's messages quote it.
+        raise PredictError(redact(first_line(e))) from e
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="predict", description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="review text; quote each review")
     parser.add_argument("--file", type=Path, action="append", default=[], help="a file holding one review (repeatable)")
-    parser.add_argument("--run-id", help="the MLflow run whose model to use (default: the best one)")
-    parser.add_argument("--experiment", default=EXPERIMENT, help=f"where to look for the best run ({EXPERIMENT})")
+    parser.add_argument("--run-id", help="the MLflow run whose model to use (default: models:/rnnlab-imdb@champion)")
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args(argv)
     try:
         reviews = read_reviews(args.texts, args.file)
-        run, result = predict(reviews, args.run_id, args.experiment, args.tracking_uri)
+        answered_by, result = predict(reviews, args.run_id, args.tracking_uri)
     except PredictError as e:
         print(f"predict: error: {e}", file=sys.stderr)
         return 1
-    print(f"predict: the model of run {run.info.run_id} ({run.info.run_name})", file=sys.stderr)
+    print(f"predict: {answered_by}", file=sys.stderr)
     for review, probability, label in zip(reviews, result["probability"], result["label"]):
         preview = " ".join(review.split())
         preview = preview if len(preview) <= PREVIEW else preview[: PREVIEW - 3] + "..."

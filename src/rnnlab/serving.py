@@ -1,21 +1,27 @@
-"""A trained model as an MLflow pyfunc model: raw review text in, P(positive) and a label out.
+"""A trained model applied to review text: raw text in, P(positive) and a label out.
 
-Every IMDB training run logs one under the name "model" (see `rnnlab.recording`). It carries the best checkpoint,
-the run's tokenizer.json and this package's code, so it needs nothing but its pip requirements:
+`Sentiment` is the model itself: the weights of a checkpoint in rnnlab's own `RecurrentModule`, read with
+`weights_only=True`, and a tokenizer.json, so loading one runs no code that came with the files.
+`python -m rnnlab.predict` uses it directly on a run's two files.
+
+Every IMDB training run also logs it as an MLflow pyfunc model under the name "model" (see `rnnlab.recording`),
+for `mlflow models predict` and pyfunc users. That model is "models from code": the file
+`rnnlab/served_model.py`, this package's code, the best checkpoint and the tokenizer; nothing pickled. It needs
+nothing but its pip requirements:
 
     mlflow.pyfunc.load_model("runs:/<run id>/model").predict(pd.DataFrame({"text": ["A wonderful film."]}))
     mlflow models predict -m runs:/<run id>/model -i reviews.json --content-type json --env-manager local
 
 with reviews.json as {"dataframe_records": [{"text": "A wonderful film."}]}. The answer has one row per
 review: `probability` (P(positive), a float) and `label` ("pos" above 0.5, as training's accuracy counts
-it, else "neg"). `python -m rnnlab.predict` wraps this for the command line.
+it, else "neg"). Loading a pyfunc model runs the code stored with it: do that only with a store you trust
+for code (README, "What a tracking store must be trusted for").
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import pickle
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -29,11 +35,15 @@ from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema
 from tokenizers import Tokenizer
 
+from rnnlab.cli import first_line
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.imdb import ReviewDataset, collate
 from rnnlab.module import RecurrentModule
+from rnnlab.registry import LOGGED_MODEL as MODEL_NAME
+from rnnlab.registry import use_tracking_uri
 
-MODEL_NAME = "model"
+# The file MLflow runs to build the pyfunc model ("models from code").
+MODEL_CODE = Path(__file__).with_name("served_model.py")
 TEXT_COLUMN = "text"
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
@@ -41,7 +51,7 @@ SIGNATURE = ModelSignature(
 )
 # What the model imports at predict time; written down rather than inferred, which would load the model
 # in a subprocess and take longer than the training runs of the tests.
-REQUIREMENTS = ("mlflow", "torch", "pytorch-lightning", "torchmetrics", "tokenizers", "numpy", "pandas", "cloudpickle")
+REQUIREMENTS = ("mlflow", "torch", "pytorch-lightning", "torchmetrics", "tokenizers", "numpy", "pandas")
 BATCH_SIZE = 256
 
 
@@ -76,20 +86,62 @@ def token_ids(tokenizer: Tokenizer, texts: list[str]) -> PreparedSplit:
     return PreparedSplit(np.concatenate(ids), np.array([len(r) for r in ids], dtype=np.int32), unknown, unknown)
 
 
-class SentimentModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc model; artifacts "checkpoint" (Lightning) and "tokenizer" (tokenizer.json)."""
+class UnusableModelFile(ValueError):
+    """A checkpoint or tokenizer file that is not what rnnlab writes; one line says which and why."""
 
-    def __init__(self, max_len: int, keep: str) -> None:
-        # The run's data.max_len and data.keep: reviews are cut exactly as they were in training.
-        self.max_len, self.keep = max_len, keep
 
-    def load_context(self, context) -> None:
-        self.classifier = RecurrentModule.load_from_checkpoint(context.artifacts["checkpoint"], map_location="cpu")
-        self.classifier.eval()
-        self.tokenizer = Tokenizer.from_file(context.artifacts["tokenizer"])
+def load_classifier(checkpoint: str | Path) -> RecurrentModule:
+    """The network of a Lightning checkpoint, on the CPU, ready to predict.
 
-    # Served through the signature, the input arrives as a DataFrame; called directly, a list of str works too.
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    `weights_only=True`: tensors and plain values only. A file holding pickled objects (code, in effect) is
+    refused rather than run, so a checkpoint from a store written by others can do no more than predict badly.
+    """
+    name = Path(checkpoint).name
+    try:
+        # Loading warns about a file's pickle protocol and the like; the caller's one line is the answer.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            classifier = RecurrentModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = unpickler_reason(e)
+        if reason.startswith("Unsupported global"):  # a class or function to call: the pickle would run code
+            raise UnusableModelFile(f"{name} refused: it holds pickled objects, not plain weights ({reason})") from e
+        raise UnusableModelFile(f"{name} is not an rnnlab checkpoint ({reason})") from e
+    # Any other failure on a file from the store (not a zip, keys missing, hyperparameters RecurrentModule
+    # rejects, tensors of the wrong shape) means the same to the user: not an rnnlab checkpoint.
+    except Exception as e:
+        raise UnusableModelFile(f"{name} is not an rnnlab checkpoint ({first_line(e)})") from e
+    return classifier.eval()
+
+
+def unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL posix.system ..."),
+    without its advice to load the file with `weights_only=False`."""
+    _, found, rest = str(error).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in rest.splitlines() if line.strip()] if found else []
+    return lines[0].split(". ")[0] if lines else first_line(error)
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # the tokenizers library raises a bare Exception on a malformed file
+        raise UnusableModelFile(f"{Path(path).name} is not a tokenizer.json ({first_line(e)})") from e
+
+
+class Sentiment:
+    """A classifier and its tokenizer, with the run's data.max_len and data.keep: reviews are cut exactly
+    as they were in training."""
+
+    def __init__(self, classifier: RecurrentModule, tokenizer: Tokenizer, max_len: int, keep: str) -> None:
+        self.classifier, self.tokenizer, self.max_len, self.keep = classifier, tokenizer, max_len, keep
+
+    @classmethod
+    def from_files(cls, checkpoint: str | Path, tokenizer: str | Path, max_len: int, keep: str) -> Sentiment:
+        return cls(load_classifier(checkpoint), load_tokenizer(tokenizer), max_len, keep)
+
+    def predict(self, model_input: Any) -> pd.DataFrame:
+        """Columns probability and label, one row per review of `model_input` (see `review_texts`)."""
         probability = self.probabilities(review_texts(model_input))
         return pd.DataFrame({"probability": probability, "label": np.where(probability > 0.5, "pos", "neg")})
 
@@ -106,33 +158,29 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         return torch.cat(chunks).double().numpy()
 
 
+class SentimentModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc model: artifacts "checkpoint" (Lightning) and "tokenizer" (tokenizer.json), model_config
+    max_len and keep. Built by `served_model.py` when MLflow loads the model, never unpickled."""
+
+    def load_context(self, context) -> None:
+        config = context.model_config
+        self.sentiment = Sentiment.from_files(context.artifacts["checkpoint"], context.artifacts["tokenizer"],
+                                              int(config["max_len"]), config["keep"])
+
+    # Served through the signature, the input arrives as a DataFrame; called directly, a list of str works too.
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self.sentiment.predict(model_input)
+
+
 def pinned_requirements() -> list[str]:
     # Without local labels (torch "2.13.0+cpu" -> "2.13.0"), so they install from PyPI, as MLflow's own do.
     return [f"{name}=={version(name).split('+')[0]}" for name in REQUIREMENTS]
 
 
-@contextmanager
-def use_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API (log_model, load_model) at `uri`, then put the process back as it was.
-
-    `mlflow.set_tracking_uri` also writes $MLFLOW_TRACKING_URI, so that is restored too.
-    """
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    uri_before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(uri_before)
-        if env_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env_before
-
-
 def log_sentiment_model(run_id: str, tracking_uri: str, checkpoint_path: str | Path, tokenizer_path: str | Path,
                         max_len: int, keep: str) -> ModelInfo:
-    """Log a `SentimentModel` into run `run_id` under the name "model" (`runs:/<run_id>/model`).
+    """Log the served model into run `run_id` under the name "model" (`runs:/<run_id>/model`): MODEL_CODE
+    builds a `SentimentModel`, which reads the checkpoint and tokenizer logged with it.
 
     The run is resumed for the logging and left FINISHED (FAILED if logging fails); its caller
     `RunRecord` sets the final status right after.
@@ -140,9 +188,11 @@ def log_sentiment_model(run_id: str, tracking_uri: str, checkpoint_path: str | P
     with use_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=SentimentModel(max_len, keep),
+            # A path, not an object: MLflow stores the file instead of a cloudpickle, and runs it to load the model.
+            python_model=str(MODEL_CODE),
             artifacts={"checkpoint": str(checkpoint_path), "tokenizer": str(tokenizer_path)},
-            # rnnlab is not on any index: the model carries the code it was trained with.
+            model_config={"max_len": int(max_len), "keep": str(keep)},
+            # rnnlab is not on any index: the model carries the code it was trained with, which MODEL_CODE imports.
             code_paths=[str(Path(__file__).parent)],
             signature=SIGNATURE,
             # MLflow stores it for `mlflow models predict` users and checks, by loading the model, that it serves.

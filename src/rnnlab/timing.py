@@ -12,7 +12,11 @@ from pytorch_lightning.trainer.states import TrainerFn
 class TrainingTimer(pl.Callback):
     """Logs `epoch_time_s` per epoch (its training batches only: Lightning validates inside the epoch, before
     `on_train_epoch_end`, so the clock pauses while it does), and at the end `fit_time_s` (wall time of the
-    whole fit, validation included) and `train_samples_per_s` (over the training time only)."""
+    whole fit, validation included) and `train_samples_per_s` (over the training time only).
+
+    Its totals are part of a checkpoint's state: a resumed run (`rnnlab.resume`) counts the epochs it kept plus
+    the time since it resumed; the epoch a kill cut short, trained again, is counted once.
+    """
 
     def __init__(self) -> None:
         self.fit_start = 0.0
@@ -20,6 +24,15 @@ class TrainingTimer(pl.Callback):
         self.epoch_seconds = self.train_seconds = 0.0
         self.samples = 0
         self.fit_time_s: float | None = None
+        self.restored: dict | None = None
+
+    def state_dict(self) -> dict:
+        # Saved at an epoch's end (rnnlab.resume.LastCheckpoint): the totals of the epochs done so far.
+        return {"fit_seconds": time.perf_counter() - self.fit_start, "train_seconds": self.train_seconds,
+                "samples": self.samples}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored = state_dict  # applied at on_fit_start, which Lightning calls after restoring
 
     def pause(self) -> None:
         if self.running_since is not None:
@@ -27,7 +40,10 @@ class TrainingTimer(pl.Callback):
             self.running_since = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        self.fit_start, self.train_seconds, self.samples = time.perf_counter(), 0.0, 0
+        done = self.restored or {"fit_seconds": 0.0, "train_seconds": 0.0, "samples": 0}
+        self.fit_start = time.perf_counter() - done["fit_seconds"]
+        self.train_seconds, self.samples = done["train_seconds"], done["samples"]
+        self.restored = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.epoch_seconds, self.running_since = 0.0, time.perf_counter()

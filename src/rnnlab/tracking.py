@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import platform
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytorch_lightning as pl
 import torch
+from mlflow.exceptions import MlflowException
 from pytorch_lightning.loggers import MLFlowLogger
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -29,6 +34,61 @@ def default_artifact_location(uri: str) -> str | None:
     if not uri.startswith("sqlite:///"):
         return None
     return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite store; None for a server."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold the store for this process alone while it sets things up: an exclusive `flock` on `<db file>.lock`
+    beside a sqlite store, released by the kernel even if the process is killed. Nothing for a server, which
+    serializes its own writes.
+
+    MLflow creates and migrates a new sqlite schema without a lock of its own: processes doing it at once
+    break the file (duplicate columns, half-done migrations), and likewise race to create the same experiment.
+    """
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_experiment(client: mlflow.MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created if missing (its artifacts beside a sqlite store). The first call on
+    a new sqlite file also creates its schema: call it under `store_lock`."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=default_artifact_location(client.tracking_uri))
+    except MlflowException:  # another process created it first (a server, where there is no lock)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+# The user info of a URL (user:password@, or a bare token@), and query parameters that usually carry secrets
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|access_token|key|password|secret|sig|signature)=)[^&\s]*")
+
+
+def redact(value: Any) -> Any:
+    """`value` with credentials written into URLs replaced by `***` (http://***@host, ?token=***): what is
+    recorded as params and tags is readable by everyone who can read the store."""
+    if not isinstance(value, str):
+        return value
+    return _SECRET_QUERY.sub(r"\1***", _URL_USERINFO.sub("***@", value))
 
 
 class RunLogger(MLFlowLogger):
@@ -72,6 +132,16 @@ def data_hash(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def code_hash() -> str:
+    """sha256 over the rnnlab package's Python files (names and contents): the code a run executes, whether or
+    not it is committed."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def device_description(accelerator: str) -> str:
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
@@ -86,8 +156,9 @@ def device_description(accelerator: str) -> str:
     return f"CPU {model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def run_tags(cell: str, impl: str, data_dir: str | Path | None, accelerator: str,
+def run_tags(cell: str, impl: str, data_sha256: str | None, accelerator: str,
              sweep_id: str | None) -> dict[str, str]:
+    """What a run was made with (code, data, versions, device); `redact`ed, as everything it records."""
     sha, dirty = git_state()
     tags = {
         "cell": cell,
@@ -101,20 +172,20 @@ def run_tags(cell: str, impl: str, data_dir: str | Path | None, accelerator: str
     }
     if sha:
         tags["mlflow.source.git.commit"] = sha  # MLflow's own tag, which the UI shows as the run's commit
-    if data_dir is not None:  # generated data (data=adding) have no files: their params (seed, sizes) name them
-        tags["data_sha256"] = data_hash(data_dir)
+    if data_sha256 is not None:  # generated data (data=adding) have no files: their params (seed, sizes) name them
+        tags["data_sha256"] = data_sha256
     if sweep_id:
         tags["sweep_id"] = sweep_id
-    return tags
+    return {key: redact(value) for key, value in tags.items()}
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}: the resolved config as MLflow params."""
+    """{'a': {'b': 1}} -> {'a.b': 1}: the resolved config as MLflow params, credentials in URLs `redact`ed."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = value
+            flat[name] = redact(value)
     return flat

@@ -5,9 +5,13 @@
     python -m rnnlab.train experiment=article               # the article's Keras setup
     python -m rnnlab.train -m model=rnn,lstm,gru seed=0,1,2  # a sweep: nine runs sharing one sweep id
 
-The recipe: seed -> datamodule -> model -> callbacks -> logger -> trainer -> fit -> test on the best
-checkpoint -> record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint);
-the entry point returns the best validation accuracy, what a Hydra sweeper maximises.
+    python -m rnnlab.train ...                               # again after a kill: resumes the same run
+    python -m rnnlab.train resume=never                      # a new run, whatever happened before
+
+The recipe: seed -> datamodule -> model -> which run (new, resumed, or finished before: rnnlab.resume) ->
+callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best checkpoint ->
+record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
+returns the best validation accuracy, what a Hydra sweeper maximises.
 """
 
 from __future__ import annotations
@@ -24,31 +28,40 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.cli import UserError, build, first_line, hydra_app
-from rnnlab.recording import RunRecord, TrainResult
+from rnnlab.recording import RunRecord, TrainResult, export_finished
+from rnnlab.resume import AtomicCheckpointIO, LastCheckpoint, plan_run, stopping_on_signals
 from rnnlab.timing import TrainingTimer
+from rnnlab.tracking import data_hash
 
 
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
           sweep_id: str | None = None) -> TrainResult:
     """Train, test and record one run as `cfg` says.
 
-    callbacks: join the configured ones (tests, the benchmark). output_dir: the run's working folder (checkpoints,
-    config, plots); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
+    callbacks: join the configured ones (tests, the benchmark). output_dir: the run's working folder (config,
+    plots, and at the end the best checkpoint; while it trains, its checkpoints are where a rerun finds them:
+    rnnlab.resume); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
     sweep_id: tags the runs of one sweep.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
-    with working_folder(output_dir) as output_dir:
-        configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]
-        if not any(isinstance(c, ModelCheckpoint) and c.monitor for c in configured):
-            raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
-        logger = build(cfg.logger, "logger")
-        record = RunRecord(cfg, logger, sweep_id)
+    configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]
+    if not any(isinstance(c, ModelCheckpoint) and c.monitor for c in configured):
+        raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
+    data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
+    plan = plan_run(cfg, data_hash(data_dir) if data_dir is not None else None)
+    if plan.finished:
+        return export_finished(cfg, plan)
+    with working_folder(output_dir) as output_dir, stopping_on_signals():
+        logger = build(cfg.logger, "logger", run_id=plan.run_id, tags=plan.creation_tags())
+        record = RunRecord(cfg, logger, plan, sweep_id)
         trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=logger, default_root_dir=output_dir,
-                                    callbacks=[*configured, TrainingTimer(), record, *callbacks])
+                                    plugins=[AtomicCheckpointIO()],
+                                    callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(), *callbacks])
         with record.running(trainer, model, datamodule):
-            trainer.fit(model, datamodule=datamodule)
-            trainer.test(model, datamodule=datamodule, ckpt_path="best")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
+            trainer.test(model, datamodule=datamodule, ckpt_path=trainer.checkpoint_callback.best_model_path,
+                         weights_only=True)
             result = record.finish(trainer, datamodule, output_dir)
     if not result.best_checkpoint.exists():
         result.best_checkpoint = None  # its temporary folder is gone; the checkpoint is in MLflow
@@ -69,6 +82,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.Li
 @contextmanager
 def working_folder(folder: Path | None) -> Iterator[Path]:
     if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
         yield folder
         return
     with tempfile.TemporaryDirectory(prefix="rnnlab-") as temporary:

@@ -1,15 +1,16 @@
 """Benchmark training speed: the project's path against a plain PyTorch loop, and against the matmul peak.
 
-    python -m rnnlab.bench                                   # all cells, both settings: a few minutes
-    python -m rnnlab.bench --cells lstm --settings h128 --steps 3
+    python -m rnnlab.bench                                   # all cells, settings, impls: ~10 minutes
+    python -m rnnlab.bench --cells lstm --settings h128 --impls fused,sequence --steps 3
     python -m rnnlab.bench --data-dir path/to/prepared data.vocab_size=null data.batch_size=4   # Hydra overrides
 
-For each cell and setting it trains the same real IMDB batches (after `--warmup` untimed ones) six ways,
+For each cell and setting it trains the same real IMDB batches (after `--warmup` untimed ones) several ways,
 each in a fresh process:
 
     project               the real path, rnnlab.train.train: Lightning + MLflow + TrainingTimer, the datamodule's
                           bucketed batches, the config's Trainer settings and callbacks (the progress bar aside;
-                          CPUSettings applies the process settings)
+                          CPUSettings applies the process settings); once per implementation (--impls), a row each
+and, with the fused cells (the default):
     plain_padded          plain loop, random batches padded to max_len, PyTorch defaults: the reference
     plain_padded_flush    the reference + flush-denormal
     plain_bucketed        the reference on the project's bucketed batches
@@ -18,14 +19,19 @@ each in a fresh process:
                           the project path less Lightning + MLflow, so the two differ by their overhead
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
-tokens only, see `flops.py`) against the sgemm peak, the speed-up over the reference and its breakdown.
-Writes JSON (default data/bench/train.json). Issue 4's targets, on the project's 2-core CPU: LSTM and GRU at
-E=H=128 >= 50% of the sgemm peak; >= 2.5x the reference everywhere; overhead <= 5%.
+tokens only, see `flops.py`) against the sgemm peak, each implementation's speed against the fused cells', the
+speed-up over the reference and its breakdown. Writes JSON (default data/bench/train.json). Issue 4's targets,
+on the project's 2-core CPU, for the fused cells: LSTM and GRU at E=H=128 >= 50% of the sgemm peak; >= 2.5x the
+reference everywhere; overhead <= 5%. Issue 14's (SEQUENCE_TARGETS): at E=H=128 the sequence kernel's GRU at
+the fused LSTM's GFLOP/s or more and >= 40% of the peak, its LSTM >= 50%, its RNN >= 2x the fused RNN's speed;
+at the article's setting every cell's kernel at least as fast as its fastest other implementation; the explicit
+cells within 1.5x of the fused cells' time.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -40,10 +46,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
-from rnnlab.bench.variants import (BatchPlan, Measurement, in_fresh_process, plan_batches, run_layer_only, run_plain,
-                                   run_project)
-from rnnlab.cells import CELL_NAMES, CELLS
+from rnnlab.bench.variants import (BatchPlan, Measurement, in_fresh_process, plan_batches, run_layers_only,
+                                   run_plain, run_project)
+from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.cli import UserError, build, fail
+from rnnlab.models.sequence import load_kernel
 from rnnlab.params import CONFIG_DIR
 from rnnlab.tracking import device_description
 
@@ -64,6 +71,10 @@ VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "
 # speed-up down run once, to keep the benchmark to a few minutes.
 REPEATED = ("project", "plain_padded", "plain_project")
 TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
+# Issue 14's, at E=H=128 unless said: the sequence kernel's GRU and LSTM against the peak, its RNN against the
+# fused one; and the explicit cells' time against the fused cells', at both settings.
+SEQUENCE_TARGETS = {"gru_peak_fraction": 0.4, "lstm_peak_fraction": 0.5, "rnn_h128_vs_fused": 2.0,
+                    "explicit_time_vs_fused": 1.5}
 # Other processes taking more of the CPU than this while a model was measured make its figures suspect:
 # on 2 cores every per-timestep OpenMP barrier waits for a descheduled thread.
 DISTURBED_PCT = 5.0
@@ -121,8 +132,11 @@ def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size:
     }
 
 
-def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> dict:
-    cfg = compose_config(cell, setting, args.data_dir, tracking_uri, args.overrides)
+def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> list[dict]:
+    """One result per implementation in args.impls, all trained on the same planned batches, interleaved."""
+    cfgs = {impl: compose_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"])
+            for impl in args.impls}
+    cfg = cfgs[args.impls[0]]
     try:
         datamodule = build(cfg.data, "data")  # not the model: this process must not start OpenMP's threads
     except UserError as e:
@@ -130,7 +144,8 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
     plan: BatchPlan = plan_batches(datamodule, args.warmup or DEFAULT_WARMUP[setting],
                                    args.steps or DEFAULT_STEPS[setting], cfg.seed)
     # name: (batches, padded to max_len, flush-denormal, the project's settings). plain_project runs right
-    # after the project path, so that the overhead compares runs close in time.
+    # after the project path, so that the overhead compares runs close in time. The plain loops break the fused
+    # cells' speed-up down; the other implementations run the project path alone.
     plain = {
         "plain_project": (plan.bucketed, False, True, True),
         "plain_padded": (plan.shuffled, True, False, False),
@@ -138,22 +153,31 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
         "plain_bucketed": (plan.bucketed, False, False, False),
         "plain_bucketed_flush": (plan.bucketed, False, True, False),
     }
-    measured: dict[str, list[Measurement]] = {"project": []}
-    measured.update({name: [] for name in plain if name in args.variants})
-    fits = []
-    for repeat in range(args.repeats):  # interleaved, so a burst of other work hits one repeat, not one variant
-        measurement, fit = in_fresh_process(run_project, cfg, plan)
-        measured["project"].append(measurement)
-        fits.append(fit)
-        for name, (batches, pad, flush, project_settings) in plain.items():
-            if name in measured and (repeat == 0 or name in REPEATED):
-                measured[name].append(
-                    in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, project_settings))
+    measured: dict[str, dict[str, list[Measurement]]] = {impl: {"project": []} for impl in args.impls}
+    if "fused" in measured:
+        measured["fused"].update({name: [] for name in plain if name in args.variants})
+    fits: dict[str, list[dict]] = {impl: [] for impl in args.impls}
+    # Interleaved, so a burst of other work hits one repeat, not one variant or implementation.
+    for repeat in range(args.repeats):
+        for impl in args.impls:
+            measurement, fit = in_fresh_process(run_project, cfgs[impl], plan)
+            measured[impl]["project"].append(measurement)
+            fits[impl].append(fit)
+            for name, (batches, pad, flush, project_settings) in plain.items():
+                if name in measured[impl] and (repeat == 0 or name in REPEATED):
+                    measured[impl][name].append(
+                        in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, project_settings))
+    return [summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl])
+            for impl in args.impls]
+
+
+def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPlan, args: argparse.Namespace,
+              measured: dict[str, list[Measurement]], fits: list[dict]) -> dict:
     E, H = cfg.model.embedding_dim, cfg.model.hidden_size
     variants = {name: figures(runs, cell, E, H) for name, runs in measured.items()}
     result = {
-        "cell": cell, "setting": setting, "embedding_dim": E, "hidden_size": H, "max_len": cfg.data.max_len,
-        "batch_size": cfg.data.batch_size, "vocab_size": datamodule.vocab_size,
+        "cell": cell, "setting": setting, "impl": impl, "embedding_dim": E, "hidden_size": H,
+        "max_len": cfg.data.max_len, "batch_size": cfg.data.batch_size, "vocab_size": datamodule.vocab_size,
         "optimizer": cfg.model.optimizer._target_, "warmup_steps": plan.warmup,
         "steps": len(plan.bucketed) - plan.warmup, "repeats": args.repeats,
         "flops_per_token": flops_per_token(cell, E, H), "project_fit": min(fits, key=lambda f: f["fit_seconds"]),
@@ -176,14 +200,18 @@ def bench_one(cell: str, setting: str, args: argparse.Namespace, tracking_uri: s
 
 
 def check_targets(results: list[dict]) -> dict:
-    """Issue 4's targets, each with the measured value and whether it is met."""
+    """Issue 4's targets (the fused cells, the default) and issue 14's (the sequence kernel against the others),
+    each with the measured value and whether it is met. Those whose rows were not run are left out."""
     checks = {}
 
     def check(name: str, value: float, met: bool) -> None:
         checks[name] = {"value": value, "met": met}
 
+    rows = {(r["cell"], r["setting"], r["impl"]): r["variants"]["project"] for r in results}
     for r in results:
-        key = f"{r['cell']}/{r['setting']}"
+        key = f"{r['cell']}/{r['setting']}/{r['impl']}"
+        if r["impl"] != "fused":
+            continue
         if r["cell"] in ("lstm", "gru") and r["setting"] == "h128":
             pct = r["variants"]["project"]["peak_pct"]
             check(f"{key} % of sgemm peak >= {100 * TARGETS['peak_fraction']:.0f}", pct,
@@ -193,6 +221,31 @@ def check_targets(results: list[dict]) -> dict:
         if "overhead_pct" in r:
             check(f"{key} overhead % <= {TARGETS['overhead_pct']:.0f}", r["overhead_pct"],
                   r["overhead_pct"] <= TARGETS["overhead_pct"])
+
+    def at_least(name: str, value: float, target: float) -> None:
+        check(f"{name} >= {target:g}", value, value >= target)
+
+    if ("gru", "h128", "sequence") in rows:
+        gru = rows[("gru", "h128", "sequence")]
+        at_least("gru/h128/sequence % of sgemm peak", gru["peak_pct"], 100 * SEQUENCE_TARGETS["gru_peak_fraction"])
+        if ("lstm", "h128", "fused") in rows:
+            at_least("gru/h128/sequence GFLOP/s over lstm/h128/fused's", gru["useful_gflops"]
+                     / rows[("lstm", "h128", "fused")]["useful_gflops"], 1.0)
+    if ("lstm", "h128", "sequence") in rows:
+        at_least("lstm/h128/sequence % of sgemm peak", rows[("lstm", "h128", "sequence")]["peak_pct"],
+                 100 * SEQUENCE_TARGETS["lstm_peak_fraction"])
+    if ("rnn", "h128", "sequence") in rows and ("rnn", "h128", "fused") in rows:
+        at_least("rnn/h128/sequence speed over fused", rows[("rnn", "h128", "sequence")]["samples_per_s"]
+                 / rows[("rnn", "h128", "fused")]["samples_per_s"], SEQUENCE_TARGETS["rnn_h128_vs_fused"])
+    for (cell, setting, impl), row in rows.items():
+        others = [rows[(cell, setting, other)]["samples_per_s"] for other in ("fused", "explicit")
+                  if (cell, setting, other) in rows]
+        if impl == "sequence" and setting == "article" and others:
+            at_least(f"{cell}/article/sequence speed over the fastest other", row["samples_per_s"] / max(others), 1.0)
+        if impl == "explicit" and (cell, setting, "fused") in rows:
+            time_ratio = rows[(cell, setting, "fused")]["samples_per_s"] / row["samples_per_s"]
+            limit = SEQUENCE_TARGETS["explicit_time_vs_fused"]
+            check(f"{cell}/{setting}/explicit time over fused's <= {limit}", time_ratio, time_ratio <= limit)
     return checks
 
 
@@ -201,39 +254,45 @@ def print_table(report: dict) -> None:
     print(f"\n{machine['device']}; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
           f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
           f"{machine['load_before']} before, {machine['load_after']} after")
-    print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak; its speed-up over "
-          "the plain padded loop; the plain loop's own speed-up from flush-denormal, bucketing, both, and all the "
-          "project's settings; Lightning + MLflow overhead; other processes' share of the CPU meanwhile.")
+    print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak, and its speed "
+          "against the fused cells' (same batches, interleaved runs); for the fused cells its speed-up over the plain "
+          "padded loop, the plain loop's own speed-up from flush-denormal, bucketing, both, and all the project's "
+          "settings, and Lightning + MLflow overhead; other processes' share of the CPU meanwhile.")
     columns = [("flush", "plain_padded_flush"), ("bucket", "plain_bucketed"), ("both", "plain_bucketed_flush"),
                ("all", "plain_project")]
-    head = (f"{'cell':5} {'setting':8} {'samples/s':>9} {'tokens/s':>9} {'GFLOP/s':>7} {'%peak':>5} {'speedup':>7} "
-            + " ".join(f"{name:>6}" for name, _ in columns) + f" {'overhead':>8} {'other':>6}")
+    head = (f"{'cell':5} {'setting':8} {'impl':8} {'samples/s':>9} {'tokens/s':>9} {'GFLOP/s':>7} {'%peak':>5} "
+            f"{'vs fused':>8} {'speedup':>7} " + " ".join(f"{name:>6}" for name, _ in columns)
+            + f" {'overhead':>8} {'other':>6}")
     print(head)
     print("-" * len(head))
     fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
     for r in report["results"]:
         p, b = r["variants"]["project"], r.get("breakdown", {})
         gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
-        print(f"{r['cell']:5} {r['setting']:8} {p['samples_per_s']:9.1f} {p['real_tokens_per_s']:9.0f} "
-              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
+        print(f"{r['cell']:5} {r['setting']:8} {r['impl']:8} {p['samples_per_s']:9.1f} {p['real_tokens_per_s']:9.0f} "
+              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('vs_fused'), '7.2f', 'x'):>8} "
+              f"{fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
               f"{fmt(r.get('overhead_pct'), '7.1f', '%'):>8} {r['other_processes_cpu_pct']:5.1f}%"
               + ("  (disturbed)" if r["other_processes_cpu_pct"] > DISTURBED_PCT else ""))
     print("\nthe matmul ceiling (flops.matmul_ceiling_gflops): the per-step [B, H] x [H, g*H] matmul's own GFLOP/s, "
           "the useful GFLOP/s if every matmul ran at its ceiling and nothing else took time, and the project's share:")
     for r in report["results"]:
         c = r["matmul_ceiling"]
-        print(f"  {r['cell']:5} {r['setting']:8} step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  ceiling "
-              f"{c['ceiling_gflops']:6.1f} GFLOP/s ({c['ceiling_peak_pct']:4.1f}% of peak)  project "
-              f"{c['project_pct_of_ceiling']:4.1f}% of the ceiling")
-    print("\nthe fused layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length):")
+        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  "
+              f"ceiling {c['ceiling_gflops']:6.1f} GFLOP/s ({c['ceiling_peak_pct']:4.1f}% of peak)  project "
+              f"{c['project_pct_of_ceiling']:5.1f}% of the ceiling")
+    print("\nthe layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length; a cell's "
+          "implementations interleaved in one process), and other processes' share of the CPU meanwhile:")
     for r in report["results"]:
         k = r["layer_only"]
-        print(f"  {r['cell']:5} {r['setting']:8} T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s "
-              f"({k['peak_pct']:4.1f}% of peak)  project {k['project_pct_of_layer']:5.1f}% of it")
+        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s "
+              f"({k['peak_pct']:4.1f}% of peak)  project {k['project_pct_of_layer']:5.1f}% of it  "
+              f"{k['other_processes_cpu_pct']:5.1f}%" + ("  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT
+                                                          else ""))
     print("\nsamples/s of every variant:")
     for r in report["results"]:
         row = "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items())
-        print(f"  {r['cell']:5} {r['setting']:8} {row}")
+        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} {row}")
     print("\ntargets:")
     for name, check in report["targets"].items():
         print(f"  {'met   ' if check['met'] else 'MISSED'} {name}: {check['value']:.2f}")
@@ -243,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: article,h128")
+    parser.add_argument("--impls", default=",".join(IMPL_NAMES),
+                        help=f"comma-separated: {','.join(IMPL_NAMES)} (the plain-loop variants run with fused)")
     steps_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_STEPS.items())
     parser.add_argument("--steps", type=int, default=None, help=f"timed batches per variant (default: {steps_help})")
     warmup_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_WARMUP.items())
@@ -258,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides applied after the setting's, e.g. data.batch_size=64")
     args = parser.parse_args(argv)
-    cells, settings = args.cells.split(","), args.settings.split(",")
+    cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
     args.variants = [v for v in args.variants.split(",") if v]
     for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, SETTINGS),
-                               ("variant", args.variants, VARIANTS[1:])):
+                               ("impl", args.impls, IMPL_NAMES), ("variant", args.variants, VARIANTS[1:])):
         unknown = [g for g in given if g not in known]
         if unknown:
             parser.error(f"unknown {name} {', '.join(unknown)}: choose from {', '.join(known)}")
@@ -279,44 +340,64 @@ def main(argv: list[str] | None = None) -> int:
     # Nothing in this process may start OpenMP's threads before the runs are forked: see in_fresh_process.
     # The peak is taken at the start and at the end: a shared VM's varies over minutes.
     peaks = [in_fresh_process(sgemm_peak, args.peak_size)]
+    # Compiled (first use) or loaded here, once, rather than in each run's warm-up: no OpenMP threads start.
+    kernel_problem = load_kernel() if "sequence" in args.impls else None
+    if kernel_problem:
+        print(f"bench: warning: the sequence kernel is unavailable ({kernel_problem}): its rows measure the explicit "
+              "cells", file=sys.stderr)
     results = []
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
         tracking_uri = f"sqlite:///{tmp}/mlflow.db"
         for setting in settings:
             for cell in cells:
-                print(f"bench: {cell} / {setting} ...", file=sys.stderr, flush=True)
+                print(f"bench: {cell} / {setting} ({', '.join(args.impls)}) ...", file=sys.stderr, flush=True)
                 with OtherLoad() as other:
-                    result = bench_one(cell, setting, args, tracking_uri)
-                result["other_processes_cpu_pct"] = round(other.pct, 1)
-                results.append(result)
+                    rows = bench_cell(cell, setting, args, tracking_uri)
+                fused = next((row for row in rows if row["impl"] == "fused"), None)
+                for row in rows:
+                    row["other_processes_cpu_pct"] = round(other.pct, 1)
+                    if fused is not None:
+                        row["vs_fused"] = (row["variants"]["project"]["samples_per_s"]
+                                           / fused["variants"]["project"]["samples_per_s"])
+                results += rows
     peaks.append(in_fresh_process(sgemm_peak, args.peak_size))
     peak = max(peaks)
+    step_rates = {}
     for result in results:
         for variant in result["variants"].values():
             variant["peak_pct"] = 100 * variant["useful_gflops"] / peak
         # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
-        step_rate = in_fresh_process(recurrent_step_gflops, result["batch_size"], result["hidden_size"],
-                                     CELLS[result["cell"]].gates)
+        shape = (result["batch_size"], result["hidden_size"], CELLS[result["cell"]].gates)
+        if shape not in step_rates:
+            step_rates[shape] = in_fresh_process(recurrent_step_gflops, *shape)
         ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,
-                                        step_rate)
+                                        step_rates[shape])
         result["matmul_ceiling"] = {
-            "step_matmul_gflops": step_rate, "ceiling_gflops": ceiling, "ceiling_peak_pct": 100 * ceiling / peak,
+            "step_matmul_gflops": step_rates[shape], "ceiling_gflops": ceiling, "ceiling_peak_pct": 100 * ceiling / peak,
             "project_pct_of_ceiling": 100 * result["variants"]["project"]["useful_gflops"] / ceiling,
         }
-        # And the library's own kernel: the fused layer alone on a batch of the window's mean review length.
-        project = result["variants"]["project"]
-        length = round(project["real_tokens"] / project["samples"])
-        seconds = in_fresh_process(run_layer_only, result["cell"], result["batch_size"], length,
-                                   result["embedding_dim"], result["hidden_size"])
-        layer_gflops = result["batch_size"] * length * result["flops_per_token"] / seconds / 1e9
-        result["layer_only"] = {"length": length, "seconds": seconds, "useful_gflops": layer_gflops,
-                                "peak_pct": 100 * layer_gflops / peak,
-                                "project_pct_of_layer": 100 * project["useful_gflops"] / layer_gflops}
+    # And each implementation's own layer: alone, on a batch of the window's mean review length, all of a cell's
+    # in one process, interleaved.
+    for (cell, setting), rows in itertools.groupby(results, key=lambda r: (r["cell"], r["setting"])):
+        rows = list(rows)
+        first = rows[0]["variants"]["project"]
+        length = round(first["real_tokens"] / first["samples"])
+        with OtherLoad() as other:
+            seconds = in_fresh_process(run_layers_only, cell, [r["impl"] for r in rows], rows[0]["batch_size"],
+                                       length, rows[0]["embedding_dim"], rows[0]["hidden_size"])
+        for result in rows:
+            layer_gflops = result["batch_size"] * length * result["flops_per_token"] / seconds[result["impl"]] / 1e9
+            result["layer_only"] = {
+                "length": length, "seconds": seconds[result["impl"]], "useful_gflops": layer_gflops,
+                "peak_pct": 100 * layer_gflops / peak,
+                "project_pct_of_layer": 100 * result["variants"]["project"]["useful_gflops"] / layer_gflops,
+                "other_processes_cpu_pct": round(other.pct, 1)}
     report = {
         "machine": {"device": device_description("cpu"), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
         "sgemm_peak_gflops": peak,
+        "sequence_kernel_problem": kernel_problem,
         "sgemm_peak_start_end_gflops": [round(p, 1) for p in peaks],
         "wall_seconds": time.perf_counter() - started,
         "targets": check_targets(results),

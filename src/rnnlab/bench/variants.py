@@ -36,7 +36,7 @@ from rnnlab.bench.flops import fastest_seconds
 from rnnlab.cpu import apply_training_settings
 from rnnlab.data.imdb import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.encoder import FUSED_CELLS
+from rnnlab.models.encoder import FUSED_CELLS, LAYER_CELLS
 from rnnlab.train import build_data_and_model, train
 
 
@@ -208,14 +208,26 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
     return measurement
 
 
-def run_layer_only(cell: str, batch: int, length: int, embedding_dim: int, hidden_size: int,
-                   repeats: int = 4) -> float:
-    """Seconds of the fastest forward + backward of the fused recurrent layer alone on a [batch, length, E]
-    input: no embedding, pooling, loss, clipping or optimizer. The library kernel's own speed at this
-    shape, which the project path cannot beat; run with the project's process settings, in a fresh process.
+def run_layers_only(cell: str, impls: list[str], batch: int, length: int, embedding_dim: int, hidden_size: int,
+                    repeats: int = 5) -> dict[str, float]:
+    """Seconds of the fastest forward + backward of one recurrent layer of each implementation alone on a
+    [batch, length, E] input: no embedding, pooling, loss, clipping or optimizer. Each implementation's own speed
+    at this shape, which the project path cannot beat. The implementations take turns, `repeats` rounds (see
+    fastest_seconds), so that they compare back to back; with the project's process settings, in a fresh process.
     """
     apply_training_settings()
     torch.manual_seed(0)
-    layer = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
     x = torch.randn(batch, length, embedding_dim, requires_grad=True)
-    return fastest_seconds(lambda: layer(x)[0].sum().backward(), repeats)
+    work = {}
+    for impl in impls:
+        if impl == "fused":
+            fused = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
+            work[impl] = lambda fused=fused: fused(x)[0].sum().backward()
+        else:
+            layer = LAYER_CELLS[impl][cell](embedding_dim, hidden_size)
+            work[impl] = lambda layer=layer: layer(x).sum().backward()
+    seconds = {impl: float("inf") for impl in impls}
+    for _ in range(repeats):
+        for impl in impls:
+            seconds[impl] = min(seconds[impl], fastest_seconds(work[impl], 1))
+    return seconds

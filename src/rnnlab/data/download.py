@@ -3,13 +3,16 @@
 The source is the canonical Stanford URL and checksum of the config's `download` section. Offline
 machines point `IMDB_SOURCE` at a local archive (a path or a file:// URL) and give its checksum in
 `IMDB_SHA256`. Output: `<paths.raw_dir>/{train,test}/{pos,neg}/<id>_<rating>.txt`, written to a temporary
-folder and renamed into place only once everything checked out, so a failure leaves nothing.
+folder (`.download-*` beside it) and renamed into place only once everything checked out, so a failure leaves
+nothing. One download at a time holds the parent folder (an `flock`, which the kernel releases when its process
+dies, however it dies): the temporary folders it finds there were left by downloads that were killed, and go.
 
     python -m rnnlab.data.download [paths.raw_dir=...]
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -20,6 +23,8 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -118,11 +123,38 @@ def extract_reviews(archive: Path, dest: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
+TEMPORARY_PREFIX = ".download-"
+
+
 def download(url: str, sha256: str, out_dir: Path) -> dict[str, dict[str, int]]:
     """Fetch, verify and extract the archive into `out_dir`; all or nothing."""
     source, checksum = resolve_source(url, sha256)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".download-") as tmp:
+    with holding(out_dir.parent):
+        remove_leftovers(out_dir.parent)
+        return download_into(source, checksum, out_dir)
+
+
+@contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """An exclusive `flock` on `folder` itself (no lock file to leave behind) for as long as the block runs."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary folders of killed downloads: while `holding` the folder, no other download has one."""
+    for leftover in folder.glob(f"{TEMPORARY_PREFIX}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def download_into(source: str, checksum: str, out_dir: Path) -> dict[str, dict[str, int]]:
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=TEMPORARY_PREFIX) as tmp:
         archive = local_path(source)
         if archive is None:
             archive = Path(tmp) / "archive.tar.gz"

@@ -71,7 +71,7 @@ def measure(run_dirs: list[Path], data_dir: Path, length: int, count: int) -> di
     """Both curves of each run's cell; `reviews` records how many reviews were averaged (at most `count`)."""
     cells = {}
     for run_dir in run_dirs:
-        trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu")
+        trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu", weights_only=True)
         settings = dict(trained.hparams)
         if settings.get("pooling") != "last":
             print(f"gradients: note: {run_dir.name} pools with {settings.get('pooling')!r}, not 'last'; "

@@ -1,7 +1,8 @@
-"""A stack of recurrent layers over right-padded batches, in either implementation, padding never leaking.
+"""A stack of recurrent layers over right-padded batches, in any implementation, padding never leaking.
 
 `impl="fused"` runs PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` (one layer, one direction each); `impl="explicit"`
-runs the cells of `explicit.py`. Both see the same padded input [B, T, E] with `lengths` [B]:
+runs the cells of `explicit.py`; `impl="sequence"` the same cells through the C++ kernel of `sequence.py`.
+All see the same padded input [B, T, E] with `lengths` [B]:
 
 - forward direction: padding comes after the real tokens, so the states at t < length are exact;
 - backward direction: each sequence is reversed within its own length (padding stays at the end),
@@ -21,8 +22,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.cells import CELL_NAMES, IMPL_NAMES
 from rnnlab.checks import one_of, positive_int
 from rnnlab.models.explicit import EXPLICIT_CELLS
+from rnnlab.models.sequence import SEQUENCE_CELLS
 
 FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU
+# One layer in one direction: x [B, T, E] -> hidden states [B, T, H], with explicit.py's parameter names.
+LAYER_CELLS = {"explicit": EXPLICIT_CELLS, "sequence": SEQUENCE_CELLS}
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -65,7 +69,7 @@ class RecurrentEncoder(nn.Module):
             if impl == "fused":
                 make = lambda: FUSED_CELLS[cell](size, hidden_size, batch_first=True)  # noqa: E731
             else:
-                make = lambda: EXPLICIT_CELLS[cell](size, hidden_size)  # noqa: E731
+                make = lambda: LAYER_CELLS[impl][cell](size, hidden_size)  # noqa: E731
             self.layers.append(nn.ModuleList([make() for _ in range(self.directions)]))
         # One config serves all three cells (DVC's stages override model.cell), so the other cells ignore it.
         if forget_bias is not None and cell == "lstm":
@@ -78,7 +82,7 @@ class RecurrentEncoder(nn.Module):
 
         A bias of 1 (Gers et al., 2000; Jozefowicz et al., 2015; Keras's default, which the article used)
         keeps f near 0.73 at the start, so the cell state and its gradient survive many steps from the
-        first update on. Both implementations name the biases bias_ih*/bias_hh* with gates in the order
+        first update on. All implementations name the biases bias_ih*/bias_hh* with gates in the order
         i, f, g, o: the forget gate is rows H..2H, and its bias is split as value + 0.
         """
         forget = slice(hidden_size, 2 * hidden_size)
@@ -89,7 +93,7 @@ class RecurrentEncoder(nn.Module):
                 parameter[forget] = 0.0
 
     def run(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.impl == "explicit":
+        if self.impl != "fused":
             return rnn(x)
         if x.is_cuda:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

@@ -1,0 +1,127 @@
+"""The model the pipeline stands behind: MLflow registered model "rnnlab-imdb", alias "champion".
+
+The compare stage points the alias at the pipeline's best run (highest test_acc) with `register_champion`;
+`python -m rnnlab.predict` uses `models:/rnnlab-imdb@champion` unless given a run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+from mlflow.entities import LoggedModel
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from rnnlab.cli import first_line
+from rnnlab.tracking import redact, sqlite_file
+
+REGISTERED_MODEL = "rnnlab-imdb"
+ALIAS = "champion"
+CHAMPION_URI = f"models:/{REGISTERED_MODEL}@{ALIAS}"
+LOGGED_MODEL = "model"  # the name each IMDB run logs its served model under: runs:/<run id>/model
+# A server that does not answer: fail after a few seconds, not after MLflow's default minutes of retries.
+QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+class NoStore(Exception):
+    """The store cannot be used: not there, not answering, or without the run asked for."""
+
+
+def missing_store(tracking_uri: str) -> str | None:
+    """Why `tracking_uri` is no store (a sqlite file that does not exist), else None.
+
+    Opening a sqlite URI creates the database; a mistyped or moved path should be reported instead.
+    """
+    db = sqlite_file(tracking_uri)
+    if db is not None and not db.is_file():
+        return f"no MLflow store at {tracking_uri} ({db} does not exist)"
+    return None
+
+
+@contextmanager
+def use_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (log_model, load_model, and the registry's own look-ups) at `uri`, then put
+    the process back as it was. `mlflow.set_tracking_uri` also writes $MLFLOW_TRACKING_URI, so that is restored too.
+    """
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    uri_before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(uri_before)
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
+@contextmanager
+def quick_http() -> Iterator[None]:
+    """QUICK_HTTP for the duration, unless the user set those variables."""
+    added = {name: value for name, value in QUICK_HTTP.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def logged_model(client: mlflow.MlflowClient, run_id: str) -> LoggedModel | None:
+    """The newest model named LOGGED_MODEL that run `run_id` logged; None if it logged none."""
+    run = client.get_run(run_id)
+    found = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{LOGGED_MODEL}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}], max_results=1,
+    )
+    return found[0] if found else None
+
+
+def champion(client: mlflow.MlflowClient) -> ModelVersion | None:
+    """The version the alias points at; None if there is no such registered model or alias yet."""
+    try:
+        return client.get_model_version_by_alias(REGISTERED_MODEL, ALIAS)
+    except MlflowException as e:
+        # No registered model: RESOURCE_DOES_NOT_EXIST; a registered model without the alias: INVALID_PARAMETER_VALUE.
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def register_champion(tracking_uri: str, run_id: str, tags: dict[str, str] | None = None) -> tuple[ModelVersion, bool]:
+    """Make run `run_id`'s logged model the champion: (its version, whether the alias moved).
+
+    A run already champion keeps its version, so rerunning compare does not pile up versions.
+    NoStore when the store or the run is not there or the run logged no model.
+    """
+    why = missing_store(tracking_uri)
+    if why:
+        raise NoStore(why)
+    client = mlflow.MlflowClient(tracking_uri)
+    # The sqlite registry checks a version's source through the process-wide tracking URI.
+    with quick_http(), use_tracking_uri(tracking_uri):
+        try:
+            model = logged_model(client, run_id)
+            if model is None:
+                raise NoStore(f"run {run_id} logged no model {LOGGED_MODEL!r}")
+            current = champion(client)
+            if current is not None and current.run_id == run_id:
+                return current, False
+            try:
+                client.create_registered_model(
+                    REGISTERED_MODEL, description="The best model of rnnlab's pipeline; the compare stage moves "
+                                                  f"alias {ALIAS!r} to the best run of each `dvc repro`.")
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = client.create_model_version(REGISTERED_MODEL, f"models:/{model.model_id}", run_id=run_id,
+                                                  model_id=model.model_id, tags=tags)
+            client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, version.version)
+            return version, True
+        except MlflowException as e:
+            # A server's URL may carry a password or token; the message goes to a terminal and to DVC's logs.
+            raise NoStore(f"{redact(tracking_uri)}: {redact(first_line(e))}") from e

@@ -1,0 +1,440 @@
+"""Faults a training run survives, each made for real: kill -9, SIGTERM, SIGINT and SIGUSR1 sent to a real
+`python -m rnnlab.train` process, then the same command again; eight runs started at once on a new store; a
+finite divergence; a stage rerun after its run finished; credentials in URLs. README "Reliability" quotes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+
+from conftest import PROJECT_ROOT, InterruptTraining, run_module
+from rnnlab.module import TrainingDiverged
+from rnnlab.recording import metric_histories
+from rnnlab.resume import END_REASON
+from rnnlab.train import train
+from test_train import EXPERIMENT, compose_tiny, runs, tiny_overrides
+
+# 20 epochs of 8 batches, a few seconds: the kill lands at a random epoch. Dropout and a scheduler, so that the
+# random states and the scheduler's are part of what a resumed run must restore to end identical.
+EPOCHS = 20
+RESUMABLE = [f"trainer.max_epochs={EPOCHS}", "data.batch_size=1", "model.dropout=0.5",
+             "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.8}"]
+TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s")  # clocks: never identical
+
+
+def train_command(prepared_dir: Path, store: Path, *overrides: str) -> list[str]:
+    """The command a user runs, against the sqlite store in `store`."""
+    return [sys.executable, "-m", "rnnlab.train", *tiny_overrides(prepared_dir, store), *RESUMABLE, *overrides,
+            f"hydra.run.dir={store}/out"]
+
+
+def start(command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """Start `command`; its stderr goes to a file (a pipe nobody reads could fill and block it): `stderr_of`."""
+    stderr = open(cwd / f"stderr-{time.monotonic_ns()}.txt", "w+")
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                               stderr=stderr, **popen)
+    process.stderr_file = stderr
+    return process
+
+
+def stderr_of(process: subprocess.Popen) -> str:
+    process.stderr_file.seek(0)
+    return process.stderr_file.read()
+
+
+def client_of(store: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
+
+
+def outcome(store: Path) -> dict:
+    """The one run in `store`: status, final metrics and per-epoch history, clocks left out."""
+    [run] = runs(store)
+    client = client_of(store)
+    history = {name: values for name, values in metric_histories(client, run.info.run_id).items()
+               if name not in TIMINGS}
+    metrics = {name: value for name, value in run.data.metrics.items() if name not in TIMINGS}
+    return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
+            "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
+
+
+def kill_after_first_checkpoint(process: subprocess.Popen, store: Path, signum: int, rng: random.Random,
+                                within: float = 0.5) -> float:
+    """Wait for the run's first `last.ckpt`, then send `signum` after a random delay in [0, within) seconds."""
+    deadline = time.monotonic() + 300
+    while not list(store.glob("checkpoints/*/last.ckpt")):
+        assert process.poll() is None, stderr_of(process)[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.02)
+    delay = rng.uniform(0, within)
+    time.sleep(delay)
+    assert process.poll() is None, "the run finished before the signal: nothing to resume"
+    os.kill(process.pid, signum)
+    process.wait(timeout=300)
+    return delay
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared_dir, tmp_path_factory) -> dict:
+    """The reference: the same command, never stopped."""
+    store = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(train_command(prepared_dir, store), cwd=store, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return outcome(store)
+
+
+# Each signal, and what the killed process shows: its exit status and its run's status until the rerun.
+FAULTS = {
+    "SIGKILL": (signal.SIGKILL, -signal.SIGKILL, "RUNNING"),  # nothing runs in the process: the next start sees it
+    "SIGTERM": (signal.SIGTERM, 128 + signal.SIGTERM, "KILLED"),  # schedulers, docker stop
+    "SIGINT": (signal.SIGINT, 128 + signal.SIGINT, "KILLED"),  # Ctrl-C
+    "SIGUSR1": (signal.SIGUSR1, 128 + signal.SIGUSR1, "KILLED"),  # SLURM's pre-emption warning
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", FAULTS)
+def test_stopped_run_resumes_into_the_same_run_identically(prepared_dir, tmp_path, uninterrupted, fault):
+    signum, exit_status, status = FAULTS[fault]
+    command = train_command(prepared_dir, tmp_path)
+    seed = random.randrange(1 << 30)
+    process = start(command, tmp_path)
+    # Anywhere in the rest of the fit (as long as the uninterrupted one took, less its first epoch and a margin)
+    delay = kill_after_first_checkpoint(process, tmp_path, signum, random.Random(seed),
+                                        within=0.8 * uninterrupted["fit_time_s"] * (1 - 1 / EPOCHS))
+    assert process.returncode == exit_status, stderr_of(process)[-3000:]
+    stopped = outcome(tmp_path)
+    where = (fault, seed, delay, f"stopped after epoch {len(stopped['history']['val_acc'])} of {EPOCHS}")
+    print(*where)
+    assert stopped["status"] == status, where
+    assert (tmp_path / "checkpoints" / stopped["run_id"] / "last.ckpt").is_file(), where  # kept, to resume from
+    if status == "KILLED":
+        assert stopped["tags"][END_REASON] == f"signal {fault}", where
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = outcome(tmp_path)  # still one run: the same one
+    assert resumed["run_id"] == stopped["run_id"] and resumed["status"] == "FINISHED"
+    assert resumed["tags"]["rnnlab.attempt"] == "2"
+    assert resumed["metrics"] == uninterrupted["metrics"], where
+    assert resumed["history"] == uninterrupted["history"], where
+    assert len(resumed["history"]["val_acc"]) == EPOCHS
+    assert not (tmp_path / "checkpoints").exists()  # no stray checkpoint once finished
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_ddp(prepared_dir, tmp_path_factory) -> dict:
+    store = tmp_path_factory.mktemp("uninterrupted-ddp")
+    result = subprocess.run(train_command(prepared_dir, store, "trainer=ddp_sim"), cwd=store, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return outcome(store)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGTERM"])
+def test_ddp_run_resumes_identically(prepared_dir, tmp_path, uninterrupted_ddp, fault):
+    """Two DDP processes (ddp_spawn on the CPU): the main process killed, its workers go with it (no orphan writes
+    into the run), and the rerun continues the same run to the same results."""
+    signum, exit_status, status = FAULTS[fault]
+    command = train_command(prepared_dir, tmp_path, "trainer=ddp_sim")
+    process = start(command, tmp_path)
+    seed = random.randrange(1 << 30)
+    delay = kill_after_first_checkpoint(process, tmp_path, signum, random.Random(seed), within=0.3)
+    assert process.returncode == exit_status, stderr_of(process)[-3000:]
+    stopped = outcome(tmp_path)
+    where = (fault, seed, delay, f"stopped after epoch {len(stopped['history']['val_acc'])} of {EPOCHS}")
+    print(*where)
+    assert stopped["status"] == status, where
+    time.sleep(2)  # workers started in tmp_path: none may outlive their main process
+    assert not [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)], where
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = outcome(tmp_path)
+    assert resumed["run_id"] == stopped["run_id"] and resumed["status"] == "FINISHED"
+    assert resumed["metrics"] == uninterrupted_ddp["metrics"], where
+    assert resumed["history"] == uninterrupted_ddp["history"], where
+
+
+@pytest.mark.slow
+def test_sigterm_exits_143_and_the_run_ends_killed(prepared_dir, tmp_path):
+    process = start(train_command(prepared_dir, tmp_path), tmp_path)
+    kill_after_first_checkpoint(process, tmp_path, signal.SIGTERM, random.Random(0))
+    assert process.returncode == 143
+    assert stderr_of(process).strip().splitlines()[-1] == (
+        "train: stopped by SIGTERM: the run ended KILLED; run the same command again to resume it")
+    stopped = outcome(tmp_path)
+    assert stopped["status"] == "KILLED" and stopped["tags"][END_REASON] == "signal SIGTERM"
+
+
+@pytest.mark.slow
+def test_sigusr1_in_a_slurm_job_requeues_it(prepared_dir, tmp_path):
+    """Under SLURM, SIGUSR1 is the pre-emption warning: the run ends KILLED and the job is requeued (Lightning's
+    auto-requeue); the requeued job (same id, next restart count) resumes the run, even on another node."""
+    bin_dir = tmp_path / "bin"  # a stand-in for SLURM's scontrol: it records the requeue it was asked for
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/scontrol.log\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "rnnlab", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_RESTART_COUNT": "0",
+             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    command = train_command(prepared_dir, tmp_path)
+    process = start(command, tmp_path, slurm)
+    kill_after_first_checkpoint(process, tmp_path, signal.SIGUSR1, random.Random(1))
+    assert process.returncode == 138, stderr_of(process)[-3000:]
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    stopped = outcome(tmp_path)
+    assert stopped["status"] == "KILLED" and stopped["tags"]["rnnlab.slurm_job"] == "4242.0"
+    again = subprocess.run(command, cwd=tmp_path, env={**os.environ, **slurm, "SLURM_RESTART_COUNT": "1"},
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = outcome(tmp_path)
+    assert resumed["run_id"] == stopped["run_id"] and resumed["status"] == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_dead_run_is_ended_failed_by_the_next_start(prepared_dir, tmp_path):
+    """kill -9 leaves its run RUNNING; the next training start in the store, of any settings, ends it FAILED with
+    the reason; it can still be resumed by its own command."""
+    process = start(train_command(prepared_dir, tmp_path), tmp_path)
+    kill_after_first_checkpoint(process, tmp_path, signal.SIGKILL, random.Random(2))
+    [dead] = runs(tmp_path)
+    assert dead.info.status == "RUNNING"
+    other = train(compose_tiny(prepared_dir, tmp_path, "seed=1", "trainer.max_epochs=1"))
+    run = client_of(tmp_path).get_run(dead.info.run_id)
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert run.data.tags[END_REASON].startswith(f"died: process {process.pid} on ")
+    assert other.run_id != dead.info.run_id
+    assert len(runs(tmp_path)) == 2
+    again = subprocess.run(train_command(prepared_dir, tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert client_of(tmp_path).get_run(dead.info.run_id).info.status == "FINISHED" and len(runs(tmp_path)) == 2
+
+
+@contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """A real `mlflow server` on a new sqlite file in `folder`; yields its URL."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
+         "--artifacts-destination", str(folder / "art")],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_eight_runs_at_once_on_a_new_store(prepared_dir, tmp_path, store):
+    """Parallel first use: a new sqlite file's schema is created once, under a lock, and the experiment once; every
+    run is recorded, and the store stays sound. The same against a new tracking server."""
+    with contextlib.ExitStack() as stack:
+        uri = f"sqlite:///{tmp_path}/mlflow.db" if store == "sqlite" else stack.enter_context(mlflow_server(tmp_path))
+        processes = [start([sys.executable, "-m", "rnnlab.train", *tiny_overrides(prepared_dir, tmp_path),
+                            f"logger.tracking_uri={uri}", "trainer.max_epochs=1", f"seed={seed}",
+                            f"hydra.run.dir={tmp_path}/out{seed}"], tmp_path)
+                     for seed in range(8)]
+        for process in processes:
+            process.wait(timeout=600)
+        failures = [stderr_of(p)[-2000:] for p in processes if p.returncode != 0]
+        assert not failures, failures
+        client = mlflow.MlflowClient(uri)
+        [experiment] = [e for e in client.search_experiments() if e.name == EXPERIMENT]
+        found = client.search_runs([experiment.experiment_id])
+        assert len(found) == 8 and all(r.info.status == "FINISHED" for r in found)
+        assert sorted(int(r.data.params["seed"]) for r in found) == list(range(8))
+        # Healthy afterwards: a new run can be written and read back.
+        probe = client.create_run(experiment.experiment_id)
+        client.log_metric(probe.info.run_id, "x", 1.0)
+        assert client.get_run(probe.info.run_id).data.metrics == {"x": 1.0}
+    if store == "sqlite":  # and the schema is at MLflow's head revision
+        from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version, create_sqlalchemy_engine
+
+        engine = create_sqlalchemy_engine(uri)
+        assert _get_schema_version(engine) == _get_latest_schema_revision()
+
+
+def test_finite_divergence_ends_failed(prepared_dir, tmp_path):
+    """Adam at lr 1e6: the loss explodes to ~1e5 but stays finite; the run ends FAILED, one line, no checkpoint."""
+    with pytest.raises(TrainingDiverged, match=r"training diverged: train_loss .* at epoch 0 is over 10 x the "
+                                               r"untrained model's .* \(model.divergence_factor\)"):
+        train(compose_tiny(prepared_dir, tmp_path, "model.optimizer.lr=1e6"))
+    [run] = runs(tmp_path)
+    assert run.info.status == "FAILED" and run.data.tags[END_REASON].startswith("error: training diverged")
+    assert not (tmp_path / "checkpoints").exists()  # a run that failed on an error is not resumed
+
+
+def test_finite_divergence_is_one_line_from_the_command_line(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), "model.optimizer.lr=1e6",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("train: error: training diverged: train_loss ")
+
+
+def test_divergence_factor_null_keeps_only_the_finite_rule(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path, "model.optimizer.lr=1e6", "model.divergence_factor=null",
+                                "trainer.max_epochs=1"))
+    assert result.metrics["test_loss"] > 1000  # exploded, finite, and not judged
+
+
+def test_interrupted_run_resumes_into_the_same_run(prepared_dir, tmp_path):
+    """Ctrl-C before the first epoch ends: no checkpoint yet, so the rerun trains from the start, into that run."""
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptTraining()])  # settings unchanged
+    [stopped] = runs(tmp_path)
+    assert stopped.info.status == "KILLED" and stopped.data.tags[END_REASON] == "interrupted"
+    result = train(compose_tiny(prepared_dir, tmp_path))
+    [run] = runs(tmp_path)
+    assert result.run_id == run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert len(result.history["val_acc"]) == 2
+    reference = train(compose_tiny(prepared_dir, tmp_path / "reference"))
+    assert result.history["val_loss"] == reference.history["val_loss"]
+
+
+def test_resume_never_and_resume_by_run_id(prepared_dir, tmp_path):
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptTraining()])
+    [stopped] = runs(tmp_path)
+    fresh = train(compose_tiny(prepared_dir, tmp_path, "resume=never"))
+    assert fresh.run_id != stopped.info.run_id and len(runs(tmp_path)) == 2
+    resumed = train(compose_tiny(prepared_dir, tmp_path, f"resume={stopped.info.run_id}"))
+    assert resumed.run_id == stopped.info.run_id and resumed.history == fresh.history | {
+        "epoch_time_s": resumed.history["epoch_time_s"]}
+    for override, message in [
+        (f"resume={stopped.info.run_id}", f"resume={stopped.info.run_id}: that run has finished"),
+        ("resume=latest", "resume='latest': choose auto | never | <the 32-character id of a run>"),
+        (f"resume={'0' * 32}", f"resume={'0' * 32}: no such run"),
+    ]:
+        result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), override,
+                            f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"train: error: {message}")
+
+
+def test_resume_by_run_id_refuses_other_settings(prepared_dir, tmp_path):
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptTraining()])
+    [stopped] = runs(tmp_path)
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), "model.hidden_size=9",
+                        f"resume={stopped.info.run_id}", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"train: error: resume={stopped.info.run_id}: that run was started with other settings, data or code: "
+        "run its own command again, or resume=never for a new run")
+
+
+def test_a_finished_stage_is_exported_again_not_retrained(prepared_dir, tmp_path):
+    """`dvc repro` killed after a train stage's run finished but before DVC recorded it reruns the stage, deleting
+    its outputs first: the rerun exports the finished run again rather than leaving a second FINISHED run."""
+    export = tmp_path / "export"
+    cfg = compose_tiny(prepared_dir, tmp_path, f"export_dir={export}")
+    first = train(cfg)
+    written = {name: (export / name).read_bytes() for name in ("model.ckpt", "config.yaml", "metrics.json")}
+    shutil.rmtree(export)  # what dvc repro does to a stage's outputs before running it
+    again = train(cfg)
+    [run] = runs(tmp_path)
+    assert again.run_id == first.run_id == run.info.run_id and run.info.status == "FINISHED"
+    assert again.metrics == first.metrics and again.history == first.history
+    assert {name: (export / name).read_bytes() for name in written} == written
+    assert json.loads(written["metrics.json"])["mlflow_run_id"] == first.run_id
+    # Without export_dir nothing is reused: the same settings trained again are a new run (repeated timings).
+    train(compose_tiny(prepared_dir, tmp_path))
+    assert len(runs(tmp_path)) == 2
+
+
+def test_no_checkpoint_left_after_success(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path), output_dir=tmp_path / "work")
+    assert not (tmp_path / "checkpoints").exists()  # the run's checkpoint folder went with its end
+    left = [p.relative_to(tmp_path) for p in tmp_path.rglob("*.ckpt") if "mlartifacts" not in p.parts]
+    assert left == [Path("work/checkpoints/best.ckpt")]  # the store's copy aside
+    assert result.best_checkpoint == tmp_path / "work" / "checkpoints" / "best.ckpt"
+
+
+def test_credentials_in_urls_are_not_recorded(prepared_dir, tmp_path):
+    cfg = compose_tiny(prepared_dir, tmp_path, "download.url='https://alice:s3cret@data.example/imdb.tar.gz?token=t0k'")
+    result = train(cfg)
+    run = client_of(tmp_path).get_run(result.run_id)
+    recorded = json.dumps([run.data.params, run.data.tags])
+    assert "s3cret" not in recorded and "t0k" not in recorded and "alice" not in recorded
+    assert run.data.params["download.url"] == "https://***@data.example/imdb.tar.gz?token=***"
+
+
+@pytest.mark.slow
+def test_a_server_uri_with_credentials_is_not_recorded(prepared_dir, tmp_path):
+    """A real `mlflow server`, reached through http://user:password@host:port."""
+    with mlflow_server(tmp_path) as url:
+        uri = url.replace("http://", "http://alice:s3cret@")
+        overrides = [o for o in tiny_overrides(prepared_dir, tmp_path) if not o.startswith("logger.tracking_uri")]
+        result = run_module("rnnlab.train", *overrides, "trainer.max_epochs=1", f"logger.tracking_uri={uri}",
+                            f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        client = mlflow.MlflowClient(url)
+        [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+        assert run.info.status == "FINISHED"
+        recorded = json.dumps([run.data.params, run.data.tags])
+        assert "s3cret" not in recorded and "alice" not in recorded
+        assert run.data.params["logger.tracking_uri"] == url.replace("http://", "http://***@")
+        assert not (tmp_path / "checkpoints").exists()  # a server run's checkpoints: ./checkpoints, gone at the end
+
+
+@pytest.mark.slow
+def test_killed_dvc_repro_resumes_its_stage(tmp_path, tiny_archive):
+    """kill -9 of `dvc repro` (and its training process) in the middle of a train stage; `dvc repro` again resumes
+    the stage's run: one FINISHED run for the stage."""
+    from conftest import copy_project, run_dvc
+    from rnnlab.params import compose_params
+
+    archive, sha = tiny_archive
+    project = copy_project(tmp_path / "project")
+    compose_params(project / "params.yaml", [
+        "pipeline.cells=[gru]", "pipeline.seeds=[0]", "pipeline.impls=[fused]", *RESUMABLE, "data.batch_size=1",
+        "model.embedding_dim=8", "model.hidden_size=8", "callbacks.progress_bar=null",
+        f"logger.tracking_uri=sqlite:///{project}/mlflow.db"])
+    env = {"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha}
+    prepared = run_dvc("repro", "prepare", cwd=project, env=env)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+    bin_dir = str(Path(sys.executable).parent)
+    dvc = start([f"{bin_dir}/dvc", "repro", "train@gru-fused-0"], project,
+                {**env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, start_new_session=True)
+    try:
+        kill_after_first_checkpoint(dvc, project, signal.SIGKILL, random.Random(3))
+    finally:
+        os.killpg(dvc.pid, signal.SIGKILL)  # dvc and the training process it started, as a terminal's kill would
+    again = run_dvc("repro", "train@gru-fused-0", cwd=project, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
+    metrics = json.loads((project / "data" / "train" / "gru-fused-0" / "metrics.json").read_text())
+    assert metrics["mlflow_run_id"] == run.info.run_id and len(metrics["history"]["val_acc"]) == EPOCHS
