@@ -142,6 +142,7 @@ def run_project(cfg: DictConfig, plan: BatchPlan) -> tuple[Measurement, dict]:
     validation and of test (outside the timed window) so the run is recorded as any other."""
     cfg = cfg.copy()
     with open_dict(cfg):
+        cfg.resume = "never"  # a fresh run every time: an earlier, killed bench run must not be continued
         cfg.trainer.max_epochs = 1
         cfg.trainer.limit_train_batches = len(plan.bucketed)
         cfg.trainer.limit_val_batches = cfg.trainer.limit_test_batches = 1
