@@ -61,6 +61,11 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
         assert f"Running stage 'train@{cell}-fused-0'" in result.stdout
         metrics = json.loads((project / "data" / "train" / f"{cell}-fused-0" / "metrics.json").read_text())
         assert (metrics["cell"], metrics["impl"], metrics["seed"]) == (cell, "fused", 0)
+        # params.yaml holds conf/ resolved: the run's name must still follow the stage's cell, not params.yaml's
+        import mlflow
+
+        run = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db").get_run(metrics["mlflow_run_id"])
+        assert run.info.run_name == f"{cell}-fused-seed0" and run.data.tags["cell"] == cell
     assert not (project / "data" / "train" / "rnn-explicit-0").exists()  # only the planned runs train
     table = (project / "data" / "compare" / "table.md").read_text()
     assert all(f"| {cell} | fused | 1 |" in table for cell in CELLS)

@@ -145,6 +145,8 @@ def check_settings(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
     expected = copy.deepcopy(cfg)
     with open_dict(expected):
         expected.model.cell, expected.model.impl, expected.seed = run.cell, run.impl, run.seed
+        if "seed" in expected.data:  # params.yaml holds it resolved; the train stage sets it as dvc.yaml says
+            expected.data.seed = run.seed
     for section in COMPARED_SECTIONS:
         if section not in trained:
             raise UserError(f"{path} lacks key '{section}': {REPRO} to train {run.name} again")
