@@ -176,9 +176,14 @@ def export(folder: Path, result: TrainResult, cfg: DictConfig, run: mlflow.entit
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"cell": cfg.model.cell, "impl": cfg.model.impl, "seed": cfg.seed, **result.metrics,
                "device": run.data.tags.get("device"), "mlflow_run_id": result.run_id, "history": result.history}
-    shutil.copyfile(checkpoint, folder / "model.ckpt")
-    shutil.copyfile(config_path, folder / "config.yaml")
-    (folder / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # Each file lands whole or not at all (a temporary beside it, then a rename): a kill mid-export never
+    # leaves a half-written output for DVC or compare to read.
+    for name, write in (("model.ckpt", lambda tmp: shutil.copyfile(checkpoint, tmp)),
+                        ("config.yaml", lambda tmp: shutil.copyfile(config_path, tmp)),
+                        ("metrics.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))):
+        temporary = folder / f".{name}.tmp"
+        write(temporary)
+        temporary.replace(folder / name)
 
 
 def export_finished(cfg: DictConfig, plan: RunPlan) -> TrainResult:
