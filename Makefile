@@ -1,12 +1,14 @@
 # Set-up and the two everyday jobs. Each target installs what it needs first, so on a fresh machine
 #   make repro   runs the whole DVC pipeline (offline: set IMDB_SOURCE and IMDB_SHA256, see README)
 #   make test    runs the test suite
+#   make adding  the DVC stage `adding` alone: the adding problem's sweep (long the first time; resumable)
+#   make ui      the MLflow UI on the project's store, http://127.0.0.1:5000 (UI_PORT=... for another port)
 PYTHON ?= python3
 VENV := .venv
 # Stage commands say `python`/`dvc`: the venv's, whoever runs make.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench-prepare
+.PHONY: setup repro test bench-prepare search search-final ui adding
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +28,22 @@ test: setup
 
 bench-prepare: setup
 	python -m rnnlab.bench.prepare
+
+# Stop it any time and run it again: it trains only the runs adding.json lacks (src/rnnlab/findings/adding.py).
+# Afterwards `make repro` reuses them.
+adding: setup
+	dvc repro adding
+
+UI_PORT ?= 5000
+# The store training writes to (rnnlab.tracking: its experiments keep their artifacts in mlartifacts/); this machine only
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+# The equal-budget search (README "A fair comparison"; conf/search/default.yaml). Each target may be stopped and
+# run again: it goes on where it stopped. Results land in data/search/, committed to git.
+search: setup
+	python -m rnnlab.search.run hydra.run.dir=outputs/search/run
+	python -m rnnlab.search.report hydra.run.dir=outputs/search/report
+
+search-final: setup
+	python -m rnnlab.search.final hydra.run.dir=outputs/search/final

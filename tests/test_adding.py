@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from conftest import PROJECT_ROOT, run_module
 from rnnlab.cli import UserError
 from rnnlab.data.adding import AddingDataModule, adding_examples
-from rnnlab.findings.adding import sweep
+from rnnlab.findings.adding import choose_lr, first_below, limit, summarise, sweep
+from rnnlab.findings.claims import adding_reach, judge_gradients
 from rnnlab.models.network import RecurrentNetwork
 from rnnlab.module import RecurrentModule
 from rnnlab.train import build_data_and_model, train
@@ -109,33 +110,123 @@ def test_one_tiny_adding_run_per_cell_is_recorded(tmp_path, cell):
     assert run.data.tags["cell"] == cell and "data_sha256" not in run.data.tags  # generated: named by params
 
 
-def test_sweep_writes_json_and_figure(tmp_path, monkeypatch):
+# The sweep's budget, tiny: validated every 2 updates, up to 8; a threshold (2.0) that the first validation meets,
+# so updates_to_threshold is 2 and the run stops there.
+SWEEP = [*SIZES, "trainer.max_steps=8", "trainer.val_check_interval=2",
+         "callbacks.reach_threshold.stopping_threshold=2.0"]
+
+
+def adding_runs(tmp_path: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    return client.search_runs([client.get_experiment_by_name("adding").experiment_id])
+
+
+def row(updates: int | None, test_mse: float = 0.1, lr: float = 0.01, best: float | None = 0.05) -> dict:
+    return {"updates_to_threshold": updates, "test_mse": test_mse, "lr": lr, "best_val_mse": best,
+            "baseline_mse": 0.17}
+
+
+def test_limit_learned_and_chosen_lr_from_hand_made_results():
+    runs = {"rnn": {"10": {"0": row(500), "1": row(None)},     # one seed learned: learned, no limit here
+                    "25": {"0": row(None), "1": row(None)},    # every seed failed: the limit
+                    "50": {"0": row(None), "1": row(750)}},    # learned again further on: the limit stays 25
+            "gru": {"10": {"0": row(250), "1": row(250)}, "400": {"0": row(9000), "1": row(None)}},
+            "lstm": {"100": {"0": row(None)}, "200": {"0": row(None)}}}
+    assert limit(runs["rnn"]) == 25 and limit(runs["gru"]) is None and limit(runs["lstm"]) == 100
+    results, limits = summarise(runs)
+    assert limits == {"rnn": 25, "gru": None, "lstm": 100}
+    assert [results["rnn"][T]["learned"] for T in ("10", "25", "50")] == [True, False, True]
+    assert results["rnn"]["10"]["seeds_learned"] == 1 and results["rnn"]["10"]["seeds"] == 2
+    assert results["gru"]["400"]["updates_to_threshold_median"] == 9000  # over the seeds that got there
+    assert results["lstm"]["100"]["updates_to_threshold_median"] is None
+    # the lr: fewest updates to the threshold; if none got there, the lowest best validation MSE
+    assert choose_lr({"a": row(750, lr=0.001), "b": row(500, lr=0.003), "c": row(None, lr=0.01, best=0.001)}) == 0.003
+    assert choose_lr({"a": row(None, lr=0.001, best=0.1), "b": row(None, lr=0.003, best=0.02),
+                      "c": {**row(None, lr=0.01, best=None), "diverged": "training diverged"}}) == 0.003
+    assert first_below([(2, 0.5), (4, 0.009), (6, 0.001)], 0.01) == 4 and first_below([(2, 0.5)], 0.01) is None
+
+
+def test_claim_d_reads_the_sweeps_limits():
+    runs = {"rnn": {"10": {"0": row(500)}, "25": {"0": row(None)}, "50": {"0": row(None)}},
+            "lstm": {"10": {"0": row(250)}, "25": {"0": row(750)}, "50": {"0": row(None)}},
+            "gru": {"10": {"0": row(250)}, "25": {"0": row(250)}, "50": {"0": row(1000)}}}
+    results, limits = summarise(runs)
+    adding = {"runs": runs, "results": results, "limits": limits, "complete": True}
+    gradients = {"cells": {cell: {"init_reach": 3, "trained_reach": reach}
+                           for cell, reach in (("rnn", 5), ("lstm", 50), ("gru", 60))}}
+    claim = judge_gradients(gradients, adding)
+    assert claim["verdict"] == "holds"
+    assert claim["adding_learned_up_to"] == {"rnn": 10, "lstm": 25, "gru": 50} == adding_reach(adding)
+    assert claim["adding_limit"] == {"rnn": 25, "lstm": 50, "gru": None}
+    # a sweep still running, or a file of the older shape: no adding figures rather than wrong ones
+    assert "adding_learned_up_to" not in judge_gradients(gradients, {**adding, "complete": False})
+    older = {"results": {"rnn": {"10": {"test_mse": 0.2, "baseline_mse": 0.17}}}}
+    assert "adding_limit" not in judge_gradients(gradients, older)
+
+
+def test_sweep_records_updates_to_threshold_and_resumes(tmp_path, monkeypatch):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where train() puts each run's working folder
+    out = tmp_path / "findings"
+    overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
     threads = torch.get_num_threads()
     try:
-        sweep(["rnn", "lstm"], [4, 8], [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SIZES],
-              tmp_path / "findings")
+        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01]}, overrides, out)
+        first = json.loads((out / "adding.json").read_text())
+        assert len(adding_runs(tmp_path)) == 2
+        # a killed sweep: the entry of one run is missing (it never finished); the rerun trains that one only
+        del first["runs"]["gru"]["8"]["0"]
+        first["complete"] = False
+        (out / "adding.json").write_text(json.dumps(first))
+        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01]}, overrides, out)
     finally:
         torch.set_num_threads(threads)
-    found = json.loads((tmp_path / "findings" / "adding.json").read_text())
-    assert set(found["results"]) == {"rnn", "lstm"}
-    for by_length in found["results"].values():
-        assert set(by_length) == {"4", "8"}
-        for row in by_length.values():
-            assert row["test_mse"] >= 0 and 0 <= row["test_acc"] <= 1
-            assert 0 < row["baseline_mse"] < 1  # ~1/6 on a large test set; 16 examples here
-    assert (tmp_path / "findings" / "adding.png").stat().st_size > 0
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("adding").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["adding-T4-lstm-seed0", "adding-T4-rnn-seed0",
-                                                     "adding-T8-lstm-seed0", "adding-T8-rnn-seed0"]
+    found = json.loads((out / "adding.json").read_text())
+    runs = adding_runs(tmp_path)
+    assert sorted(r.info.run_name for r in runs) == ["adding-T4-gru-seed0", *["adding-T8-gru-seed0"] * 2]
+    assert found["complete"] and set(found["runs"]["gru"]) == {"4", "8"}
+    assert found["runs"]["gru"]["4"]["0"] == first["runs"]["gru"]["4"]["0"]  # kept, not trained again
+    for T in ("4", "8"):
+        entry = found["runs"]["gru"][T]["0"]
+        assert entry["updates_to_threshold"] == 2 and entry["updates"] == 2  # stopped at the first validation
+        assert 0 <= entry["best_val_mse"] < 2.0 and entry["test_mse"] >= 0 and entry["lr"] == 0.01
+        assert 0 < entry["baseline_mse"] < 1 and entry["mlflow_run_id"] in {r.info.run_id for r in runs}
+        assert found["results"]["gru"][T]["learned"]
+    assert found["limits"] == {"gru": None}
+    settings = found["settings"]
+    assert (settings["threshold"], settings["max_updates"], settings["validate_every"]) == (2.0, 8, 2)
+    assert settings["lr"] == {"gru": 0.01} and settings["overrides"][0] == "experiment=adding"
+    assert found["lr_search"] == {}  # one lr: nothing to search
     for run in runs:  # the sweep's budget comes from conf/experiment/adding.yaml
-        assert run.data.params["model.optimizer.lr"] == "0.01", run.info.run_name
-        assert run.data.params["trainer.enable_progress_bar"] == "False", run.info.run_name
-    assert found["settings"]["overrides"][0] == "experiment=adding"
+        assert run.data.params["trainer.val_check_interval"] == "2", run.info.run_name
+        assert run.data.params["callbacks.reach_threshold._target_"].endswith("EarlyStopping")
+    assert (out / "adding.png").stat().st_size > 0
     assert list(scratch.iterdir()) == []  # runs' working folders are gone; checkpoints live in MLflow
+    assert sorted(p.name for p in out.iterdir()) == ["adding.json", "adding.png"]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path):
+    """Two cells, two lrs each at T = 4, in 2 worker processes; a threshold no run reaches (limits everywhere),
+    then every run kept by a rerun."""
+    out = tmp_path / "findings"
+    overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP,
+                 "callbacks.reach_threshold.stopping_threshold=1e-9"]
+    report = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03]}, overrides, out, workers=2)
+    assert set(report["lr_search"]) == {"rnn", "lstm"}
+    for cell in ("rnn", "lstm"):
+        rows = report["lr_search"][cell]
+        assert set(rows) == {"0.001", "0.03"} and all(r["updates_to_threshold"] is None for r in rows.values())
+        best = min(rows.values(), key=lambda r: r["best_val_mse"])
+        assert report["settings"]["lr"][cell] == best["lr"]
+        assert report["runs"][cell]["4"]["0"]["mlflow_run_id"] == best["mlflow_run_id"]  # the search's run, reused
+        for T in ("4", "6"):
+            assert all(r["updates"] == 8 for r in report["runs"][cell][T].values())  # the whole budget
+    assert report["limits"] == {"rnn": 4, "lstm": 4}
+    assert len(adding_runs(tmp_path)) == 2 * 2 + 2 * 3  # the search, then the runs not searched already
+    again = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03]}, overrides, out, workers=2)
+    assert len(adding_runs(tmp_path)) == 10 and again["runs"] == report["runs"]
 
 
 @pytest.mark.slow
@@ -152,6 +243,13 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("findings.adding.lengths=[1]", "adding: error: findings.adding.lengths=[1] must list integers >= 2"),
+    ("findings.adding.seeds=[]", "adding: error: findings.adding.seeds=[] must list integers >= 0"),
+    ("findings.adding.lr_search.lrs=[0.01,-1]",
+     "adding: error: findings.adding.lr_search.lrs=[0.01, -1] must list positive learning rates"),
+    ("findings.adding.workers=0", "adding: error: findings.adding.workers=0 must be a positive integer"),
+    ('findings.adding.overrides=["callbacks.reach_threshold=null"]',
+     "adding: error: callbacks.reach_threshold.stopping_threshold is missing: the sweep's runs stop, and count as "
+     "learned, at that validation MSE (conf/experiment/adding.yaml)"),
     ("pipeline.cells=[tcn]", "adding: error: pipeline.cells lists unknown cells ['tcn']: choose from rnn | lstm | gru"),
     ('findings.adding.overrides=["model.hidden_size=0"]', "adding: error: model: hidden_size=0 must be a positive integer"),
 ])

@@ -75,7 +75,7 @@ def run_command(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 
 def claims(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())["claims"]["implementations"]
+    return json.loads((out / "claims.json").read_text())["implementations"]
 
 
 def table_rows(table: str) -> list[list[str]]:
@@ -95,7 +95,7 @@ def test_the_articles_world_passes_every_claim(tmp_path):
     (tmp_path / "findings").mkdir()
     (tmp_path / "findings" / "gradients.json").write_text(json.dumps(gradients))
     run_compare(tmp_path, *pipeline)
-    assert json.loads((tmp_path / "compare" / "summary.json").read_text())["claims"]["d_rnn_gradients_vanish"][
+    assert json.loads((tmp_path / "compare" / "claims.json").read_text())["d_rnn_gradients_vanish"][
         "verdict"] == "holds"
     report = claims(tmp_path / "compare")["explicit"]
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "holds"
@@ -107,7 +107,7 @@ def test_the_articles_world_passes_every_claim(tmp_path):
     assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** holds" in text
     assert "(trained; at initialisation): rnn 5 (3), lstm 50 (3), gru 60 (3)" in text
     assert (tmp_path / "compare" / "accuracy_vs_time.png").stat().st_size > 0
-    assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines()[0] == "epoch"  # no fused runs
+    assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == ["epoch,cell,val_acc"]  # no fused
 
 
 def test_the_table_says_what_it_shows(tmp_path):
@@ -143,7 +143,8 @@ def test_claims_fail_where_the_figures_say_otherwise(tmp_path):
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "does not hold"
     assert report["c_lstm_twice_gru_time"]["verdict"] == "does not hold"
     assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == [
-        "epoch,rnn,lstm,gru", "1,0.745,0.841,0.861", "2,0.755,0.851,0.871"]
+        "epoch,cell,val_acc", "1,rnn,0.745", "2,rnn,0.755", "1,lstm,0.841", "2,lstm,0.851", "1,gru,0.861",
+        "2,gru,0.871"]
 
 
 def test_noisy_accuracies_are_inconclusive_not_similar(tmp_path):
@@ -188,8 +189,15 @@ def test_only_the_planned_runs_enter_the_table(tmp_path):
     for stale in ("0.669", "991", "992", "993", "explicit"):
         assert stale not in table
     assert "3 runs = 3 cells x 1 impls x 1 seeds (rnn, lstm, gru x fused x 0)." in table
-    summary = json.loads((tmp_path / "compare" / "summary.json").read_text())
-    assert summary["runs"] == 3 and {"rnn-fused-0", "lstm-fused-0", "gru-fused-0"} < set(summary)
+    # DVC's metrics: one file per cell x impl of the pipeline, numbers only, under the train stages' names
+    scores = {path.name: json.loads(path.read_text()) for path in (tmp_path / "compare" / "scores").iterdir()}
+    assert set(scores) == {"rnn-fused.json", "lstm-fused.json", "gru-fused.json"}
+    assert scores["gru-fused.json"] == {"seeds": 1, "test_acc": 0.8033, "fit_time_s": 107,
+                                        "train_samples_per_s": round(22500 * 5 / 107, 5)}
+    points = (tmp_path / "compare" / "accuracy_vs_time.csv").read_text().splitlines()
+    assert points == ["run,cell,impl,seed,fit_time_s,test_acc", "rnn-fused-0,rnn,fused,0,51.0,0.7011",
+                      "lstm-fused-0,lstm,fused,0,203.0,0.8022", "gru-fused-0,gru,fused,0,107.0,0.8033"]
+    assert not (tmp_path / "compare" / "summary.json").exists()
     assert result.stdout == table
 
 

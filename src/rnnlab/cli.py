@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -22,6 +24,7 @@ import hydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from rnnlab.params import CONFIG_DIR
 
@@ -64,6 +67,53 @@ def build(config: DictConfig, key: str, **kwargs: Any) -> Any:
 
 # Loggers whose INFO lines are routine for a store (creating and migrating an sqlite file), not news to a user.
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
+# Lines every run would print that say nothing about this run (logger name, start of the message); every other
+# message of these loggers, warnings included, still shows.
+NOISE = (
+    ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),  # an advert for litlogger
+    # Lightning's default when a checkpoint is saved without saying (rnnlab.resume's last.ckpt): full state, wanted
+    ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to `False`"),
+    ("mlflow.pyfunc", "Validating input example against model signature"),  # a check that passed
+)
+
+
+class DropNoise(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_noise() -> None:
+    """Silence what is noise for rnnlab's users (NOISE, above), never a warning about their run."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, start in NOISE:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropNoise) and f.start == start for f in logger.filters):
+            logger.addFilter(DropNoise(start))
+    # Lightning builds torch's LeafSpec, which torch 2.13 deprecates: Lightning's to change, nothing a user can do
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    # MLflow's progress bars for the few small files it downloads while checking a logged model
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's "View run at <server URL>" lines, printed each time a run on a server is ended or left, with any
+    # credentials of the tracking URI in them; rnnlab's job log names the run and its store (redacted) once
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def lightning_into_job_log() -> None:
+    """Lightning prints through a handler of its own (added when it is imported, before Hydra sets up logging)
+    and not through the root logger's: give it the root's file handlers as well, so that Hydra's job log
+    (<output dir>/<command>.log) holds Lightning's messages beside rnnlab's."""
+    lightning = logging.getLogger("pytorch_lightning")
+    if lightning.propagate:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler not in lightning.handlers:
+            lightning.addHandler(handler)
 
 
 def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -73,12 +123,14 @@ def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[
         @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
         @functools.wraps(task)
         def main(cfg: DictConfig) -> Any:
-            for name in QUIET_LOGGERS:
-                logging.getLogger(name).setLevel(logging.WARNING)
+            quiet_noise()
+            lightning_into_job_log()
             try:
                 return task(cfg)
             except UserError as e:
                 fail(command, str(e))
+            except MissingMandatoryValue as e:  # e.g. model=_base/encoder, the cells' shared settings alone
+                fail(command, f"{e.full_key} is not set ({first_line(e)})")
 
         return main
 

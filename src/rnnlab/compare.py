@@ -11,9 +11,11 @@ Writes, in paths.compare_dir:
     table.md              accuracy, training time and throughput per cell and implementation (mean ± sd),
                           then the settings, the runs and the device(s) behind them
     claims.md             each of the article's four claims: figures, 95% intervals, verdict
-    summary.json          the same as DVC metrics
-    accuracy_vs_time.png  one point per run
-    learning_curves.csv   validation accuracy by epoch, one column per cell (fused, mean over seeds)
+    claims.json           the same, as data
+    scores/<cell>-<impl>.json   DVC metrics: the means over seeds of test_acc, fit_time_s and
+                          train_samples_per_s (the train stages' own names), and the number of seeds
+    accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
+    learning_curves.csv   validation accuracy by epoch and cell (fused, mean over seeds; a DVC plot)
 Then it registers the pipeline's best run (highest test_acc) in the MLflow store that run went to, as
 models:/rnnlab-imdb@champion, the model `python -m rnnlab.predict` uses (rnnlab.registry). Without that store
 (runs pulled through DVC from another machine, a moved database) it says so in one note and carries on.
@@ -59,10 +61,10 @@ def compare(cfg: DictConfig) -> str:
     table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)
     (out / "table.md").write_text(table)
     (out / "claims.md").write_text(claims_markdown(report))
-    summary = {"runs": len(runs), **{f"{r['cell']}-{r['impl']}-{r['seed']}": {
-        k: r[k] for k in ("test_acc", "fit_time_s", "train_samples_per_s")} for r in runs}, "claims": report}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "claims.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_scores(runs, out / "scores")
     plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")
+    write_accuracy_vs_time(runs, out / "accuracy_vs_time.csv")
     write_learning_curves(runs, out / "learning_curves.csv")
     register_best(cfg, runs)
     return table
@@ -295,22 +297,49 @@ def claims_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+SCORES = ("test_acc", "fit_time_s", "train_samples_per_s")  # per run in the train stages' metrics; here means
+
+
+def write_scores(runs: list[dict], folder: Path) -> None:
+    """One small metrics file per cell and implementation, with the train stages' metric names, so that
+    `dvc metrics show` is one table: a row per run and per cell x implementation, the same columns."""
+    if folder.is_dir():  # only this pipeline's groups
+        for old in folder.glob("*.json"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[f"{run['cell']}-{run['impl']}"].append(run)
+    for name, members in groups.items():
+        scores = {"seeds": len(members), **{key: round(float(np.mean([r[key] for r in members])), 5)
+                                            for key in SCORES}}
+        (folder / f"{name}.json").write_text(json.dumps(scores, indent=2) + "\n")
+
+
+def write_accuracy_vs_time(runs: list[dict], path: Path) -> None:
+    """accuracy_vs_time.png's points as data: one row per run (`dvc plots` draws and diffs it)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "cell", "impl", "seed", "fit_time_s", "test_acc"])
+        for run in runs:
+            writer.writerow([f"{run['cell']}-{run['impl']}-{run['seed']}", run["cell"], run["impl"], run["seed"],
+                             round(float(run["fit_time_s"]), 2), round(float(run["test_acc"]), 5)])
+
+
 def write_learning_curves(runs: list[dict], path: Path) -> None:
+    """Validation accuracy by epoch, one row per epoch and cell (fused runs, mean over seeds): the long form,
+    so that `dvc plots` can give each cell its own colour."""
     curves: dict[str, list[list[float]]] = defaultdict(list)
     for run in runs:
         if run["impl"] == "fused":
             curves[run["cell"]].append(run["history"]["val_acc"])
-    cells = sorted(curves, key=cell_rank)
-    epochs = max((len(c) for seeds in curves.values() for c in seeds), default=0)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["epoch", *cells])
-        for epoch in range(epochs):
-            row = []
-            for cell in cells:
+        writer.writerow(["epoch", "cell", "val_acc"])
+        for cell in sorted(curves, key=cell_rank):
+            for epoch in range(max(len(seed) for seed in curves[cell])):
                 values = [seed[epoch] for seed in curves[cell] if epoch < len(seed)]
-                row.append(round(float(np.mean(values)), 5) if values else "")
-            writer.writerow([epoch + 1, *row])
+                writer.writerow([epoch + 1, cell, round(float(np.mean(values)), 5)])
 
 
 @hydra_app("compare")

@@ -91,8 +91,10 @@ class RecurrentModule(pl.LightningModule):
             mse(outputs, targets)
             self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=len(targets))
         sync = stage != "train"  # epoch-level values only: no per-step collective on the training path
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=sync)
-        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(targets))
+        shown = stage != "test"  # on the progress bar once their epoch ends (the test has its own table)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=sync,
+                 prog_bar=shown)
+        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(targets), prog_bar=shown)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -35,11 +35,12 @@ from rnnlab.data.base import SequenceDataModule
 from rnnlab.plots import plot_learning_curves
 from rnnlab.resume import END_REASON, ERROR, RunPlan, Stopped
 from rnnlab.serving import log_sentiment_model
-from rnnlab.tracking import RunLogger, flatten, redact, run_tags
+from rnnlab.tracking import RunLogger, log_dataset_inputs, redact, run_params, run_tags, user_tags
 
 log = logging.getLogger(__name__)
 
 HISTORY = ("train_loss", "val_loss", "val_acc", "epoch_time_s")  # per-epoch metrics a run reports
+SCORES = ("best_val_acc", "fit_time_s", "train_samples_per_s", "epochs", "n_params")  # with test_*: scores.json
 LOSS_NAMES = {"binary": "BCE", "regression": "MSE"}
 
 
@@ -95,16 +96,22 @@ class RunRecord(pl.Callback):
             return
         client, run_id = self.logger.experiment, self.logger.run_id
         self.plan.attach(trainer, run_id)
-        params = flatten(OmegaConf.to_container(self.cfg, resolve=True))
-        params.pop("resume", None)  # how this attempt was started, not what the run is
-        logged = client.get_run(run_id).data.params  # a resumed run has them already (values can't change)
-        self.logger.log_hyperparams({name: value for name, value in params.items() if name not in logged})
+        params = run_params(OmegaConf.to_container(self.cfg, resolve=True))
+        stored = client.get_run(run_id)  # a resumed run has its params already (values can't change)
+        self.logger.log_config({name: value for name, value in params.items() if name not in stored.data.params})
+        data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
+        if data_dir is not None and self.plan.data_sha256 and not stored.inputs.dataset_inputs:
+            log_dataset_inputs(client, run_id, "imdb", Path(data_dir), self.plan.data_sha256)
         tags = run_tags(model.hparams.cell, model.hparams.impl, self.plan.data_sha256,
                         self.cfg.trainer.accelerator, self.sweep_id)
         tags["rnnlab.code_sha256"] = self.plan.code_sha256
+        configured = self.cfg.get("tags")  # the config's own (`+tags.purpose=baseline`, debug configs)
+        tags.update(user_tags(OmegaConf.to_container(configured) if OmegaConf.is_config(configured) else None))
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
         self.logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())}, step=0)
+        log.info("MLflow run %s (%s, attempt %d) in %s", run_id, stored.info.run_name, self.plan.attempt,
+                 redact(self.logger._tracking_uri))
         try:
             yield
         except BaseException as e:
@@ -121,13 +128,14 @@ class RunRecord(pl.Callback):
         """Artifacts in MLflow (config, checkpoint, learning curves, the served model); for DVC, the export folder.
         The best checkpoint moves to <output_dir>/checkpoints/best.ckpt."""
         client, run_id, cfg = self.logger.experiment, self.logger.run_id, self.cfg
+        if trainer.fast_dev_run:
+            return self.finish_debug_run(trainer, output_dir)
         best: ModelCheckpoint = trainer.checkpoint_callback
         history = metric_histories(client, run_id)
         # ddp_spawn hands the best checkpoint's path back to this process but not its score
         best_val_acc = float(best.best_model_score) if best.best_model_score is not None else max(history["val_acc"])
         # Logged so that the result can be read back from the store alone (a reused run, DDP workers' metrics)
-        self.logger.log_metrics({"best_val_acc": best_val_acc, "epochs": trainer.current_epoch},
-                                step=trainer.global_step)
+        self.logger.log_metrics({"best_val_acc": best_val_acc, "epochs": trainer.current_epoch})
         result = stored_result(client, run_id, self.logger._tracking_uri)
         cell, impl = cfg.model.cell, cfg.model.impl
         config_path = output_dir / "config.yaml"
@@ -137,7 +145,7 @@ class RunRecord(pl.Callback):
         for path in (config_path, curves_path):
             client.log_artifact(run_id, str(path))
         client.log_artifact(run_id, best.best_model_path, artifact_path="checkpoints")
-        if datamodule.task == "binary":  # a served model reads review text through the run's tokenizer
+        if datamodule.task == "binary" and cfg.get("test", True):  # a served model reads review text through the run's tokenizer
             log_sentiment_model(run_id, self.logger._tracking_uri, best.best_model_path,
                              datamodule.data_dir / "tokenizer.json", datamodule.max_len, datamodule.keep)
         if cfg.export_dir:
@@ -146,7 +154,19 @@ class RunRecord(pl.Callback):
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(best.best_model_path, kept)  # the run's checkpoint folder goes when the run ends
         result.best_checkpoint = kept
+        log.info("run %s: %s", run_id, ", ".join(f"{name} {value:.4g}" for name, value in result.metrics.items()))
         return result
+
+    def finish_debug_run(self, trainer: pl.Trainer, output_dir: Path) -> TrainResult:
+        """A fast_dev_run (debug=fdr): a few batches through every step, no checkpoint, and Lightning gives it no
+        logger. The run keeps its params, tags and config; the result holds the last batches' metrics, and
+        nothing is served, registered or exported."""
+        config_path = output_dir / "config.yaml"
+        OmegaConf.save(self.cfg, config_path, resolve=True)
+        self.logger.experiment.log_artifact(self.logger.run_id, str(config_path))
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+        metrics["best_val_acc"] = metrics.get("val_acc", float("nan"))
+        return TrainResult(self.logger.run_id, self.logger._tracking_uri, metrics, {}, None)
 
 
 def metric_histories(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:
@@ -176,11 +196,14 @@ def export(folder: Path, result: TrainResult, cfg: DictConfig, run: mlflow.entit
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"cell": cfg.model.cell, "impl": cfg.model.impl, "seed": cfg.seed, **result.metrics,
                "device": run.data.tags.get("device"), "mlflow_run_id": result.run_id, "history": result.history}
+    # DVC's metrics: the numbers alone (metrics.json, the run's record that compare reads, holds names and lists)
+    scores = {name: value for name, value in result.metrics.items() if name in SCORES or name.startswith("test_")}
     # Each file lands whole or not at all (a temporary beside it, then a rename): a kill mid-export never
     # leaves a half-written output for DVC or compare to read.
     for name, write in (("model.ckpt", lambda tmp: shutil.copyfile(checkpoint, tmp)),
                         ("config.yaml", lambda tmp: shutil.copyfile(config_path, tmp)),
-                        ("metrics.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))):
+                        ("metrics.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")),
+                        ("scores.json", lambda tmp: tmp.write_text(json.dumps(scores, indent=2) + "\n"))):
         temporary = folder / f".{name}.tmp"
         write(temporary)
         temporary.replace(folder / name)

@@ -91,7 +91,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 def run_key(cfg: DictConfig, data_sha256: str | None, code_sha256: str) -> str:
     """What identifies a run's results (see the module docstring): a command with the same key is the same run."""
     settings: dict[str, Any] = {}
-    for name in ("seed", "data", "model", "trainer", "callbacks", "export_dir"):
+    for name in ("seed", "data", "model", "trainer", "callbacks", "export_dir", "test"):
         value = cfg.get(name)
         settings[name] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     for section, keys in DISPLAY_ONLY.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import platform
 import re
@@ -17,8 +18,13 @@ from typing import Any
 import mlflow
 import pytorch_lightning as pl
 import torch
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -91,9 +97,24 @@ def redact(value: Any) -> Any:
     return _SECRET_QUERY.sub(r"\1***", _URL_USERINFO.sub("***@", value))
 
 
+# Metrics a run has one value of, at its end (plus its size): logged once, at step 0, so that MLflow shows them as
+# the run's summary (a bar per run in the chart view) rather than as stray points on the epochs' step axis.
+SUMMARY_METRICS = ("fit_time_s", "train_samples_per_s", "best_val_acc", "epochs", "n_params")
+
+
+def is_summary(name: str) -> bool:
+    return name in SUMMARY_METRICS or name.startswith("test_")
+
+
 class RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger, except that it never ends the run: Lightning would mark it FINISHED after `fit`,
-    before the test and the record. `rnnlab.recording.RunRecord` decides the final status, in one place."""
+    """Lightning's MLflow logger, except that
+    - it never ends the run: Lightning would mark it FINISHED after `fit`, before the test and the record.
+      `rnnlab.recording.RunRecord` decides the final status, in one place;
+    - the run's params are the resolved config, logged once by `RunRecord` (`log_config`): what Lightning logs
+      itself (the module's `save_hyperparameters`, a copy of model.* under other names) is left out;
+    - summary metrics (`is_summary`) go to step 0, each once: a resumed run that logs one again keeps the first;
+    - `epoch` is logged once per step.
+    """
 
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, run_name: str | None = None,
                  **kwargs: Any) -> None:
@@ -103,6 +124,31 @@ class RunLogger(MLFlowLogger):
 
     def finalize(self, status: str = "success") -> None:
         pass
+
+    epoch_logged_at: int | None = None  # the step of the last `epoch` value logged
+
+    def log_hyperparams(self, params: Any) -> None:
+        pass  # Lightning's call; the checkpoint still holds the module's hparams (predict and resume read them)
+
+    def log_config(self, params: dict[str, Any]) -> None:
+        super().log_hyperparams(params)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        per_step = {name: value for name, value in metrics.items() if not is_summary(name)}
+        summary = {name: value for name, value in metrics.items() if is_summary(name)}
+        if summary:
+            per_step.pop("epoch", None)  # Lightning adds the epoch to every call: the test's would be a stray point
+            logged = self.experiment.get_run(self.run_id).data.metrics
+            summary = {name: value for name, value in summary.items() if name not in logged}
+            if summary:
+                super().log_metrics(summary, step=0)
+        if "epoch" in per_step:  # Lightning adds it to the training and the validation metrics of one step alike
+            if step == self.epoch_logged_at:
+                del per_step["epoch"]
+            self.epoch_logged_at = step
+        if per_step:
+            super().log_metrics(per_step, step=step)
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -189,3 +235,41 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = redact(value)
     return flat
+
+
+# Config keys that do not change what a run trains or measures, left out of its params: other stages' settings
+# (prepare's are covered by the data_sha256 tag), where files go, how the run is named, shown, tagged or started.
+NOT_RUN_SETTINGS = ("pipeline", "download", "prepare", "findings", "search", "paths", "logger", "tags",
+                    "export_dir", "resume", "data.data_dir", "callbacks.progress_bar", "trainer.enable_progress_bar",
+                    "trainer.enable_model_summary")
+
+
+def run_params(config: dict) -> dict[str, Any]:
+    """The params a run records: its resolved config `flatten`ed, without NOT_RUN_SETTINGS and Hydra's
+    `_partial_` markers."""
+    return {name: value for name, value in flatten(config).items()
+            if not name.endswith("._partial_")
+            and not any(name == key or name.startswith(f"{key}.") for key in NOT_RUN_SETTINGS)}
+
+
+def user_tags(tags: dict | None) -> dict[str, str]:
+    """The config's `tags` mapping (`+tags.purpose=baseline`; debug configs set `debug`) as MLflow tags."""
+    return {str(key): redact(str(value)) for key, value in (tags or {}).items()}
+
+
+# The prepared data's splits (folders) as MLflow names their use (the dataset's context)
+SPLIT_CONTEXTS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def log_dataset_inputs(client: mlflow.MlflowClient, run_id: str, name: str, data_dir: Path,
+                       data_sha256: str) -> None:
+    """Record the prepared data as the run's datasets (the run page's "Datasets"): one per split, named
+    `<name>-<split>`, its source the split's folder, its digest the start of the data's sha256 (MLflow keeps
+    36 characters; the full hash is tag `data_sha256`)."""
+    inputs = []
+    for folder, context in SPLIT_CONTEXTS.items():
+        # MLflow's "local" source: resolving a bare path instead finds two matching source classes, and says so
+        source = get_dataset_source_from_json(json.dumps({"uri": str((data_dir / folder).resolve())}), "local")
+        dataset = MetaDataset(source, name=f"{name}-{context}", digest=data_sha256[:16])
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    client.log_inputs(run_id, datasets=inputs)

@@ -35,13 +35,14 @@ from rnnlab.tracking import data_hash
 
 
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
-          sweep_id: str | None = None) -> TrainResult:
+          sweep_id: str | None = None, tags: dict[str, str] | None = None) -> TrainResult:
     """Train, test and record one run as `cfg` says.
 
     callbacks: join the configured ones (tests, the benchmark). output_dir: the run's working folder (config,
     plots, and at the end the best checkpoint; while it trains, its checkpoints are where a rerun finds them:
     rnnlab.resume); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
-    sweep_id: tags the runs of one sweep.
+    sweep_id: tags the runs of one sweep. tags: set when the run is created (a search trial: its parent run).
+    With `test: false` in cfg (a search trial: chosen on validation only) the test split is never touched.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
@@ -53,17 +54,19 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     if plan.finished:
         return export_finished(cfg, plan)
     with working_folder(output_dir) as output_dir, stopping_on_signals():
-        logger = build(cfg.logger, "logger", run_id=plan.run_id, tags=plan.creation_tags())
+        logger = build(cfg.logger, "logger", run_id=plan.run_id, tags={**plan.creation_tags(), **(tags or {})})
         record = RunRecord(cfg, logger, plan, sweep_id)
         trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=logger, default_root_dir=output_dir,
                                     plugins=[AtomicCheckpointIO()],
                                     callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(), *callbacks])
         with record.running(trainer, model, datamodule):
             trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
-            trainer.test(model, datamodule=datamodule, ckpt_path=trainer.checkpoint_callback.best_model_path,
-                         weights_only=True)
+            if cfg.get("test", True):
+                # fast_dev_run (debug=fdr) saves no checkpoint: it tests the model as it is in memory
+                best = None if trainer.fast_dev_run else trainer.checkpoint_callback.best_model_path
+                trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
             result = record.finish(trainer, datamodule, output_dir)
-    if not result.best_checkpoint.exists():
+    if result.best_checkpoint is not None and not result.best_checkpoint.exists():
         result.best_checkpoint = None  # its temporary folder is gone; the checkpoint is in MLflow
     return result
 

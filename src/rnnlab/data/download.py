@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -32,11 +33,14 @@ from tqdm import tqdm
 
 from rnnlab.cli import UserError, hydra_app
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "test")
 LABELS = ("neg", "pos")
 REVIEW_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")  # groups: review id, rating
 # Members outside the labelled reviews (train/unsup, .feat files, URL lists) are skipped, not refused.
 REVIEW_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/([^/]+)$")
+PROGRESS_EVERY = 10_000  # reviews extracted between two progress lines
 
 
 class DataError(UserError):
@@ -113,6 +117,9 @@ def extract_reviews(archive: Path, dest: Path) -> dict[str, dict[str, int]]:
                 with tar.extractfile(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
                 counts[split][label] += 1
+                extracted = sum(sum(c.values()) for c in counts.values())
+                if extracted % PROGRESS_EVERY == 0:
+                    log.info("%d reviews extracted", extracted)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(f"{archive} is not a readable .tar.gz ({e}): it is truncated or corrupt, fetch it again") from e
     missing = [f"{split}/{label}" for split in SPLITS for label in LABELS if counts[split][label] == 0]
@@ -161,10 +168,12 @@ def download_into(source: str, checksum: str, out_dir: Path) -> dict[str, dict[s
             fetch(source, archive)
         elif not archive.is_file():
             raise DataError(f"archive {archive} does not exist: check IMDB_SOURCE")
+        log.info("checking the sha256 of %s (%.0f MB)", archive, archive.stat().st_size / 1e6)
         actual = sha256_of(archive)
         if actual != checksum:
             raise DataError(f"sha256 mismatch for {source}: expected {checksum}, got {actual}; fetch it again")
         staging = Path(tmp) / "aclImdb"
+        log.info("extracting the reviews")
         counts = extract_reviews(archive, staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -177,8 +186,8 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.paths.raw_dir)
     counts = download(cfg.download.url, cfg.download.sha256, out_dir)
     for split in SPLITS:
-        print(f"{split}: {counts[split]['pos']} pos, {counts[split]['neg']} neg")
-    print(f"extracted {sum(sum(c.values()) for c in counts.values())} reviews into {out_dir}")
+        log.info("%s: %d pos, %d neg", split, counts[split]["pos"], counts[split]["neg"])
+    log.info("extracted %d reviews into %s", sum(sum(c.values()) for c in counts.values()), out_dir)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ temporary folder and renamed into place:
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -31,6 +32,8 @@ from rnnlab.cli import UserError, hydra_app
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.download import LABELS, REVIEW_NAME, DataError
 from rnnlab.data.text import UNK_ID, build_vocab, make_tokenizer, split_words
+
+log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 95, 99)
 SPLITS = ("train", "val", "test")
@@ -159,7 +162,10 @@ def prepare(
     check_settings(settings)
     train_paths, train_labels, train_ratings = list_reviews(raw_dir / "train")
     test_paths, test_labels, test_ratings = list_reviews(raw_dir / "test")
-    chunks = encode_all(train_paths + test_paths, workers=workers or os.cpu_count() or 1)
+    workers = workers or os.cpu_count() or 1
+    log.info("reading and splitting %d reviews into words (%d processes)", len(train_paths) + len(test_paths),
+             workers)
+    chunks = encode_all(train_paths + test_paths, workers=workers)
 
     # One word list for the whole corpus; `local_ids` index into it.
     index: dict[str, int] = {}
@@ -172,6 +178,7 @@ def prepare(
 
     n_train_dir = len(train_paths)
     train_tokens_end = int(lengths[:n_train_dir].sum())
+    log.info("learning the vocabulary from the train split")
     kept, held = stratified_split(train_labels, settings["val_fraction"], settings["split_seed"])
     train_ids, train_lengths = select(local_ids[:train_tokens_end], lengths[:n_train_dir], kept)
     counts = np.bincount(train_ids, minlength=len(words))  # the vocabulary sees the train split only
@@ -187,10 +194,12 @@ def prepare(
         ),
     }
     tokenizer = make_tokenizer(vocab)
+    log.info("checking the tokenizer against the arrays on the validation reviews")
     check_tokenizer_agrees(tokenizer, [train_paths[k] for k in held], splits["val"])
     stats = {"vocab_size": len(vocab), **{name: split_stats(split) for name, split in splits.items()}}
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    log.info("writing %s", out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".prepare-") as tmp:
         staging = Path(tmp) / "prepared"
         staging.mkdir()
@@ -213,8 +222,9 @@ def main(cfg: DictConfig) -> None:
     stats = prepare(Path(paths.raw_dir), Path(paths.prepared_dir), Path(paths.prepare_stats), cfg.prepare)
     for name in SPLITS:
         s = stats[name]
-        print(f"{name}: {s['reviews']} reviews ({s['pos']} pos, {s['neg']} neg), median length {s['length_p50']}")
-    print(f"vocabulary: {stats['vocab_size']} tokens; test OOV rate {stats['test']['oov_rate']:.2%}")
+        log.info("%s: %d reviews (%d pos, %d neg), median length %s", name, s["reviews"], s["pos"], s["neg"],
+                 s["length_p50"])
+    log.info("vocabulary: %d tokens; test OOV rate %.2f%%", stats["vocab_size"], 100 * stats["test"]["oov_rate"])
 
 
 if __name__ == "__main__":

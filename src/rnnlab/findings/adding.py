@@ -1,132 +1,391 @@
-"""Where each cell stops learning: the adding problem at growing sequence lengths (the DVC stage `adding`).
+"""Where each cell stops learning: the adding problem at growing lengths, with a budget that can show it (DVC stage
+`adding`; settings `findings.adding` in conf/config.yaml, each run's budget conf/experiment/adding.yaml).
 
-Every cell of `pipeline.cells` is trained at every length of `findings.adding.lengths` through the project's
-own recipe (`rnnlab.train.train`, recorded in MLflow under the experiment "adding"), each run composed from
-conf/ as `experiment=adding model=<cell> data.seq_len=<T>`: the same budget (conf/experiment/adding.yaml) at
-every length. The test MSE is that of the checkpoint with the best validation accuracy. A cell has learned the
-task when its MSE falls well below the baseline of always predicting 1 (MSE ≈ 1/6); at the baseline it has
-learned nothing it could carry across T steps.
+1. Each cell's learning rate: one run per lr of `lr_search.lrs` at length `lr_search.length`, seed `seeds[0]`. The lr
+   that reaches the threshold in the fewest updates wins; if none does, the one with the lowest best validation
+   MSE. (A run stops at the threshold, so below it its best MSE only says where it stopped.)
+2. Every cell x length x seed at its lr, through the project's own recipe (`rnnlab.train.train`, MLflow
+   experiment "adding"), each composed from conf/ as `experiment=adding model=<cell> data.seq_len=<T> seed=<s>
+   model.optimizer.lr=<lr>`, then `overrides` (which win). A run ends when its validation MSE falls below the
+   threshold (callbacks.reach_threshold: 0.01) or when the budget (trainer.max_steps updates) is spent;
+   `updates_to_threshold` is the update after which it was first below (validated every val_check_interval).
+3. Per cell and length, `learned`: some seed reached the threshold. A cell's `limit` is the smallest length at
+   which every seed failed: "stops learning at T" means at its best lr, with this budget, in every seed.
+
+The test MSE is that of the checkpoint with the best validation accuracy (within 0.04); the baseline, always
+predicting 1 (the target's mean), scores about 1/6.
+
+Resumable. adding.json is written after every run (a temporary file, then renamed), and a rerun trains only the
+runs it lacks; a run is there when a run of the same resolved settings (seed, data, model, trainer, callbacks:
+conf/ composed as above) is. The code is not part of that: a change of code alone retrains nothing (delete
+adding.json to retrain everything, or its entries to retrain those). A run killed mid-way resumes from its last
+epoch (rnnlab.resume). The DVC stage keeps adding.json when it reruns (`persist`), so `dvc repro` after a code
+change rewrites the report from the runs it holds; the first sweep, or one with new settings, takes long:
+`make adding` runs it on its own. adding.json holds this sweep's runs only: other settings drop the rest, so point
+paths.findings_dir elsewhere for an experiment.
 
     python -m rnnlab.findings.adding
-    python -m rnnlab.findings.adding 'findings.adding.lengths=[20,40]' 'findings.adding.overrides=["trainer.max_epochs=2"]'
+    python -m rnnlab.findings.adding 'findings.adding.lengths=[10,25]' 'findings.adding.seeds=[0]' \
+        'findings.adding.lr_search.lrs=[0.003]' 'findings.adding.overrides=["trainer.max_steps=1000"]'
 
-Writes <paths.findings_dir>/adding.json (per cell and length: test MSE, test accuracy within 0.04, the
-baseline's MSE and accuracy, best validation accuracy, fit time, MLflow run id) and adding.png (test MSE
-against length, log scale, baseline dashed).
+Writes <paths.findings_dir>/adding.json (settings with each cell's chosen lr; per cell the search's runs; per cell,
+length and seed: test MSE and accuracy, updates_to_threshold, best validation MSE, fit time, MLflow run id; per
+cell and length: learned, medians; per cell: limit) and adding.png (test MSE and updates to the threshold by
+length).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import multiprocessing
+import os
+import statistics
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rnnlab.cells import CELLS  # noqa: E402
 from rnnlab.cli import UserError, build, hydra_app  # noqa: E402
-from rnnlab.module import TOLERANCE  # noqa: E402
-from rnnlab.params import CONFIG_DIR  # noqa: E402
-from rnnlab.train import train  # noqa: E402
+from rnnlab.module import TOLERANCE, TrainingDiverged  # noqa: E402
+from rnnlab.composition import compose_config  # noqa: E402
+from rnnlab.resume import DISPLAY_ONLY, die_with_parent  # noqa: E402
+from rnnlab.train import build_data_and_model, train  # noqa: E402
 
-# The sweep's budget, the same for every cell and length. findings.adding.overrides come after it, so they win.
+# Every run's budget. findings.adding.overrides come after it and the run's own settings, so they win.
 EXPERIMENT_CONFIG = "experiment=adding"
+RUN_SECTIONS = ("seed", "data", "model", "trainer", "callbacks")  # what decides a run's results (with the code)
 
 
-def compose_run(cell: str, seq_len: int, overrides: list[str]) -> DictConfig:
-    """One run's config, composed from conf/ (inside a Hydra app, with the app's own search path)."""
-    run_overrides = [EXPERIMENT_CONFIG, f"model={cell}", f"data.seq_len={seq_len}", *overrides]
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=run_overrides)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=run_overrides)
+@dataclass(frozen=True)
+class Task:
+    """One run of the sweep: where its row goes in adding.json and the settings it trains with."""
+
+    place: tuple[str, ...]  # ("lr_search", cell, lr) or ("runs", cell, T, seed)
+    config: dict  # the run's config, composed and resolved: plain values a worker process can take
+    settings_sha256: str
 
 
-def baseline(cfg: DictConfig) -> dict[str, float]:
-    """Always predicting 1, the target's mean, on this configuration's test set."""
-    datamodule = build(cfg.data, "data")
+def compose_run(cell: str, seq_len: int, seed: int, lr: float, overrides: list[str]) -> DictConfig:
+    return compose_config([EXPERIMENT_CONFIG, f"model={cell}", f"data.seq_len={seq_len}", f"seed={seed}",
+                           f"model.optimizer.lr={lr}", *overrides])
+
+
+def settings_sha256(config: dict) -> str:
+    """sha256 over a run's resolved settings (RUN_SECTIONS), what is only displayed left out."""
+    settings = json.loads(json.dumps({name: config.get(name) for name in RUN_SECTIONS}))  # a copy to trim
+    for section, keys in DISPLAY_ONLY.items():
+        for key in keys:
+            (settings[section] or {}).pop(key, None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def make_task(place: tuple[str, ...], cfg: DictConfig) -> Task:
+    build_data_and_model(cfg)  # a bad setting: one line now, before any run (builds nothing big: data come later)
+    if not OmegaConf.select(cfg, "callbacks.reach_threshold.stopping_threshold"):
+        raise UserError("callbacks.reach_threshold.stopping_threshold is missing: the sweep's runs stop, and count "
+                        "as learned, at that validation MSE (conf/experiment/adding.yaml)")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return Task(place, config, settings_sha256(config))
+
+
+def baseline(config: dict) -> dict[str, float]:
+    """Always predicting 1, the target's mean, on the run's test set (generated alone: the splits are independent
+    streams, so a train split of 1 leaves it as it is)."""
+    datamodule = build(OmegaConf.create({**config["data"], "train_size": 1}), "data")
     datamodule.setup("test")
     error = datamodule.datasets["test"].tensors[2] - 1.0
     return {"baseline_mse": float((error**2).mean()), "baseline_acc": float((error.abs() < TOLERANCE).float().mean())}
 
 
-def run_one(cell: str, seq_len: int, overrides: list[str]) -> dict:
-    cfg = compose_run(cell, seq_len, overrides)
-    result = train(cfg)
-    return {"test_mse": result.metrics["test_mse"], "test_acc": result.metrics["test_acc"], **baseline(cfg),
-            "best_val_acc": result.metrics["best_val_acc"], "fit_time_s": result.metrics["fit_time_s"],
-            "mlflow_run_id": result.run_id}
+def validation_curve(client: mlflow.MlflowClient, run_id: str) -> list[tuple[int, float]]:
+    """(updates, validation MSE) of every validation. Lightning logs a validation at the index of the update it
+    follows (0-based): updates = step + 1. A resumed run may have logged a step twice: the latest counts."""
+    by_step = {}
+    for m in sorted(client.get_metric_history(run_id, "val_mse"), key=lambda m: (m.step, m.timestamp)):
+        by_step[m.step] = m.value
+    return [(step + 1, value) for step, value in sorted(by_step.items())]
 
 
-def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lengths = sorted({int(T) for by_length in results.values() for T in by_length})
-    for cell, by_length in results.items():
-        ax.plot(lengths, [by_length[str(T)]["test_mse"] for T in lengths], marker="o", label=cell)
-    any_cell = next(iter(results.values()))
-    ax.plot(lengths, [any_cell[str(T)]["baseline_mse"] for T in lengths], "k--", label="predict 1 (baseline)")
-    ax.set(xlabel="sequence length T", ylabel="test MSE", xscale="log", yscale="log",
-           title="Adding problem: test MSE by sequence length")
-    ax.set_xticks(lengths, [str(T) for T in lengths])
-    ax.minorticks_off()
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
+def first_below(curve: list[tuple[int, float]], threshold: float) -> int | None:
+    return next((updates for updates, mse in curve if mse < threshold), None)
+
+
+def run_one(config: dict) -> dict:
+    """Train one run (here or in a worker process) and measure it: its row of adding.json."""
+    cfg = OmegaConf.create(config)
+    row = {"lr": float(cfg.model.optimizer.lr), **baseline(config)}
+    try:
+        result = train(cfg)
+    except TrainingDiverged as e:  # a learning rate too high for the cell: failed, as a run that never learned
+        return {**row, "test_mse": None, "test_acc": None, "updates_to_threshold": None, "best_val_mse": None,
+                "updates": None, "fit_time_s": None, "mlflow_run_id": None, "diverged": str(e)}
+    curve = validation_curve(mlflow.MlflowClient(result.tracking_uri), result.run_id)
+    return {**row, "test_mse": result.metrics["test_mse"], "test_acc": result.metrics["test_acc"],
+            "updates_to_threshold": first_below(curve, cfg.callbacks.reach_threshold.stopping_threshold),
+            "best_val_mse": min((mse for _, mse in curve), default=None), "updates": curve[-1][0],
+            "fit_time_s": result.metrics["fit_time_s"], "mlflow_run_id": result.run_id}
+
+
+def start_worker(threads: int) -> None:
+    die_with_parent()  # a sweep killed with kill -9 leaves no worker training on; its runs resume on the rerun
+    torch.set_num_threads(threads)
+
+
+def run_task(task: Task) -> tuple[Task, dict]:
+    return task, run_one(task.config)
+
+
+def execute(tasks: list[Task], workers: int, threads: int, done: Callable[[Task, dict], None]) -> None:
+    """Train `tasks`, `workers` at a time (each in a process of its own with `threads` torch threads; 1: here),
+    calling `done` with each row as it comes."""
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            done(*run_task(task))
+        return
+    # spawn: fresh interpreters (torch's and MLflow's state do not survive a fork); the pool ends its workers on
+    # the way out, an error or Ctrl-C included.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(tasks)), initializer=start_worker, initargs=(threads,)) as pool:
+        for task, row in pool.imap_unordered(run_task, tasks):
+            done(task, row)
+
+
+def choose_lr(rows: dict[str, dict]) -> float:
+    """Step 1 of the module docstring: fewest updates to the threshold, else the lowest best validation MSE."""
+    def rank(row: dict) -> tuple:
+        reached, best = row["updates_to_threshold"], row["best_val_mse"]
+        return (reached is None, reached or 0, math.inf if best is None else best, row["lr"])
+
+    return min(rows.values(), key=rank)["lr"]
+
+
+def limit(by_length: dict[str, dict[str, dict]]) -> int | None:
+    """The smallest length at which every seed failed to reach the threshold; None: it learned at every length."""
+    return min((int(T) for T, seeds in by_length.items()
+                if seeds and all(row["updates_to_threshold"] is None for row in seeds.values())), default=None)
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(runs: dict[str, dict[str, dict[str, dict]]]) -> tuple[dict, dict]:
+    """(per cell and length: learned, seeds that learned, medians over seeds; per cell: its limit)."""
+    results = {}
+    for cell, by_length in runs.items():
+        results[cell] = {T: {"learned": any(r["updates_to_threshold"] is not None for r in seeds.values()),
+                             "seeds_learned": sum(r["updates_to_threshold"] is not None for r in seeds.values()),
+                             "seeds": len(seeds),
+                             "test_mse_median": median(r["test_mse"] for r in seeds.values()),
+                             "updates_to_threshold_median": median(r["updates_to_threshold"] for r in seeds.values()),
+                             "baseline_mse_median": median(r["baseline_mse"] for r in seeds.values())}
+                         for T, seeds in by_length.items()}
+    return results, {cell: limit(by_length) for cell, by_length in runs.items()}
+
+
+def sorted_lengths(runs: dict[str, dict[str, dict]]) -> list[tuple[int, dict[str, dict]]]:
+    return sorted((int(T), seeds) for T, seeds in runs.items())
+
+
+def plot(report: dict, path: Path) -> None:
+    """Left: test MSE by length (median over seeds, each seed a faint point), the baseline dashed, each cell's limit
+    an x. Right: updates to validation MSE < threshold by length, missing where no seed got there."""
+    runs, limits, settings = report["runs"], report["limits"], report["settings"]
+    fig, (mse_ax, updates_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lengths = sorted({int(T) for cell_runs in runs.values() for T in cell_runs})
+    for cell, cell_runs in runs.items():
+        colour, title = CELLS[cell].colour, CELLS[cell].title
+        rows = sorted_lengths(cell_runs)
+        for ax, key in ((mse_ax, "test_mse"), (updates_ax, "updates_to_threshold")):
+            points = [(T, r[key]) for T, seeds in rows for r in seeds.values() if r[key] is not None]
+            ax.scatter([T for T, _ in points], [v for _, v in points], color=colour, alpha=0.3, s=14)
+        medians = [(T, median(r["test_mse"] for r in seeds.values())) for T, seeds in rows]
+        at_limit = dict(medians).get(limits.get(cell))
+        label = f"{title} (learned at every T)" if limits.get(cell) is None else f"{title} (limit T = {limits[cell]})"
+        mse_ax.plot(*zip(*[(T, m) for T, m in medians if m is not None]), marker="o", color=colour, label=label)
+        if at_limit is not None:
+            mse_ax.scatter([limits[cell]], [at_limit], marker="x", s=140, linewidths=2.5, color=colour, zorder=3)
+        reached = [(T, median(r["updates_to_threshold"] for r in seeds.values())) for T, seeds in rows]
+        reached = [(T, u) for T, u in reached if u is not None]
+        if reached:
+            updates_ax.plot(*zip(*reached), marker="o", color=colour, label=title)
+    baseline = [(T, median(r["baseline_mse"] for cell_runs in runs.values() for r in cell_runs[str(T)].values()))
+                for T in lengths]
+    mse_ax.plot(*zip(*baseline), "k--", label="predict 1 (baseline)")
+    mse_ax.axhline(settings["threshold"], color="grey", linestyle=":", label="threshold (on validation MSE)")
+    mse_ax.set(ylabel="test MSE (x: the limit)", title="Test MSE by sequence length")
+    updates_ax.axhline(settings["max_updates"], color="grey", linestyle="--", label="budget")
+    updates_ax.set(ylabel=f"updates of {settings['batch_size']} to validation MSE < {settings['threshold']:g}",
+                   title="Updates to learn it (missing: never within the budget)")
+    for ax in (mse_ax, updates_ax):
+        ax.set(xlabel="sequence length T", xscale="log", yscale="log")
+        ax.set_xticks(lengths, [str(T) for T in lengths])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    lrs = ", ".join(f"{cell} {lr:g}" for cell, lr in settings["lr"].items())
+    fig.suptitle(f"Adding problem: seeds {settings['seeds']}, up to {settings['max_updates']} updates, lr {lrs}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def table(results: dict[str, dict[str, dict]]) -> str:
-    lines = ["| cell | T | test MSE | test acc (<0.04) | baseline MSE | fit time (s) |", "|" + " --- |" * 6]
-    for cell, by_length in results.items():
-        for T, row in by_length.items():
-            lines.append(f"| {cell} | {T} | {row['test_mse']:.4f} | {row['test_acc']:.3f} | "
-                         f"{row['baseline_mse']:.4f} | {row['fit_time_s']:.0f} |")
-    return "\n".join(lines) + "\n"
+def table(report: dict) -> str:
+    lines = ["| cell | lr | T | seeds learned | updates to threshold | test MSE (median) | baseline MSE |",
+             "|" + " --- |" * 7]
+    for cell, cell_runs in report["runs"].items():
+        for T, seeds in sorted_lengths(cell_runs):
+            summary = report["results"][cell][str(T)]
+            updates = ", ".join(str(r["updates_to_threshold"] or "-") for _, r in sorted(seeds.items()))
+            mse = summary["test_mse_median"]
+            lines.append(f"| {cell} | {report['settings']['lr'][cell]:g} | {T} | {summary['seeds_learned']}/"
+                         f"{summary['seeds']} | {updates} | {'-' if mse is None else f'{mse:.4f}'} | "
+                         f"{summary['baseline_mse_median']:.4f} |")
+    limits = ", ".join(f"{cell} {T or 'none'}" for cell, T in report["limits"].items())
+    return "\n".join(lines) + f"\nlimit (smallest T at which every seed failed): {limits}\n"
 
 
-def sweep(cells: list[str], lengths: list[int], overrides: list[str], out_dir: Path) -> dict:
-    """Train every cell at every length, then write adding.json and adding.png into `out_dir`."""
+def read_rows(path: Path) -> dict[str, dict]:
+    """The rows of an earlier adding.json, by their settings' sha256 (none from a file of another shape)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    rows = {}
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "settings_sha256" in node:
+                rows[node["settings_sha256"]] = node
+            else:
+                for value in node.values():
+                    walk(value)
+
+    walk({"lr_search": earlier.get("lr_search"), "runs": earlier.get("runs")} if isinstance(earlier, dict) else None)
+    return rows
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def sweep(cells: list[str], lengths: list[int], seeds: list[int], lr_search: dict, overrides: list[str],
+          out_dir: Path, workers: int = 1, threads: int = 1) -> dict:
+    """Steps 1-3 of the module docstring; adding.json written after every run, adding.png at the end.
+    lr_search: {length, lrs}."""
     start = time.perf_counter()
-    results: dict[str, dict[str, dict]] = {}
-    for cell in cells:
-        for seq_len in lengths:
-            results.setdefault(cell, {})[str(seq_len)] = run_one(cell, seq_len, overrides)
-    wall_s = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"overrides": [EXPERIMENT_CONFIG, *overrides], "tolerance": TOLERANCE,
-                "threads": torch.get_num_threads(), "wall_time_s": wall_s}
-    report = {"settings": settings, "results": results}
-    (out_dir / "adding.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, out_dir / "adding.png")
+    path = out_dir / "adding.json"
+    known = read_rows(path)  # finished runs by their settings' sha256: an earlier sweep's, then this one's
+    lrs = list(lr_search["lrs"])
+    budget = make_task((), compose_run(cells[0], lengths[0], seeds[0], lrs[0], overrides)).config  # the same for all
+    report: dict = {
+        "settings": {"threshold": budget["callbacks"]["reach_threshold"]["stopping_threshold"],
+                     "max_updates": budget["trainer"]["max_steps"],
+                     "validate_every": budget["trainer"]["val_check_interval"],
+                     "batch_size": budget["data"]["batch_size"], "train_size": budget["data"]["train_size"],
+                     "cells": cells, "lengths": lengths, "seeds": seeds,
+                     "lr_search": {"length": lr_search["length"], "seed": seeds[0], "lrs": lrs}, "lr": {},
+                     "overrides": [EXPERIMENT_CONFIG, *overrides], "tolerance": TOLERANCE, "threads": threads,
+                     "workers": workers},
+        "lr_search": {}, "runs": {}, "results": {}, "limits": {}, "complete": False}
+
+    def place(task: Task, row: dict) -> None:
+        node = report
+        for key in task.place[:-1]:
+            node = node.setdefault(key, {})
+        node[task.place[-1]] = known[task.settings_sha256] = {**row, "settings_sha256": task.settings_sha256}
+
+    def done(task: Task, row: dict) -> None:
+        place(task, row)
+        report["wall_time_s"] = time.perf_counter() - start
+        write_atomically(path, json.dumps(report, indent=2) + "\n")
+
+    def run(tasks: list[Task]) -> None:
+        """Rows of runs with the same settings where there are any; the rest trained, longest sequences first."""
+        todo = []
+        for task in tasks:
+            if task.settings_sha256 in known:
+                place(task, known[task.settings_sha256])
+            else:
+                todo.append(task)
+        todo.sort(key=lambda task: -task.config["data"]["seq_len"])
+        execute(todo, workers, threads, done)
+
+    if len(lrs) > 1:
+        run([make_task(("lr_search", cell, f"{lr:g}"), compose_run(cell, lr_search["length"], seeds[0], lr, overrides))
+             for cell in cells for lr in lrs])
+        report["settings"]["lr"] = {cell: choose_lr(report["lr_search"][cell]) for cell in cells}
+    else:
+        report["settings"]["lr"] = {cell: lrs[0] for cell in cells}
+    run([make_task(("runs", cell, str(T), str(seed)),
+                   compose_run(cell, T, seed, report["settings"]["lr"][cell], overrides))
+         for cell in cells for T in lengths for seed in seeds])
+    # in the order of the settings, whatever order the runs finished in
+    report["runs"] = {cell: {str(T): {str(s): report["runs"][cell][str(T)][str(s)] for s in seeds} for T in lengths}
+                      for cell in cells}
+    report["results"], report["limits"] = summarise(report["runs"])
+    report["complete"] = True
+    report["wall_time_s"] = time.perf_counter() - start
+    write_atomically(path, json.dumps(report, indent=2) + "\n")
+    plot(report, out_dir / "adding.png")
     return report
+
+
+def check_settings(cfg: DictConfig) -> None:
+    settings = cfg.findings.adding
+    lengths, seeds, lr_search = list(settings.lengths), list(settings.seeds), settings.lr_search
+
+    def integers(values: list, low: int) -> bool:
+        return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)
+
+    if not integers(lengths, 2):
+        raise UserError(f"findings.adding.lengths={lengths} must list integers >= 2")
+    if not integers(seeds, 0):
+        raise UserError(f"findings.adding.seeds={seeds} must list integers >= 0")
+    if not integers([lr_search.length], 2):
+        raise UserError(f"findings.adding.lr_search.length={lr_search.length} must be an integer >= 2")
+    lrs = list(lr_search.lrs)
+    if not lrs or any(isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 for lr in lrs):
+        raise UserError(f"findings.adding.lr_search.lrs={lrs} must list positive learning rates")
+    for name in ("workers", "threads"):
+        if not integers([settings[name]], 1):
+            raise UserError(f"findings.adding.{name}={settings[name]} must be a positive integer")
+    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELLS]
+    if unknown:
+        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELLS)}")
 
 
 @hydra_app("adding")
 def main(cfg: DictConfig) -> None:
+    check_settings(cfg)
     settings = cfg.findings.adding
-    lengths = list(settings.lengths)
-    if not lengths or any(not isinstance(T, int) or T < 2 for T in lengths):
-        raise UserError(f"findings.adding.lengths={lengths} must list integers >= 2")
-    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELLS]
-    if unknown:
-        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELLS)}")
     # The runs go where the stage's own config sends them (params.yaml's logger.tracking_uri, else the default).
-    overrides = [f"seed={cfg.seed}", *settings.get("overrides", [])]
+    overrides = list(settings.get("overrides", []))
     if cfg.logger.get("tracking_uri"):
         overrides.insert(0, f"logger.tracking_uri={cfg.logger.tracking_uri}")
     torch.set_num_threads(settings.threads)  # these matrices are too small to gain from more threads
     out_dir = Path(cfg.paths.findings_dir)
-    report = sweep(list(cfg.pipeline.cells), lengths, list(overrides), out_dir)
-    print(table(report["results"]), end="")
-    print(f"wrote {out_dir / 'adding.json'} and {out_dir / 'adding.png'} ({report['settings']['wall_time_s']:.0f} s)")
+    lr_search = {"length": settings.lr_search.length, "lrs": list(settings.lr_search.lrs)}
+    report = sweep(list(cfg.pipeline.cells), list(settings.lengths), list(settings.seeds), lr_search, overrides,
+                   out_dir, workers=settings.workers, threads=settings.threads)
+    print(table(report), end="")
+    print(f"wrote {out_dir / 'adding.json'} and {out_dir / 'adding.png'} ({report['wall_time_s']:.0f} s)")
 
 
 if __name__ == "__main__":

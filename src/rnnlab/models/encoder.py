@@ -11,6 +11,9 @@ All see the same padded input [B, T, E] with `lengths` [B]:
   fast path (several times slower: `python -m rnnlab.bench` shows it), so CPU runs padded. The results are the same either way.
 
 Outputs at padded positions are zeroed.
+
+The weights start as `init` says: `pytorch`, each layer's own initialisation (uniform within ±1/sqrt(H)), or
+`keras`, what Keras's recurrent layers start from (`init_keras`), the same in every implementation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ from rnnlab.models.sequence import SEQUENCE_CELLS
 FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU
 # One layer in one direction: x [B, T, E] -> hidden states [B, T, H], with explicit.py's parameter names.
 LAYER_CELLS = {"explicit": EXPLICIT_CELLS, "sequence": SEQUENCE_CELLS}
+INITS = ("pytorch", "keras")  # model.init
+# A layer's parameters, in the order Keras's initialisers are drawn; fused layers add the suffix _l0.
+LAYER_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def new_seed() -> int:
+    """A seed drawn from torch's global generator: what `torch.manual_seed` decides, made private to one use."""
+    return int(torch.randint(0, 2**62, ()).item())
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -53,10 +64,15 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         forget_bias: float | None = None,
+        init: str = "pytorch",
     ) -> None:
         super().__init__()
         one_of("cell", cell, CELL_NAMES)
         one_of("impl", impl, IMPL_NAMES)
+        one_of("init", init, INITS)
+        # Drawn before the layers exist: their own initialisation draws differently in each implementation, so
+        # Keras's weights come from a generator of their own, the same for the same seed whatever the impl.
+        keras_seed = new_seed() if init == "keras" else None
         positive_int("input_size", input_size)
         positive_int("hidden_size", hidden_size)
         positive_int("num_layers", num_layers)
@@ -71,10 +87,32 @@ class RecurrentEncoder(nn.Module):
             else:
                 make = lambda: LAYER_CELLS[impl][cell](size, hidden_size)  # noqa: E731
             self.layers.append(nn.ModuleList([make() for _ in range(self.directions)]))
+        if keras_seed is not None:
+            self.init_keras(torch.Generator().manual_seed(keras_seed))
         # One config serves all three cells (DVC's stages override model.cell), so the other cells ignore it.
         if forget_bias is not None and cell == "lstm":
             self.init_forget_bias(forget_bias, hidden_size)
         self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM's `dropout` does
+
+    @torch.no_grad()
+    def init_keras(self, generator: torch.Generator) -> None:
+        """Keras's SimpleRNN/LSTM/GRU initialisation, layer by layer and direction by direction.
+
+        - input weights W_ih [gates*H, input]: glorot-uniform over the whole matrix, bound
+          sqrt(6 / (input + gates*H)), as Keras's kernel [input, gates*H] (its transpose: same fans);
+        - recurrent weights W_hh [gates*H, H]: orthogonal over the whole matrix, orthonormal columns (Keras's
+          recurrent kernel [H, gates*H] has orthonormal rows: the transpose);
+        - biases zero (the LSTM's forget bias is set afterwards, `init_forget_bias`: Keras's unit_forget_bias).
+        """
+        for directions in self.layers:
+            for rnn in directions:
+                weight_ih, weight_hh, bias_ih, bias_hh = (
+                    getattr(rnn, name) if hasattr(rnn, name) else getattr(rnn, f"{name}_l0")
+                    for name in LAYER_PARAMETERS)
+                nn.init.xavier_uniform_(weight_ih, generator=generator)
+                nn.init.orthogonal_(weight_hh, generator=generator)
+                bias_ih.zero_()
+                bias_hh.zero_()
 
     @torch.no_grad()
     def init_forget_bias(self, value: float, hidden_size: int) -> None:

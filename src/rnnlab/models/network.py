@@ -2,6 +2,10 @@
 
 Token ids (IMDB) are embedded first; continuous features (the adding problem) take `input_size` instead of
 `vocab_size` and go straight into the encoder. The output is a logit or, for regression, the prediction.
+
+`init` (model.init): `pytorch` leaves every layer as PyTorch builds it; `keras` starts the network as the
+article's Keras model did: embedding uniform in ±0.05, the recurrent layers as `RecurrentEncoder.init_keras`
+says, the output layer glorot-uniform with bias 0.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from torch import nn
 
 from rnnlab.checks import fraction, one_of, positive_int
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.encoder import RecurrentEncoder, padding_mask
+from rnnlab.models.encoder import INITS, RecurrentEncoder, new_seed, padding_mask
 
 POOLINGS = ("last", "max", "mean")
+KERAS_EMBEDDING_RANGE = 0.05  # Keras's Embedding: uniform(-0.05, 0.05)
 
 
 class RecurrentNetwork(nn.Module):
@@ -32,6 +37,7 @@ class RecurrentNetwork(nn.Module):
         dropout: float = 0.0,
         pooling: str = "last",
         forget_bias: float | None = None,
+        init: str = "pytorch",
         vocab_size: int | None = None,
         input_size: int | None = None,
     ) -> None:
@@ -41,6 +47,8 @@ class RecurrentNetwork(nn.Module):
         self.pooling = one_of("pooling", pooling, POOLINGS)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         fraction("dropout", dropout)
+        # Drawn first, as in the encoder: the same seed gives the same embedding and output layer in every impl.
+        keras = torch.Generator().manual_seed(new_seed()) if one_of("init", init, INITS) == "keras" else None
         if input_size is None:
             self.embedding = nn.Embedding(positive_int("vocab_size", vocab_size),
                                           positive_int("embedding_dim", embedding_dim), padding_idx=PAD_ID)
@@ -49,9 +57,21 @@ class RecurrentNetwork(nn.Module):
             self.embedding = None  # the features are the encoder's input as they are
         self.encoder = RecurrentEncoder(cell=cell, impl=impl, input_size=input_size, hidden_size=hidden_size,
                                         num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-                                        forget_bias=forget_bias)
+                                        forget_bias=forget_bias, init=init)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Linear(self.encoder.output_size, 1)
+        if keras is not None:
+            self.init_keras(keras)
+
+    @torch.no_grad()
+    def init_keras(self, generator: torch.Generator) -> None:
+        """Keras's Embedding (uniform in ±0.05; the padding row stays zero, as PyTorch keeps it) and Dense
+        (glorot-uniform, bias 0)."""
+        if self.embedding is not None:
+            nn.init.uniform_(self.embedding.weight, -KERAS_EMBEDDING_RANGE, KERAS_EMBEDDING_RANGE, generator=generator)
+            self.embedding.weight[PAD_ID] = 0.0
+        nn.init.xavier_uniform_(self.decoder.weight, generator=generator)
+        self.decoder.bias.zero_()
 
     def pool(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """states [B, T, D*H] (zero at padding) -> [B, D*H], from real tokens only."""

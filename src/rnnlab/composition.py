@@ -1,0 +1,23 @@
+"""One run's config composed from conf/ inside a command that trains many (the search, the adding sweep).
+
+A stage that runs this composes conf/ itself, so it lists `conf` among its DVC deps (tests/test_stages.py).
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from rnnlab.params import CONFIG_DIR
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """conf/config.yaml with `overrides`, as `python -m rnnlab.train <overrides>` would run it: how a command that
+    trains many runs (a search, a sweep of lengths) composes each one. Inside a Hydra app it uses the app's own
+    Hydra instance (its search path); elsewhere it opens conf/."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)

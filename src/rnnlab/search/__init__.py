@@ -1,0 +1,1 @@
+"""The equal-budget search: each cell tuned with the same number of trials over the same space (conf/search/)."""

@@ -1,0 +1,172 @@
+"""After the search: does the proxy rank settings as the full budget does, and how do the tuned cells compare?
+
+    python -m rnnlab.search.final
+
+1. Final runs: each cell's best setting (rnnlab.search.report.best_trials, equal budgets) at the full budget
+   over search.final.seeds, tested once each (MLflow experiment `search-final`, runs `tuned-<cell>-seed<k>`);
+   one JSON per run in <search.dir>/final/.
+2. Proxy check: search.final.proxy_check settings, spread evenly over the proxy's ranking (all cells' trials
+   together), are trained again at the full budget (conf/ as it is), validation only; the Spearman and Kendall
+   rank correlations of the two validation accuracies go into proxy_check.json.
+3. claims.md: the article's claims judged on the tuned runs (rnnlab.findings.claims) next to the verdicts on
+   the pipeline's shared setting (`dvc repro`'s runs), and the seeds claim (b) would need to be decided.
+
+Every run's result is written as soon as it ends and a rerun skips it, so this may be stopped and run again;
+a run killed part-way resumes from its last epoch (rnnlab.resume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from optuna.trial import FrozenTrial
+from scipy import stats
+
+from rnnlab.cli import UserError, hydra_app
+from rnnlab.compare import load_runs
+from rnnlab.findings.claims import SIMILAR_ACCURACY, judge_all
+from rnnlab.composition import compose_config
+from rnnlab.search.budget import seeds_to_decide
+from rnnlab.search.report import best_trials, equal_budget
+from rnnlab.search.study import EXPERIMENT, run_overrides, setting_overrides
+from rnnlab.train import train
+
+log = logging.getLogger(__name__)
+
+FINAL_EXPERIMENT = "search-final"
+
+
+def write_json(path: Path, content: dict) -> None:
+    """Whole or not at all: a temporary file beside it, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(content, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def spread(trials: dict[str, list[FrozenTrial]], count: int) -> list[tuple[str, FrozenTrial]]:
+    """`count` trials at evenly spaced ranks of the proxy value, over all cells' trials that trained."""
+    pooled = sorted(((cell, t) for cell, done in trials.items() for t in done if "diverged" not in t.user_attrs),
+                    key=lambda pair: pair[1].value)
+    if count > len(pooled):
+        raise UserError(f"search.final.proxy_check={count}: only {len(pooled)} trials trained")
+    return [pooled[round(i)] for i in np.linspace(0, len(pooled) - 1, count)]
+
+
+def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]]) -> dict:
+    out = Path(cfg.search.dir) / "proxy_check.json"
+    done = json.loads(out.read_text()) if out.is_file() else {"settings": []}
+    for cell, trial in spread(trials, cfg.search.final.proxy_check):
+        if any(row["cell"] == cell and row["trial"] == trial.number for row in done["settings"]):
+            continue
+        run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(trial.params), "test=false",
+                                  f"logger.experiment_name={EXPERIMENT}",
+                                  f"logger.run_name=proxy-check-{cell}-{trial.number}"])
+        result = train(run_cfg)
+        done["settings"].append({"cell": cell, "trial": trial.number, "proxy_val_acc": trial.value,
+                                 "full_val_acc": result.metrics["best_val_acc"], "mlflow_run_id": result.run_id})
+        write_json(out, done)
+    proxy = [row["proxy_val_acc"] for row in done["settings"]]
+    full = [row["full_val_acc"] for row in done["settings"]]
+    done["spearman"] = float(stats.spearmanr(proxy, full).statistic)
+    done["kendall"] = float(stats.kendalltau(proxy, full).statistic)
+    write_json(out, done)
+    return done
+
+
+def final_runs(cfg: DictConfig, best: dict[str, dict]) -> list[dict]:
+    runs = []
+    for cell, top in best.items():
+        for seed in cfg.search.final.seeds:
+            path = Path(cfg.search.dir) / "final" / f"{cell}-seed{seed}.json"
+            if path.is_file() and json.loads(path.read_text())["setting"] != top["setting"]:
+                log.warning("%s: the best setting changed since %s was trained (more trials): trained again",
+                            cell, path)
+                path.unlink()
+            if not path.is_file():
+                run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(top["setting"]),
+                                          f"seed={seed}", f"logger.experiment_name={FINAL_EXPERIMENT}",
+                                          f"logger.run_name=tuned-{cell}-seed{seed}"])
+                result = train(run_cfg, tags={"rnnlab.search_trial": f"{cell}:{top['trial']}"})
+                write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, **result.metrics,
+                                  "setting": top["setting"], "trial": top["trial"],
+                                  "mlflow_run_id": result.run_id, "history": result.history})
+            runs.append(json.loads(path.read_text()))
+    return runs
+
+
+def shared_setting_claims(cfg: DictConfig) -> dict | None:
+    """The claims on the pipeline's own runs (one setting for all cells), or None where they are not there."""
+    try:
+        return judge_all(load_runs(cfg))
+    except UserError as e:
+        log.warning("the shared-setting verdicts are left out: %s", e)
+        return None
+
+
+def verdicts(report: dict | None) -> dict[str, str]:
+    """claim -> "<impl>: <verdict>; ..." (the shared setting was run with several implementations)."""
+    rows: dict[str, list[str]] = {}
+    for impl, claims in (report or {"implementations": {}})["implementations"].items():
+        for name, claim in claims.items():
+            if name != "cells":
+                rows.setdefault(name, []).append(f"{impl}: {claim['verdict']}")
+    return {name: "; ".join(shown) for name, shown in rows.items()}
+
+
+def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: dict, n_trials: int) -> str:
+    lines = ["# The article's claims: shared setting vs each cell tuned", "",
+             f"Tuned: each cell's best of {n_trials} trials (equal budgets; chosen on validation), retrained at the "
+             f"full budget over seeds {sorted({r['seed'] for r in runs})} and tested once. Shared: `dvc repro`'s "
+             "runs, one setting for every cell.", "",
+             "| cell | tuned test acc (mean ± sd, 95% CI) | fit time (s) | setting |", "| --- | --- | --- | --- |"]
+    for impl, claims in tuned["implementations"].items():
+        for cell, figures in claims["cells"].items():
+            acc, time = figures["test_acc"], figures["fit_time_s"]
+            ci = f"[{acc['ci95'][0]:.4f}, {acc['ci95'][1]:.4f}]" if acc["ci95"] else "n/a"
+            setting = next(r["setting"] for r in runs if r["cell"] == cell)
+            shown = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                              for k, v in setting.items())
+            lines.append(f"| {cell} ({impl}) | {acc['mean']:.4f} ± {acc['sd'] or 0:.4f}, {ci} | "
+                         f"{time['mean']:.0f} ± {time['sd'] or 0:.0f} | {shown} |")
+    tuned_rows, shared_rows = verdicts(tuned), verdicts(shared)
+    lines += ["", "| claim | shared setting | tuned |", "| --- | --- | --- |"]
+    for name in sorted(set(tuned_rows) | set(shared_rows)):
+        lines.append(f"| {name} | {shared_rows.get(name, 'not run (dvc repro)')} | {tuned_rows.get(name, 'not run')} |")
+    accuracy = {r["cell"]: [] for r in runs}
+    for r in runs:
+        accuracy[r["cell"]].append(r["test_acc"])
+    if "lstm" in accuracy and "gru" in accuracy and min(len(accuracy["lstm"]), len(accuracy["gru"])) >= 2:
+        needed = seeds_to_decide(accuracy["lstm"], accuracy["gru"], SIMILAR_ACCURACY)
+        lines += ["", f"Claim (b) at the tuned settings: with the measured spread, about "
+                      f"{needed if needed else 'more than 1000'} seeds per cell would place the 95% interval of "
+                      f"LSTM - GRU wholly inside or outside ±{SIMILAR_ACCURACY:.2f}."]
+    lines += ["", f"Proxy check: {len(proxy['settings'])} settings retrained at the full budget rank as on the proxy "
+                  f"with Spearman {proxy['spearman']:.2f}, Kendall {proxy['kendall']:.2f} (proxy_check.json)."]
+    return "\n".join(lines) + "\n"
+
+
+@hydra_app("search.final")
+def main(cfg: DictConfig) -> None:
+    trials, _ = equal_budget(cfg.search)
+    n_trials = len(next(iter(trials.values())))
+    best = best_trials(trials)
+    failed = [cell for cell, row in best.items() if row["diverged"] == row["trials"]]
+    if failed:
+        raise UserError(f"every trial of {', '.join(failed)} diverged: widen search.space or run more trials")
+    runs = final_runs(cfg, best)
+    proxy = proxy_check(cfg, trials)
+    tuned = judge_all(runs)
+    text = claims_markdown(tuned, shared_setting_claims(cfg), runs, proxy, n_trials)
+    path = Path(cfg.search.dir) / "claims.md"
+    path.write_text(text)
+    write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy})
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""One cell's Optuna study: where it is stored, how a trial's setting is drawn, and how a trial trains.
+
+The study of cell `c` is named `c` in an Optuna journal file (`<search.dir>/journal.log`): an append-only log
+of JSON lines, which git stores well and which another sitting opens where the last one stopped. One process
+at a time works on a cell (`cell_lock`); so a trial that a study still calls RUNNING when the lock is taken
+was left by a process that died: it is marked FAIL and its setting queued again, and training it again
+resumes its MLflow run from the last completed epoch (rnnlab.resume), under the same parent run.
+
+Every trial is an MLflow run (experiment `search`, named `search-<cell>-<number>`) under one parent run per
+cell (`search-<cell>`), so the UI groups them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow.entities import Metric, Param
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from rnnlab.cli import UserError, first_line
+from rnnlab.module import TrainingDiverged
+from rnnlab.composition import compose_config
+from rnnlab.tracking import open_experiment, resolve_tracking_uri, store_lock
+from rnnlab.train import train
+
+EXPERIMENT = "search"
+CHANCE = 0.5  # the value of a trial whose training diverged: its setting gives no model better than a coin
+PARENT_TAG = "rnnlab.search_parent"  # marks a cell's parent run: "<journal path>:<cell>"
+
+
+def journal_path(settings: DictConfig) -> Path:
+    return Path(settings.dir) / "journal.log"
+
+
+def storage(settings: DictConfig) -> JournalStorage:
+    path = journal_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def sampler(settings: DictConfig, cell: str, trials_so_far: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded from (search.seed, cell, trials so far): a later sitting draws new settings
+    rather than the first sitting's again, and the same sittings draw the same settings."""
+    seed = int(hashlib.sha256(f"{settings.seed}:{cell}:{trials_so_far}".encode()).hexdigest()[:8], 16)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    raise UserError(f"search.sampler={settings.sampler!r}: choose random | tpe")
+
+
+def open_study(cfg: DictConfig, cell: str) -> optuna.Study:
+    """`cell`'s study, created the first time with what defines its trials (`defining`); a later sitting with other
+    settings is refused, so one study never mixes trials of two budgets or spaces (search.trials may grow)."""
+    store = storage(cfg.search)
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(store)}
+    study = optuna.create_study(study_name=cell, storage=store, direction="maximize", load_if_exists=True,
+                                sampler=sampler(cfg.search, cell, existing.get(cell, 0)))
+    wanted = defining(cfg, cell)
+    if cell not in existing:
+        for key, value in wanted.items():
+            study.set_user_attr(key, value)
+    for key, value in wanted.items():
+        if study.user_attrs.get(key) != value:
+            raise UserError(f"{journal_path(cfg.search)}: the study of {cell} was run with {key}="
+                            f"{study.user_attrs.get(key)!r}, not {value!r}: use another search.dir for new settings")
+    return study
+
+
+def defining(cfg: DictConfig, cell: str) -> dict[str, Any]:
+    """What a study's trials share and its report states: the space, the proxy budget, the run overrides."""
+    where = ("logger.", "paths.")  # where runs are recorded and data read from: not what they compute
+    return {"space": OmegaConf.to_container(cfg.search.space), "proxy": list(cfg.search.proxy),
+            "overrides": [o for o in run_overrides(cfg, cell) if not o.startswith(where)],
+            "sampler": cfg.search.sampler, "seed": cfg.seed}
+
+
+def load_study(settings: DictConfig, cell: str) -> optuna.Study:
+    """An existing study, read only (the report and the final runs)."""
+    if not journal_path(settings).is_file():
+        raise UserError(f"{journal_path(settings)} is missing: run `python -m rnnlab.search.run` first")
+    try:
+        return optuna.load_study(study_name=cell, storage=storage(settings))
+    except KeyError as e:
+        raise UserError(f"{journal_path(settings)} has no study for cell {cell!r}: "
+                        "run `python -m rnnlab.search.run` for it") from e
+
+
+@contextmanager
+def cell_lock(settings: DictConfig, cell: str) -> Iterator[None]:
+    """Held while a process runs trials of `cell`: two processes may search two cells at once, never one."""
+    path = Path(settings.dir) / f".{cell}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise UserError(f"another process is searching cell {cell!r} (it holds {path})") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a process that died (the caller holds the cell's lock): FAIL, setting queued again."""
+    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in interrupted:
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    return [trial.number for trial in interrupted]
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def check_space(space: DictConfig) -> None:
+    for key, spec in space.items():
+        if isinstance(spec, ListConfig):
+            if len(spec) == 0:
+                raise UserError(f"search.space.{key}: an empty list of choices")
+        elif not (isinstance(spec, DictConfig) and {"low", "high"} <= set(spec) <= {"low", "high", "log"}):
+            raise UserError(f"search.space.{key}: give a list of choices or {{low, high[, log]}}")
+        elif not spec.low < spec.high or (spec.get("log") and spec.low <= 0):
+            raise UserError(f"search.space.{key}: needs low < high (and low > 0 with log: true)")
+
+
+def suggest(trial: optuna.Trial, space: DictConfig) -> dict[str, Any]:
+    """One setting from `space` (search.space: a list = choices, {low, high, log} = a float range)."""
+    setting = {}
+    for key, spec in space.items():
+        if isinstance(spec, ListConfig):
+            setting[key] = trial.suggest_categorical(key, list(spec))
+        else:
+            setting[key] = trial.suggest_float(key, spec.low, spec.high, log=bool(spec.get("log", False)))
+    return setting
+
+
+def setting_overrides(setting: dict[str, Any]) -> list[str]:
+    """A setting as Hydra overrides; floats in full precision, so the run key sees exactly the drawn value."""
+    return [f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}" for key, value in setting.items()]
+
+
+def parent_run(cfg: DictConfig, cell: str) -> str:
+    """The id of `cell`'s parent run in the `search` experiment (found by its tag, created the first time)."""
+    uri = resolve_tracking_uri(cfg.logger.get("tracking_uri"))
+    marker = f"{journal_path(cfg.search).resolve()}:{cell}"
+    with store_lock(uri):
+        client = mlflow.MlflowClient(uri)
+        experiment_id = open_experiment(client, EXPERIMENT)
+        found = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{marker}'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(experiment_id, run_name=f"search-{cell}", tags={PARENT_TAG: marker, "cell": cell})
+        search = {"trials": cfg.search.trials, "sampler": cfg.search.sampler, "proxy": " ".join(cfg.search.proxy),
+                  "overrides": " ".join(cfg.search.overrides),
+                  "space": OmegaConf.to_yaml(cfg.search.space).strip().replace("\n", "; ")}
+        client.log_batch(run.info.run_id, params=[Param(f"search.{k}", str(v)) for k, v in search.items()])
+        # A folder for its trials, not a process: it is never RUNNING (the best value so far is logged on it).
+        client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+
+def log_progress(cfg: DictConfig, parent_id: str, study: optuna.Study) -> None:
+    """The parent run's summary: trials completed and the best validation accuracy so far."""
+    done = completed(study)
+    client = mlflow.MlflowClient(resolve_tracking_uri(cfg.logger.get("tracking_uri")))
+    client.log_batch(parent_id, metrics=[Metric("trials_completed", len(done), int(time.time() * 1000), 0),
+                                         Metric("best_val_acc", max(t.value for t in done), int(time.time() * 1000), 0)])
+
+
+def run_overrides(cfg: DictConfig, cell: str) -> list[str]:
+    """What every run of the search shares: the cell, search.overrides, and the command's own overrides but
+    search.* (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them)."""
+    command = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("search.")]
+    return [*command, f"model={cell}", *cfg.search.overrides]
+
+
+def train_trial(cfg: DictConfig, cell: str, trial: optuna.Trial, parent_id: str) -> float:
+    """Train one trial on the proxy budget, validation only; its value is the best epoch's validation accuracy."""
+    setting = suggest(trial, cfg.search.space)
+    run_cfg = compose_config([*run_overrides(cfg, cell), *cfg.search.proxy, *setting_overrides(setting), "test=false",
+                              f"logger.experiment_name={EXPERIMENT}",
+                              f"logger.run_name=search-{cell}-{trial.number}"])
+    try:
+        result = train(run_cfg, tags={"mlflow.parentRunId": parent_id, "rnnlab.trial": str(trial.number)})
+    except TrainingDiverged as e:
+        trial.set_user_attr("diverged", first_line(e))
+        return CHANCE
+    accuracies = result.history["val_acc"]
+    trial.set_user_attr("mlflow_run_id", result.run_id)
+    trial.set_user_attr("best_epoch", accuracies.index(max(accuracies)) + 1)
+    trial.set_user_attr("fit_time_s", round(result.metrics["fit_time_s"], 2))
+    value = result.metrics["best_val_acc"]
+    if not math.isfinite(value):
+        raise UserError(f"trial {trial.number} of {cell}: best_val_acc is {value}")
+    return value

@@ -1,0 +1,192 @@
+"""The equal-budget search: the expected-maximum arithmetic, and real searches on tiny data (Optuna's journal,
+real training, a real sqlite MLflow store), including one killed mid-trial and resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from conftest import run_module
+from rnnlab.search.budget import expected_max, seeds_to_decide
+from test_reliability import start, stderr_of
+from test_train import tiny_overrides
+
+
+def test_expected_max_matches_hand_values():
+    # Two trials worth 0 and 1: one draw is 1 half the time; the best of two draws misses 1 a quarter of the time.
+    means, sds = expected_max([1.0, 0.0], budgets=3)
+    assert means == pytest.approx([0.5, 0.75, 0.875])
+    assert sds == pytest.approx([0.5, np.sqrt(0.75 * 0.25), np.sqrt(0.875 * 0.125)])
+
+
+def test_expected_max_grows_to_the_best_value():
+    values = list(np.random.default_rng(0).uniform(0.6, 0.9, size=12))
+    means, sds = expected_max(values, budgets=200)
+    assert np.all(np.diff(means) >= 0)
+    assert means[0] == pytest.approx(np.mean(values))
+    assert means[-1] == pytest.approx(max(values), abs=1e-6) and sds[-1] < 1e-2
+    with pytest.raises(ValueError):
+        expected_max([])
+
+
+def test_seeds_to_decide_follows_the_spread():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, size=5)
+    base = (base - base.mean()) / base.std(ddof=1)  # sd exactly 1 before scaling
+    narrow, wide = 0.85 + 0.002 * base, 0.85 + 0.006 * base
+    few, many = seeds_to_decide(narrow, narrow + 0.0, 0.01), seeds_to_decide(wide, wide + 0.0, 0.01)
+    assert few is not None and many is not None and 2 <= few < many
+    # sd 0.006 each, difference 0: t(0.975, 2n - 2) * 0.006 * sqrt(2 / n) is 0.0104 at n = 4 (t = 2.447) and
+    # 0.0088 at n = 5 (t = 2.306): five seeds put the interval inside +-0.01
+    assert many == 5
+    # a difference of exactly the margin can never be decided
+    assert seeds_to_decide(narrow, narrow + 0.01, 0.01) is None
+
+
+def search_args(prepared_dir: Path, store: Path, *extra: str) -> list[str]:
+    return [*tiny_overrides(prepared_dir, store), f"search.dir={store}/search", 'search.overrides=["model.impl=fused"]',
+            'search.proxy=["trainer.max_epochs=2"]', f"hydra.run.dir={store}/out", *extra]
+
+
+def trials_table(store: Path) -> pd.DataFrame:
+    return pd.read_csv(store / "search" / "trials.csv")
+
+
+def search_runs(store: Path, experiment: str = "search") -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+@pytest.fixture(scope="module")
+def searched(prepared_dir, tmp_path_factory) -> Path:
+    """Two cells, two trials each, then the report."""
+    store = tmp_path_factory.mktemp("search")
+    result = run_module("rnnlab.search.run", *search_args(prepared_dir, store, "search.cells=[rnn,gru]",
+                                                           "search.trials=2"), cwd=store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = run_module("rnnlab.search.report", *search_args(prepared_dir, store, "search.cells=[rnn,gru]"),
+                        cwd=store)
+    assert report.returncode == 0, report.stderr[-3000:]
+    return store
+
+
+def test_every_cell_gets_the_same_trials_as_child_runs_that_never_read_test(searched):
+    table = trials_table(searched)
+    assert sorted(table.groupby("cell").size().items()) == [("gru", 2), ("rnn", 2)]
+    assert set(table.state) == {"COMPLETE"} and table.value.between(0, 1).all()
+    runs = search_runs(searched)
+    parents = {r.data.tags["cell"]: r.info.run_id for r in runs if "rnnlab.search_parent" in r.data.tags}
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(parents) == ["gru", "rnn"] and len(children) == 4
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[run.data.params["model.cell"]]
+        assert not [name for name in run.data.metrics if name.startswith("test_")]  # chosen on validation only
+        assert run.info.run_id in set(table.user_attrs_mlflow_run_id)
+    # every trial drew its own setting from the space
+    assert table["params_model.optimizer.lr"].nunique() == 4
+    assert table["params_model.pooling"].isin(["last", "max", "mean"]).all()
+
+
+def test_the_report_shows_expected_best_by_budget(searched):
+    curves = pd.read_csv(searched / "search" / "expected_max.csv")
+    table = trials_table(searched)
+    for cell, rows in curves.groupby("cell"):
+        values = table[table.cell == cell].value
+        assert list(rows.trials) == [1, 2]
+        assert rows.expected_best_val_acc.iloc[0] == pytest.approx(values.mean())
+        assert rows.expected_best_val_acc.iloc[1] <= values.max() + 1e-9
+    best = json.loads((searched / "search" / "best.json").read_text())
+    assert best["rnn"]["best_val_acc"] == pytest.approx(table[table.cell == "rnn"].value.max())
+    assert (searched / "search" / "expected_max.png").stat().st_size > 0
+    assert "| rnn |" in (searched / "search" / "report.md").read_text()
+
+
+def test_a_study_refuses_other_settings_and_bad_spaces_in_one_line(searched, prepared_dir):
+    other = run_module("rnnlab.search.run", *search_args(prepared_dir, searched, "search.cells=[rnn]",
+                                                          "search.trials=3", 'search.proxy=["trainer.max_epochs=1"]'),
+                       cwd=searched)
+    assert other.returncode == 1 and "was run with proxy=" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    for bad, message in (("search.trials=0", "search.trials=0"), ("search.sampler=grid", "choose random | tpe"),
+                         ("search.space={model.dropout:{low:0.5,high:0.1}}", "needs low < high"),
+                         ("search.cells=[transformer]", "unknown cells")):
+        result = run_module("rnnlab.search.run", *search_args(prepared_dir, searched, bad), cwd=searched)
+        assert result.returncode == 1 and message in result.stderr, (bad, result.stderr[-2000:])
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(trials_table(searched)) == 4  # nothing was added
+
+
+def test_final_runs_test_the_best_settings_and_are_not_rerun(searched, prepared_dir):
+    args = search_args(prepared_dir, searched, "search.cells=[rnn,gru]", "search.final.seeds=[0,1]",
+                       "search.final.proxy_check=3")
+    result = run_module("rnnlab.search.final", *args, cwd=searched)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((searched / "search" / "best.json").read_text())
+    for cell in ("rnn", "gru"):
+        for seed in (0, 1):
+            run = json.loads((searched / "search" / "final" / f"{cell}-seed{seed}.json").read_text())
+            assert run["setting"] == best[cell]["setting"] and run["seed"] == seed and 0 <= run["test_acc"] <= 1
+    check = json.loads((searched / "search" / "proxy_check.json").read_text())
+    assert len(check["settings"]) == 3 and -1 <= check["spearman"] <= 1
+    claims = (searched / "search" / "claims.md").read_text()
+    assert "| claim | shared setting | tuned |" in claims
+    # no dvc repro in this folder, and no lstm among the cells
+    assert "| b_lstm_gru_similar_accuracy | not run (dvc repro) | fused: not testable |" in claims
+    finals = len(search_runs(searched, "search-final"))
+    assert finals == 4
+    again = run_module("rnnlab.search.final", *args, cwd=searched)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(search_runs(searched, "search-final")) == finals  # results on disk: nothing retrained
+    # a result trained for another setting (the best changed as trials were added) is not reused
+    path = searched / "search" / "final" / "rnn-seed0.json"
+    stale = json.loads(path.read_text())
+    stale["setting"] = {**stale["setting"], "model.pooling": "not-the-best"}
+    path.write_text(json.dumps(stale))
+    third = run_module("rnnlab.search.final", *args, cwd=searched)
+    assert third.returncode == 0 and "the best setting changed" in third.stderr, third.stderr[-3000:]
+    assert json.loads(path.read_text())["setting"] == best["rnn"]["setting"]
+    assert len(search_runs(searched, "search-final")) == finals + 1
+
+
+@pytest.mark.slow
+def test_a_killed_search_goes_on_and_its_trial_resumes_into_the_same_run(prepared_dir, tmp_path):
+    # Long enough trials (20 epochs of 8 batches) that the kill lands inside one, after its first checkpoint.
+    args = search_args(prepared_dir, tmp_path, "search.cells=[rnn]", "search.trials=2", "data.batch_size=1",
+                       'search.proxy=["trainer.max_epochs=20"]')
+    process = start([sys.executable, "-m", "rnnlab.search.run", *args], cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("checkpoints/*/last.ckpt")):
+        assert process.poll() is None, stderr_of(process)[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    [killed] = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert killed.info.status == "RUNNING"
+
+    result = subprocess.run([sys.executable, "-m", "rnnlab.search.run", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trial 0 was interrupted" in result.stderr
+    study = optuna.load_study(study_name="rnn", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "search" / "journal.log"))))
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    retry = study.trials[1]
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == study.trials[0].params
+    assert retry.user_attrs["mlflow_run_id"] == killed.info.run_id  # resumed from its checkpoint, same run
+    children = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
