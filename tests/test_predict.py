@@ -73,7 +73,7 @@ def test_run_logs_a_model_with_a_signature(store, model):
     # Models from code: MLflow keeps served_model.py and runs it to load the model; no pickled Python object.
     flavor = model.metadata.flavors["python_function"]
     assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
-    assert flavor["config"] == {"max_len": MAX_LEN, "keep": "last"}
+    assert flavor["config"] == {"data.max_len": MAX_LEN, "data.keep": "last"}
     with use_tracking_uri(store["uri"]):
         files = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(f"runs:/{store['run_id']}/model")}
     assert "served_model.py" in files and not any(name.endswith((".pkl", ".pickle")) for name in files)

@@ -291,8 +291,13 @@ def claims_markdown(report: dict) -> str:
         lines.append(f"\n{d['why']}")
     if "adding_learned_up_to" in d:
         lines.append("")
-        lines.append("Adding problem, longest sequence length learned (test MSE < 10% of always predicting 1): "
+        lines.append("Adding problem, longest sequence length learned (some seed reached validation MSE < 0.01 "
+                     "within the budget): "
                      + ", ".join(f"{cell} {T or 'none'}" for cell, T in d["adding_learned_up_to"].items()))
+    if d.get("adding_limit"):
+        lines.append("Where each cell stops learning (the shortest length at which every seed failed): "
+                     + ", ".join(f"{cell} {T or 'none within the lengths tried'}"
+                                 for cell, T in d["adding_limit"].items()))
     lines += ["", f"Device(s): {'; '.join(report['devices'])}", ""]
     return "\n".join(lines)
 

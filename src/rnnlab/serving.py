@@ -160,12 +160,14 @@ class Sentiment:
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
     """The pyfunc model: artifacts "checkpoint" (Lightning) and "tokenizer" (tokenizer.json), model_config
-    max_len and keep. Built by `served_model.py` when MLflow loads the model, never unpickled."""
+    data.max_len and data.keep. Built by `served_model.py` when MLflow loads the model, never unpickled."""
 
     def load_context(self, context) -> None:
         config = context.model_config
+        # models logged before the keys were renamed say "max_len" and "keep"
+        max_len, keep = config.get("data.max_len", config.get("max_len")), config.get("data.keep", config.get("keep"))
         self.sentiment = Sentiment.from_files(context.artifacts["checkpoint"], context.artifacts["tokenizer"],
-                                              int(config["max_len"]), config["keep"])
+                                              int(max_len), keep)
 
     # Served through the signature, the input arrives as a DataFrame; called directly, a list of str works too.
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -191,7 +193,8 @@ def log_sentiment_model(run_id: str, tracking_uri: str, checkpoint_path: str | P
             # A path, not an object: MLflow stores the file instead of a cloudpickle, and runs it to load the model.
             python_model=str(MODEL_CODE),
             artifacts={"checkpoint": str(checkpoint_path), "tokenizer": str(tokenizer_path)},
-            model_config={"max_len": int(max_len), "keep": str(keep)},
+            # MLflow 3 also logs model_config as run params: named as the run's own params (same values), it adds none
+            model_config={"data.max_len": int(max_len), "data.keep": str(keep)},
             # rnnlab is not on any index: the model carries the code it was trained with, which MODEL_CODE imports.
             code_paths=[str(Path(__file__).parent)],
             signature=SIGNATURE,

@@ -11,6 +11,7 @@
 3. claims.md: the article's claims judged on the tuned runs (rnnlab.findings.claims) next to the verdicts on
    the pipeline's shared setting (`dvc repro`'s runs), and the seeds claim (b) would need to be decided.
 
+`search.final.train=false` trains nothing: the report from the runs already there (a sitting stopped part-way).
 Every run's result is written as soon as it ends and a rerun skips it, so this may be stopped and run again;
 a run killed part-way resumes from its last epoch (rnnlab.resume).
 """
@@ -57,10 +58,10 @@ def spread(trials: dict[str, list[FrozenTrial]], count: int) -> list[tuple[str, 
     return [pooled[round(i)] for i in np.linspace(0, len(pooled) - 1, count)]
 
 
-def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]]) -> dict:
+def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]], train_missing: bool = True) -> dict:
     out = Path(cfg.search.dir) / "proxy_check.json"
     done = json.loads(out.read_text()) if out.is_file() else {"settings": []}
-    for cell, trial in spread(trials, cfg.search.final.proxy_check):
+    for cell, trial in spread(trials, cfg.search.final.proxy_check) if train_missing else []:
         if any(row["cell"] == cell and row["trial"] == trial.number for row in done["settings"]):
             continue
         run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(trial.params), "test=false",
@@ -72,22 +73,23 @@ def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]]) -> dict:
         write_json(out, done)
     proxy = [row["proxy_val_acc"] for row in done["settings"]]
     full = [row["full_val_acc"] for row in done["settings"]]
-    done["spearman"] = float(stats.spearmanr(proxy, full).statistic)
-    done["kendall"] = float(stats.kendalltau(proxy, full).statistic)
-    write_json(out, done)
+    if len(proxy) >= 3:
+        done["spearman"] = float(stats.spearmanr(proxy, full).statistic)
+        done["kendall"] = float(stats.kendalltau(proxy, full).statistic)
+        write_json(out, done)
     return done
 
 
-def final_runs(cfg: DictConfig, best: dict[str, dict]) -> list[dict]:
+def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = True) -> list[dict]:
     runs = []
-    for cell, top in best.items():
-        for seed in cfg.search.final.seeds:
+    for seed in cfg.search.final.seeds:  # seed by seed: a sitting stopped part-way leaves every cell as many seeds
+        for cell, top in best.items():
             path = Path(cfg.search.dir) / "final" / f"{cell}-seed{seed}.json"
             if path.is_file() and json.loads(path.read_text())["setting"] != top["setting"]:
                 log.warning("%s: the best setting changed since %s was trained (more trials): trained again",
                             cell, path)
                 path.unlink()
-            if not path.is_file():
+            if not path.is_file() and train_missing:
                 run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(top["setting"]),
                                           f"seed={seed}", f"logger.experiment_name={FINAL_EXPERIMENT}",
                                           f"logger.run_name=tuned-{cell}-seed{seed}"])
@@ -95,7 +97,8 @@ def final_runs(cfg: DictConfig, best: dict[str, dict]) -> list[dict]:
                 write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, **result.metrics,
                                   "setting": top["setting"], "trial": top["trial"],
                                   "mlflow_run_id": result.run_id, "history": result.history})
-            runs.append(json.loads(path.read_text()))
+            if path.is_file():
+                runs.append(json.loads(path.read_text()))
     return runs
 
 
@@ -145,8 +148,11 @@ def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: d
         lines += ["", f"Claim (b) at the tuned settings: with the measured spread, about "
                       f"{needed if needed else 'more than 1000'} seeds per cell would place the 95% interval of "
                       f"LSTM - GRU wholly inside or outside ±{SIMILAR_ACCURACY:.2f}."]
-    lines += ["", f"Proxy check: {len(proxy['settings'])} settings retrained at the full budget rank as on the proxy "
-                  f"with Spearman {proxy['spearman']:.2f}, Kendall {proxy['kendall']:.2f} (proxy_check.json)."]
+    if "spearman" in proxy:
+        lines += ["", f"Proxy check: {len(proxy['settings'])} settings retrained at the full budget rank as on the "
+                      f"proxy with Spearman {proxy['spearman']:.2f}, Kendall {proxy['kendall']:.2f} (proxy_check.json)."]
+    else:
+        lines += ["", "Proxy check: not run yet (`python -m rnnlab.search.final` runs it after the final runs)."]
     return "\n".join(lines) + "\n"
 
 
@@ -158,8 +164,11 @@ def main(cfg: DictConfig) -> None:
     failed = [cell for cell, row in best.items() if row["diverged"] == row["trials"]]
     if failed:
         raise UserError(f"every trial of {', '.join(failed)} diverged: widen search.space or run more trials")
-    runs = final_runs(cfg, best)
-    proxy = proxy_check(cfg, trials)
+    train_missing = bool(cfg.search.final.train)
+    runs = final_runs(cfg, best, train_missing)
+    if not runs:
+        raise UserError(f"no final run in {Path(cfg.search.dir) / 'final'} yet: run with search.final.train=true")
+    proxy = proxy_check(cfg, trials, train_missing)
     tuned = judge_all(runs)
     text = claims_markdown(tuned, shared_setting_claims(cfg), runs, proxy, n_trials)
     path = Path(cfg.search.dir) / "claims.md"
