@@ -8,7 +8,7 @@ VENV := .venv
 # Stage commands say `python`/`dvc`: the venv's, whoever runs make.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench-prepare search search-final ui adding
+.PHONY: setup repro test bench-prepare search search-final ui adding article
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,7 @@ search: setup
 
 search-final: setup
 	python -m rnnlab.search.final hydra.run.dir=outputs/search/final
+
+# The article's Keras setup for every cell over 3 seeds (rnnlab.findings.article; resumable): data/findings/article.md
+article: setup
+	python -m rnnlab.findings.article hydra.run.dir=outputs/article

@@ -5,6 +5,7 @@ A stage that runs this composes conf/ itself, so it lists `conf` among its DVC d
 
 from __future__ import annotations
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rnnlab.params import CONFIG_DIR
@@ -21,3 +22,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("config", overrides=overrides)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def command_overrides(*own: str) -> list[str]:
+    """The overrides this command was given, but those of its own settings (keys starting with `own`): what
+    every run it trains should share (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`)."""
+    return [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(own)]

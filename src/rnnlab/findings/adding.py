@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -59,6 +58,7 @@ from rnnlab.cells import CELLS  # noqa: E402
 from rnnlab.cli import UserError, build, hydra_app  # noqa: E402
 from rnnlab.module import TOLERANCE, TrainingDiverged  # noqa: E402
 from rnnlab.composition import compose_config  # noqa: E402
+from rnnlab.files import write_atomically  # noqa: E402
 from rnnlab.resume import DISPLAY_ONLY, die_with_parent  # noqa: E402
 from rnnlab.train import build_data_and_model, train  # noqa: E402
 
@@ -276,13 +276,6 @@ def read_rows(path: Path) -> dict[str, dict]:
 
     walk({"lr_search": earlier.get("lr_search"), "runs": earlier.get("runs")} if isinstance(earlier, dict) else None)
     return rows
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def sweep(cells: list[str], lengths: list[int], seeds: list[int], lr_search: dict, overrides: list[str],

@@ -31,6 +31,7 @@ from rnnlab.cli import UserError, hydra_app
 from rnnlab.compare import load_runs
 from rnnlab.findings.claims import SIMILAR_ACCURACY, judge_all
 from rnnlab.composition import compose_config
+from rnnlab.files import write_atomically
 from rnnlab.search.budget import seeds_to_decide
 from rnnlab.search.report import best_trials, equal_budget
 from rnnlab.search.study import EXPERIMENT, run_overrides, setting_overrides
@@ -42,11 +43,7 @@ FINAL_EXPERIMENT = "search-final"
 
 
 def write_json(path: Path, content: dict) -> None:
-    """Whole or not at all: a temporary file beside it, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=2) + "\n")
-    temporary.replace(path)
+    write_atomically(path, json.dumps(content, indent=2) + "\n")
 
 
 def spread(trials: dict[str, list[FrozenTrial]], count: int) -> list[tuple[str, FrozenTrial]]:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from rnnlab.cells import CELLS
 from rnnlab.cli import UserError, hydra_app
 from rnnlab.checks import positive_int
+from rnnlab.files import write_atomically
 from rnnlab.search.study import (cell_lock, check_space, completed, log_progress, open_study, parent_run,
                                  requeue_interrupted, storage, train_trial)
 
@@ -66,9 +67,7 @@ def write_trials(settings: DictConfig) -> Path:
         frame = optuna.load_study(study_name=summary.study_name, storage=storage(settings)).trials_dataframe()
         frames.append(frame.assign(cell=summary.study_name))
     path = Path(settings.dir) / "trials.csv"
-    temporary = path.with_name(".trials.csv.tmp")
-    pd.concat(frames).to_csv(temporary, index=False)
-    temporary.replace(path)
+    write_atomically(path, pd.concat(frames).to_csv(index=False))
     return path
 
 

@@ -24,7 +24,6 @@ from typing import Any
 import mlflow
 import optuna
 from mlflow.entities import Metric, Param
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -32,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.cli import UserError, first_line
 from rnnlab.module import TrainingDiverged
-from rnnlab.composition import compose_config
+from rnnlab.composition import command_overrides, compose_config
 from rnnlab.tracking import open_experiment, resolve_tracking_uri, store_lock
 from rnnlab.train import train
 
@@ -186,8 +185,7 @@ def log_progress(cfg: DictConfig, parent_id: str, study: optuna.Study) -> None:
 def run_overrides(cfg: DictConfig, cell: str) -> list[str]:
     """What every run of the search shares: the cell, search.overrides, and the command's own overrides but
     search.* (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them)."""
-    command = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("search.")]
-    return [*command, f"model={cell}", *cfg.search.overrides]
+    return [*command_overrides("search."), f"model={cell}", *cfg.search.overrides]
 
 
 def train_trial(cfg: DictConfig, cell: str, trial: optuna.Trial, parent_id: str) -> float:
