@@ -207,7 +207,7 @@ def test_sweep_records_updates_to_threshold_and_resumes(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path):
+def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     """Two cells, two lrs each at T = 4, in 2 worker processes; a threshold no run reaches (limits everywhere),
     then every run kept by a rerun."""
     out = tmp_path / "findings"
@@ -224,6 +224,8 @@ def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path):
         for T in ("4", "6"):
             assert all(r["updates"] == 8 for r in report["runs"][cell][T].values())  # the whole budget
     assert report["limits"] == {"rnn": 4, "lstm": 4}
+    noise = capfd.readouterr().err  # the workers' own output: fresh interpreters get the noise filters too
+    assert "LeafSpec" not in noise and "litlogger" not in noise
     assert len(adding_runs(tmp_path)) == 2 * 2 + 2 * 3  # the search, then the runs not searched already
     again = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03]}, overrides, out, workers=2)
     assert len(adding_runs(tmp_path)) == 10 and again["runs"] == report["runs"]

@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rnnlab.cells import CELLS  # noqa: E402
-from rnnlab.cli import UserError, build, hydra_app  # noqa: E402
+from rnnlab.cli import UserError, build, hydra_app, quiet_noise  # noqa: E402
 from rnnlab.module import TOLERANCE, TrainingDiverged  # noqa: E402
 from rnnlab.composition import compose_config  # noqa: E402
 from rnnlab.files import write_atomically  # noqa: E402
@@ -140,6 +140,7 @@ def run_one(config: dict) -> dict:
 def start_worker(threads: int) -> None:
     die_with_parent()  # a sweep killed with kill -9 leaves no worker training on; its runs resume on the rerun
     torch.set_num_threads(threads)
+    quiet_noise()  # a spawned interpreter starts without the filters the command set for itself
 
 
 def run_task(task: Task) -> tuple[Task, dict]:
