@@ -76,9 +76,11 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     gradients = json.loads((project / "data" / "findings" / "gradients.json").read_text())
     assert set(gradients["cells"]) == set(CELLS)
     shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)[""]["data"]
-    assert {f"data/train/{cell}-fused-0/scores.json" for cell in CELLS} <= set(shown)
-    assert {f"data/compare/scores/{cell}-fused.json" for cell in CELLS} <= set(shown)
-    assert all(isinstance(value, (int, float)) for file in shown.values() for value in file["data"].values())
+    assert list(shown) == ["data/compare/scores.json"]  # one row: the means per cell, not every run's numbers
+    scores = shown["data/compare/scores.json"]["data"]
+    assert sorted(scores) == sorted(f"{cell}-fused" for cell in CELLS)
+    assert all(set(row) == {"test_acc", "fit_time_s"} and all(isinstance(v, (int, float)) for v in row.values())
+               for row in scores.values())
 
     again = run_dvc("repro", cwd=project, env=env)
     assert again.returncode == 0 and "Running stage" not in again.stdout

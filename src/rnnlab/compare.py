@@ -12,8 +12,7 @@ Writes, in paths.compare_dir:
                           then the settings, the runs and the device(s) behind them
     claims.md             each of the article's four claims: figures, 95% intervals, verdict
     claims.json           the same, as data
-    scores/<cell>-<impl>.json   DVC metrics: the means over seeds of test_acc, fit_time_s and
-                          train_samples_per_s (the train stages' own names), and the number of seeds
+    scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s
     accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
     learning_curves.csv   validation accuracy by epoch and cell (fused, mean over seeds; a DVC plot)
 Then it registers the pipeline's best run (highest test_acc) in the MLflow store that run went to, as
@@ -62,7 +61,7 @@ def compare(cfg: DictConfig) -> str:
     (out / "table.md").write_text(table)
     (out / "claims.md").write_text(claims_markdown(report))
     (out / "claims.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_scores(runs, out / "scores")
+    write_scores(runs, out / "scores.json")
     plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")
     write_accuracy_vs_time(runs, out / "accuracy_vs_time.csv")
     write_learning_curves(runs, out / "learning_curves.csv")
@@ -302,23 +301,19 @@ def claims_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-SCORES = ("test_acc", "fit_time_s", "train_samples_per_s")  # per run in the train stages' metrics; here means
+SCORES = ("test_acc", "fit_time_s")  # what the article compares; here means over seeds
 
 
-def write_scores(runs: list[dict], folder: Path) -> None:
-    """One small metrics file per cell and implementation, with the train stages' metric names, so that
-    `dvc metrics show` is one table: a row per run and per cell x implementation, the same columns."""
-    if folder.is_dir():  # only this pipeline's groups
-        for old in folder.glob("*.json"):
-            old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+def write_scores(runs: list[dict], path: Path) -> None:
+    """DVC's metrics: per cell x implementation, the means over seeds of SCORES, in one small file, so that
+    `dvc metrics show` is one row and `dvc exp show` a dozen metric columns (a run's own numbers stay in its
+    scores.json, a plain output)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         groups[f"{run['cell']}-{run['impl']}"].append(run)
-    for name, members in groups.items():
-        scores = {"seeds": len(members), **{key: round(float(np.mean([r[key] for r in members])), 5)
-                                            for key in SCORES}}
-        (folder / f"{name}.json").write_text(json.dumps(scores, indent=2) + "\n")
+    scores = {name: {key: round(float(np.mean([r[key] for r in members])), 4 if key == "test_acc" else 1)
+                     for key in SCORES} for name, members in groups.items()}
+    path.write_text(json.dumps(scores, indent=2) + "\n")
 
 
 def write_accuracy_vs_time(runs: list[dict], path: Path) -> None:
