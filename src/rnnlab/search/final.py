@@ -32,6 +32,7 @@ from rnnlab.compare import load_runs
 from rnnlab.findings.claims import SIMILAR_ACCURACY, judge_all
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
+from rnnlab.module import TrainingDiverged
 from rnnlab.search.budget import seeds_to_decide
 from rnnlab.search.report import best_trials, equal_budget
 from rnnlab.search.study import EXPERIMENT, run_overrides, setting_overrides
@@ -90,10 +91,16 @@ def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = Tru
                 run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(top["setting"]),
                                           f"seed={seed}", f"logger.experiment_name={FINAL_EXPERIMENT}",
                                           f"logger.run_name=tuned-{cell}-seed{seed}"])
-                result = train(run_cfg, tags={"rnnlab.search_trial": f"{cell}:{top['trial']}"})
-                write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, **result.metrics,
-                                  "setting": top["setting"], "trial": top["trial"],
-                                  "mlflow_run_id": result.run_id, "history": result.history})
+                try:
+                    result = train(run_cfg, tags={"rnnlab.search_trial": f"{cell}:{top['trial']}"})
+                except TrainingDiverged as e:  # a result too: this setting, this seed, gave no model
+                    log.warning("%s seed %d diverged: %s", cell, seed, e)
+                    write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, "diverged": str(e),
+                                      "setting": top["setting"], "trial": top["trial"]})
+                else:
+                    write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, **result.metrics,
+                                      "setting": top["setting"], "trial": top["trial"],
+                                      "mlflow_run_id": result.run_id, "history": result.history})
             if path.is_file():
                 runs.append(json.loads(path.read_text()))
     return runs
@@ -162,12 +169,16 @@ def main(cfg: DictConfig) -> None:
     if failed:
         raise UserError(f"every trial of {', '.join(failed)} diverged: widen search.space or run more trials")
     train_missing = bool(cfg.search.final.train)
-    runs = final_runs(cfg, best, train_missing)
+    results = final_runs(cfg, best, train_missing)
+    runs = [r for r in results if "diverged" not in r]
     if not runs:
         raise UserError(f"no final run in {Path(cfg.search.dir) / 'final'} yet: run with search.final.train=true")
     proxy = proxy_check(cfg, trials, train_missing)
     tuned = judge_all(runs)
     text = claims_markdown(tuned, shared_setting_claims(cfg), runs, proxy, n_trials)
+    diverged = [f"{r['cell']} seed {r['seed']}" for r in results if "diverged" in r]
+    if diverged:  # left out of the figures above, and said
+        text += (f"\nDiverged at the full budget (no model; left out of the figures above): {', '.join(diverged)}.\n")
     path = Path(cfg.search.dir) / "claims.md"
     path.write_text(text)
     write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy})
