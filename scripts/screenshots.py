@@ -1,7 +1,7 @@
 """Screenshots of the MLflow UI for the README: the runs list and the chart view of one experiment.
 
     python scripts/screenshots.py                                  # the project's mlflow.db, experiment imdb-cells
-    python scripts/screenshots.py --store /tmp/demo/mlflow.db --out docs/screenshots
+    python scripts/screenshots.py --store mlflow.db --out docs/screenshots
 
 Starts `mlflow server` on 127.0.0.1 against the store (a free port), waits until it answers, and has headless
 Chromium (Debian's `chromium`; `apt-get install chromium`) load each page and save it as a PNG. The UI is a

@@ -179,8 +179,7 @@ def main(cfg: DictConfig) -> None:
     diverged = [f"{r['cell']} seed {r['seed']}" for r in results if "diverged" in r]
     if diverged:  # left out of the figures above, and said
         text += (f"\nDiverged at the full budget (no model; left out of the figures above): {', '.join(diverged)}.\n")
-    path = Path(cfg.search.dir) / "claims.md"
-    path.write_text(text)
+    write_atomically(Path(cfg.search.dir) / "claims.md", text)
     write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy})
     print(text, end="")
 

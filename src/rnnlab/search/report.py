@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial  # noqa: E402
 
 from rnnlab.cells import CELLS  # noqa: E402
 from rnnlab.cli import UserError, hydra_app  # noqa: E402
+from rnnlab.files import write_atomically  # noqa: E402
 from rnnlab.search.budget import expected_max  # noqa: E402
 from rnnlab.search.study import completed, load_study  # noqa: E402
 
@@ -113,12 +114,12 @@ def report(settings: DictConfig) -> str:
     table = curves(trials)
     best = best_trials(trials)
     out = Path(settings.dir)
-    table.to_csv(out / "expected_max.csv", index=False, float_format="%.6f")
+    write_atomically(out / "expected_max.csv", table.to_csv(index=False, float_format="%.6f"))
     n = len(next(iter(trials.values())))
     plot(table, out / "expected_max.png", f"IMDB: expected best validation accuracy ({n} trials per cell)")
-    (out / "best.json").write_text(json.dumps(best, indent=2) + "\n")
+    write_atomically(out / "best.json", json.dumps(best, indent=2) + "\n")
     text = markdown(defined, table, best)
-    (out / "report.md").write_text(text)
+    write_atomically(out / "report.md", text)
     return text
 
 
