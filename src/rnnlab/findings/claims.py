@@ -7,7 +7,7 @@
 (d) RNN gradients vanish over long spans while LSTM/GRU gradients survive (from the gradient-decay
     measurement, and the adding problem when its results are given).
 
-Each claim is judged per implementation (fused, explicit) on the runs given; figures are mean ± sd with
+Each claim is judged per implementation (fused, sequence, explicit) on the runs given; figures are mean ± sd with
 a 95% t-interval over seeds. With fewer than two seeds a claim can only be "not testable".
 """
 

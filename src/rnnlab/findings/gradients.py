@@ -10,7 +10,7 @@ never does). Tiny gradients are measured, not zeroed: denormal flushing is a tra
 `cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
 
 Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`,
-fused if `pipeline.impls` has it, else explicit. Settings: `findings.gradients` (length, reviews) and `paths`.
+fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
 
     python -m rnnlab.findings.gradients [findings.gradients.length=...]
 """
@@ -106,12 +106,12 @@ def plot(result: dict, path: Path) -> None:
 
 
 def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
-    """One planned run per cell: the lowest seed, fused if the pipeline trains it, else explicit."""
+    """One planned run per cell: the lowest seed, fused if the pipeline trains it, else its first implementation."""
     try:
         runs = planned_runs(pipeline)
     except ValueError as e:
         raise UserError(str(e)) from e
-    impl = "fused" if "fused" in pipeline.impls else "explicit"
+    impl = "fused" if "fused" in pipeline.impls else pipeline.impls[0]
     seed = min(run.seed for run in runs)
     return [run for run in runs if run.impl == impl and run.seed == seed]
 
