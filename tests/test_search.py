@@ -163,16 +163,18 @@ def test_final_runs_test_the_best_settings_and_are_not_rerun(searched, prepared_
 
 @pytest.mark.slow
 def test_a_killed_search_goes_on_and_its_trial_resumes_into_the_same_run(prepared_dir, tmp_path):
-    # Long enough trials (20 epochs of 8 batches) that the kill lands inside one, after its first checkpoint.
+    # Long enough trials (100 epochs of 8 batches: seconds even on a quiet machine) that the kill lands inside
+    # one, just after its first checkpoint.
     args = search_args(prepared_dir, tmp_path, "search.cells=[rnn]", "search.trials=2", "data.batch_size=1",
-                       'search.proxy=["trainer.max_epochs=20"]')
+                       'search.proxy=["trainer.max_epochs=100"]')
     process = start([sys.executable, "-m", "rnnlab.search.run", *args], cwd=tmp_path)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob("checkpoints/*/last.ckpt")):
         assert process.poll() is None, stderr_of(process)[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(1)
+    time.sleep(0.1)
+    assert process.poll() is None, "the search ended before the kill: nothing to resume"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     [killed] = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]

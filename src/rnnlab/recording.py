@@ -145,7 +145,8 @@ class RunRecord(pl.Callback):
         for path in (config_path, curves_path):
             client.log_artifact(run_id, str(path))
         client.log_artifact(run_id, best.best_model_path, artifact_path="checkpoints")
-        if datamodule.task == "binary" and cfg.get("test", True):  # a served model reads review text through the run's tokenizer
+        # a served model reads review text through the run's tokenizer
+        if datamodule.task == "binary" and cfg.get("test", True):
             log_sentiment_model(run_id, self.logger._tracking_uri, best.best_model_path,
                              datamodule.data_dir / "tokenizer.json", datamodule.max_len, datamodule.keep)
         if cfg.export_dir:

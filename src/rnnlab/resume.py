@@ -25,9 +25,9 @@ Conventions (README "Reliability"):
   `rnnlab.slurm_job`, the job id and restart count). Every train start ends the RUNNING runs whose process is gone
   (this host's, or an earlier incarnation of this SLURM job) FAILED with `rnnlab.end_reason` "died: ...".
 - Signals: SIGTERM (schedulers, `docker stop`), SIGINT (Ctrl-C) and SIGUSR1 (SLURM's pre-emption warning) stop
-  the run at once: it ends KILLED (`rnnlab.end_reason` "signal SIGTERM"), its checkpoints kept, and the process
-  exits with status 128 + the signal's number (143, 130, 138). Under SLURM with Lightning's auto-requeue (its default),
-  SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
+  the run at the next batch boundary (at once outside training): it ends KILLED (`rnnlab.end_reason` "signal
+  SIGTERM"), its checkpoints kept, and the process exits with status 128 + the signal's number (143, 130, 138).
+  Under SLURM with Lightning's auto-requeue (its default), SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
   command, which resumes. A stopped epoch is trained again on resume: epoch ends are the points a run resumes
   from exactly.
 """
@@ -396,31 +396,77 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+@dataclass
+class SignalState:
+    """The signal `stopping_on_signals` received, if any, and whether the stop waits for a batch boundary."""
+
+    received: list[int] = field(default_factory=list)
+    deferred: bool = False
+
+    def stop_if_received(self) -> None:
+        """Raise `Stopped` here if a signal came; first kill this process's children: ddp_spawn workers (and data
+        loader workers) stop with it (at exit, multiprocessing would wait for them, and they for each other). The
+        run resumes from its last epoch's checkpoint all the same."""
+        if not self.received:
+            return
+        self.deferred = False
+        for child in multiprocessing.active_children():
+            child.kill()
+        raise Stopped(self.received[0])
+
+
+class StopAtBatchBoundaries(pl.Callback):
+    """While this process runs batches, a signal stops the run at the next batch boundary instead of wherever the
+    process is: an exception raised inside an MLflow write (a metric being logged) can leave its sqlite transaction
+    open, holding the store's write lock, and the run could then not be ended KILLED (it stayed RUNNING)."""
+
+    def __init__(self, state: SignalState) -> None:
+        self.state = state
+
+    def _start(self, *_: Any) -> None:
+        self.state.deferred = True
+        self.state.stop_if_received()
+
+    def _boundary(self, *_: Any) -> None:
+        self.state.stop_if_received()
+
+    def _end(self, *_: Any) -> None:
+        self.state.deferred = False
+        self.state.stop_if_received()
+
+    on_fit_start = on_test_start = _start
+    on_train_batch_start = on_train_batch_end = on_validation_batch_end = on_test_batch_end = _boundary
+    on_train_epoch_end = on_validation_epoch_end = _boundary
+    on_fit_end = on_test_end = _end
+
+    def on_exception(self, *_: Any) -> None:
+        self.state.deferred = False
+
+
 @contextmanager
-def stopping_on_signals() -> Iterator[None]:
-    """SIGTERM, SIGINT and SIGUSR1 raise `Stopped` wherever the process is (while Lightning trains, it calls this
-    handler after its own for SIGTERM), the run ends KILLED on the way out, and the process exits with 128 + the
-    signal's number. (Without it Ctrl-C would end a run KILLED too, but exit 1 inside Lightning, 130 elsewhere.)
-    SIGUSR1 in a SLURM job also requeues it, as Lightning's auto-requeue does (train() gives the Trainer its own
-    plugins, so Lightning's default, auto-requeue on, is what holds)."""
+def stopping_on_signals() -> Iterator[SignalState]:
+    """SIGTERM, SIGINT and SIGUSR1 raise `Stopped`: at once, or while Lightning runs batches in this process (the
+    `StopAtBatchBoundaries` callback given the state this yields) at the next batch boundary. The run ends KILLED
+    on the way out, and the process exits with 128 + the signal's number. (Without it Ctrl-C would end a run
+    KILLED too, but exit 1 inside Lightning, 130 elsewhere.) Lightning calls this handler after its own for
+    SIGTERM. SIGUSR1 in a SLURM job also requeues it, as Lightning's auto-requeue does (train() gives the Trainer
+    its own plugins, so Lightning's default, auto-requeue on, is what holds)."""
+    state = SignalState()
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
-        yield
+        yield state
         return
-    received: list[int] = []
+    received = state.received
 
     def handler(signum: int, frame: Any) -> None:
         if received:  # already stopping: let it finish ending the run
             return
         received.append(signum)
-        # ddp_spawn workers (and data loader workers) stop with this process: at exit, multiprocessing would wait
-        # for them, and they for each other. The run resumes from its last epoch's checkpoint all the same.
-        for child in multiprocessing.active_children():
-            child.kill()
-        raise Stopped(signum)
+        if not state.deferred:
+            state.stop_if_received()
 
     previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
     try:
-        yield
+        yield state
     except BaseException as e:
         if not received:
             raise

@@ -29,7 +29,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.cli import UserError, build, first_line, hydra_app
 from rnnlab.recording import RunRecord, TrainResult, export_finished
-from rnnlab.resume import AtomicCheckpointIO, LastCheckpoint, plan_run, stopping_on_signals
+from rnnlab.resume import (AtomicCheckpointIO, LastCheckpoint, StopAtBatchBoundaries, plan_run,
+                           stopping_on_signals)
 from rnnlab.timing import TrainingTimer
 from rnnlab.tracking import data_hash
 
@@ -53,12 +54,13 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     plan = plan_run(cfg, data_hash(data_dir) if data_dir is not None else None)
     if plan.finished:
         return export_finished(cfg, plan)
-    with working_folder(output_dir) as output_dir, stopping_on_signals():
+    with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
         logger = build(cfg.logger, "logger", run_id=plan.run_id, tags={**plan.creation_tags(), **(tags or {})})
         record = RunRecord(cfg, logger, plan, sweep_id)
         trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=logger, default_root_dir=output_dir,
                                     plugins=[AtomicCheckpointIO()],
-                                    callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(), *callbacks])
+                                    callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(),
+                                               StopAtBatchBoundaries(signals), *callbacks])
         with record.running(trainer, model, datamodule):
             trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             if cfg.get("test", True):
