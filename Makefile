@@ -3,12 +3,14 @@
 #   make test    runs the test suite
 #   make adding  the DVC stage `adding` alone: the adding problem's sweep (long the first time; resumable)
 #   make ui      the MLflow UI on the project's store, http://127.0.0.1:5000 (UI_PORT=... for another port)
+#   make server  a team's tracking server (PostgreSQL + mlflow server on 127.0.0.1); make server-stop
+#   make slurm-up  a one-node SLURM cluster on this machine, for hydra/launcher=slurm; make slurm-down
 PYTHON ?= python3
 VENV := .venv
 # Stage commands say `python`/`dvc`: the venv's, whoever runs make.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench-prepare search search-final ui adding article
+.PHONY: setup repro test bench-prepare search search-final ui adding article server server-stop slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +53,21 @@ search-final: setup
 # The article's Keras setup for every cell over 3 seeds (rnnlab.findings.article; resumable): data/findings/article.md
 article: setup
 	python -m rnnlab.findings.article hydra.run.dir=outputs/article
+
+# A team's MLflow tracking server: PostgreSQL + mlflow server on 127.0.0.1, its data in .tracking/
+# (scripts/tracking_server.py). It prints the `export MLFLOW_TRACKING_URI=...` line that sends every run there.
+SERVER_PORT ?= 5001
+server: setup
+	scripts/install_services.sh postgres
+	python scripts/tracking_server.py start --port $(SERVER_PORT)
+
+server-stop: setup
+	python scripts/tracking_server.py stop
+
+# A one-node SLURM cluster (slurmctld + slurmd + munged, 2 CPUs, 127.0.0.1): README "Scaling out"
+slurm-up:
+	scripts/install_services.sh slurm
+	scripts/slurm_local.sh up
+
+slurm-down:
+	scripts/slurm_local.sh down

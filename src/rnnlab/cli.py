@@ -97,6 +97,9 @@ def quiet_noise() -> None:
     # Lightning builds torch's LeafSpec, which torch 2.13 deprecates: Lightning's to change, nothing a user can do
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
+    # Lightning's hint on every run outside a SLURM job where SLURM is installed (`srun` on the PATH): a run of
+    # one process needs no srun, and conf/trainer/multinode.yaml shows the srun line for those that do
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     # MLflow's progress bars for the few small files it downloads while checking a logged model
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's "View run at <server URL>" lines, printed each time a run on a server is ended or left, with any

@@ -2,14 +2,15 @@
 
 `RunRecord` is the bookkeeping half of the recipe in `rnnlab.train`:
 
-    record = RunRecord(cfg, logger, plan, sweep_id)       # also a callback: it hears how a fit ended
-    with record.running(trainer, model, datamodule):      # run started (or resumed): params, tags;
+    record = RunRecord(cfg, sweep_id)                     # a callback: it hears how a fit ended
+    with record.running(trainer, model, datamodule, plan):  # run started (or resumed): params, tags;
         trainer.fit(...); trainer.test(...)               # ends FINISHED / KILLED / FAILED, with a reason
         result = record.finish(trainer, datamodule, output_dir)   # artifacts, served model, export -> TrainResult
 
 A run that already finished this very configuration (`rnnlab.resume`) is exported again by `export_finished`.
 Under DDP only rank 0 writes; with ddp_spawn the workers log their metrics into the run this process created,
-and `finish` reads them back from MLflow: the result is always what the store holds (`stored_result`).
+and `finish` reads them back from MLflow: the result is always what the store holds (`stored_result`). Under
+torchrun or srun every rank runs the whole recipe: the others wait for rank 0's record and return it too.
 """
 
 from __future__ import annotations
@@ -78,19 +79,27 @@ def end_reason(exception: BaseException) -> str:
 
 
 class RunRecord(pl.Callback):
-    def __init__(self, cfg: DictConfig, logger: RunLogger, plan: RunPlan, sweep_id: str | None = None) -> None:
-        self.cfg, self.logger, self.plan, self.sweep_id = cfg, logger, plan, sweep_id
+    def __init__(self, cfg: DictConfig, sweep_id: str | None = None) -> None:
+        self.cfg, self.sweep_id = cfg, sweep_id
+        self.logger: RunLogger | None = None  # the trainer's, and the run's plan: given by `running`
+        self.plan: RunPlan | None = None
         self.exception: BaseException | None = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Counted in the process that trained: a ddp_spawn worker's count never reaches the main process's trainer
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({"epochs": trainer.current_epoch})
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Lightning turns Ctrl-C into SystemExit after calling this: remember what really happened.
         self.exception = exception
 
     @contextmanager
-    def running(self, trainer: pl.Trainer, model: pl.LightningModule,
-                datamodule: SequenceDataModule) -> Iterator[None]:
+    def running(self, trainer: pl.Trainer, model: pl.LightningModule, datamodule: SequenceDataModule,
+                plan: RunPlan) -> Iterator[None]:
         """Create the run, or open the one this command resumes (before DDP spawns workers, so they all log into
         it), and end it with its final status; its checkpoints go unless it may be resumed."""
+        self.logger, self.plan = trainer.logger, plan
         if not trainer.is_global_zero:
             yield
             return
@@ -127,15 +136,18 @@ class RunRecord(pl.Callback):
     def finish(self, trainer: pl.Trainer, datamodule: SequenceDataModule, output_dir: Path) -> TrainResult:
         """Artifacts in MLflow (config, checkpoint, learning curves, the served model); for DVC, the export folder.
         The best checkpoint moves to <output_dir>/checkpoints/best.ckpt."""
-        client, run_id, cfg = self.logger.experiment, self.logger.run_id, self.cfg
         if trainer.fast_dev_run:
             return self.finish_debug_run(trainer, output_dir)
+        if not trainer.is_global_zero:  # torchrun, srun: rank 0 records; wait for its run id, then read its record
+            run_id = trainer.strategy.broadcast(None)
+            return stored_result(self.plan.client, run_id, self.plan.tracking_uri)
+        client, run_id, cfg = self.logger.experiment, self.logger.run_id, self.cfg
         best: ModelCheckpoint = trainer.checkpoint_callback
         history = metric_histories(client, run_id)
         # ddp_spawn hands the best checkpoint's path back to this process but not its score
         best_val_acc = float(best.best_model_score) if best.best_model_score is not None else max(history["val_acc"])
         # Logged so that the result can be read back from the store alone (a reused run, DDP workers' metrics)
-        self.logger.log_metrics({"best_val_acc": best_val_acc, "epochs": trainer.current_epoch})
+        self.logger.log_metrics({"best_val_acc": best_val_acc})
         result = stored_result(client, run_id, self.logger._tracking_uri)
         cell, impl = cfg.model.cell, cfg.model.impl
         config_path = output_dir / "config.yaml"
@@ -156,6 +168,7 @@ class RunRecord(pl.Callback):
         shutil.move(best.best_model_path, kept)  # the run's checkpoint folder goes when the run ends
         result.best_checkpoint = kept
         log.info("run %s: %s", run_id, ", ".join(f"{name} {value:.4g}" for name, value in result.metrics.items()))
+        trainer.strategy.broadcast(run_id)  # to the other ranks under torchrun or srun: the record is complete
         return result
 
     def finish_debug_run(self, trainer: pl.Trainer, output_dir: Path) -> TrainResult:

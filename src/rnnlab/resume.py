@@ -22,8 +22,9 @@ Conventions (README "Reliability"):
   server; for several machines, point it at a shared file system). A run's folder goes when it ends FINISHED (its
   best checkpoint is in MLflow by then) or FAILED with an error; a stopped run keeps it until it is resumed.
 - Owners: a run records its process (tags `rnnlab.host`, `rnnlab.pid`, `rnnlab.pid_started`; under SLURM also
-  `rnnlab.slurm_job`, the job id and restart count). Every train start ends the RUNNING runs whose process is gone
-  (this host's, or an earlier incarnation of this SLURM job) FAILED with `rnnlab.end_reason` "died: ...".
+  `rnnlab.slurm_job`, the job id and restart count, and in a job array `rnnlab.slurm_array_task`,
+  <array>_<task>). Every train start ends the RUNNING runs whose process is gone (this host's, or an earlier
+  incarnation of this SLURM job) FAILED with `rnnlab.end_reason` "died: ...".
 - Signals: SIGTERM (schedulers, `docker stop`), SIGINT (Ctrl-C) and SIGUSR1 (SLURM's pre-emption warning) stop
   the run at the next batch boundary (at once outside training): it ends KILLED (`rnnlab.end_reason` "signal
   SIGTERM"), its checkpoints kept, and the process exits with status 128 + the signal's number (143, 130, 138).
@@ -53,7 +54,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
+from pytorch_lightning.utilities import rank_zero_only
 
 from rnnlab.cli import UserError
 from rnnlab.tracking import code_hash, open_experiment, redact, resolve_tracking_uri, sqlite_file, store_lock
@@ -78,6 +81,7 @@ RUN_KEY = "rnnlab.run_key"
 END_REASON = "rnnlab.end_reason"
 ATTEMPT = "rnnlab.attempt"
 HOST, PID, PID_STARTED, SLURM_JOB = "rnnlab.host", "rnnlab.pid", "rnnlab.pid_started", "rnnlab.slurm_job"
+SLURM_ARRAY_TASK = "rnnlab.slurm_array_task"
 DIED = "died"  # the start of the end reason the sweep records: such a run may be resumed
 ERROR = "error"  # the start of the end reason of a run that failed on an error: it is not resumed
 
@@ -107,6 +111,8 @@ def owner_tags() -> dict[str, str]:
     tags = {HOST: socket.gethostname(), PID: str(me.pid), PID_STARTED: f"{me.create_time():.2f}"}
     if os.environ.get("SLURM_JOB_ID"):
         tags[SLURM_JOB] = f"{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):  # a sweep's job array: the name squeue and submitit show (<array>_<task>)
+        tags[SLURM_ARRAY_TASK] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return tags
 
 
@@ -229,6 +235,51 @@ def plan_run(cfg: DictConfig, data_sha256: str | None) -> RunPlan:
     return plan
 
 
+def every_rank_runs_this_command(trainer: pl.Trainer) -> bool:
+    """Whether a launcher started each DDP process, and each runs the whole command (torchrun, srun:
+    trainer=multinode), rather than this process training alone or starting its workers itself (ddp_spawn)."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is None or trainer.world_size == 1:
+        return False
+    if environment.creates_processes_externally:
+        return True
+    if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+        # Lightning would start the other ranks itself, by running this command again in each, only once this
+        # process is training: they could not follow its plan (and under -m each would rerun the whole sweep)
+        raise UserError("trainer.strategy=ddp needs a launcher that starts every process (torchrun, srun: "
+                        "trainer=multinode); on one machine use trainer=ddp or trainer=ddp_sim (ddp_spawn)")
+    return False
+
+
+def plan_on_rank_zero(cfg: DictConfig, data_sha256: str | None) -> RunPlan | None:
+    """`plan_run` in the process of global rank 0; None in the others. Under torchrun or srun every rank runs the
+    training command, numbered by its launcher (RANK, SLURM_PROCID: Lightning's `rank_zero_only.rank`), and only
+    rank 0 may choose the run and claim it in the store; the others learn its plan from it (`follow_rank_zero`).
+    Called before the trainer exists, so that a bad `resume` is refused before Lightning prints anything."""
+    return plan_run(cfg, data_sha256) if rank_zero_only.rank == 0 else None
+
+
+def follow_rank_zero(trainer: pl.Trainer, plan: RunPlan | None) -> RunPlan:
+    """Rank 0's plan on every rank when each runs this command (`every_rank_runs_this_command`): sent through
+    Lightning's process group, set up here as `fit` would (and reused by it), so that every rank resumes the same
+    run from the same checkpoint. A new run is created by rank 0's logger alone."""
+    if not every_rank_runs_this_command(trainer):
+        if plan is None:
+            raise UserError(f"this process is rank {rank_zero_only.rank} of those a launcher (torchrun, srun) "
+                            "started, but its trainer trains alone: use trainer=multinode, or start one process")
+        return plan
+    trainer.strategy.setup_environment()
+    # An MLflow client does not travel: each rank opens its own (the store exists by now, made by rank 0)
+    decided = (replace(plan, client=None), plan.checkpoint) if plan is not None else None
+    followed, checkpoint = trainer.strategy.broadcast(decided)
+    if plan is not None:
+        return plan
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise UserError(f"rank {trainer.global_rank} cannot read {checkpoint}, the checkpoint the run resumes from: "
+                        "set paths.checkpoint_dir to a folder every node shares")
+    return replace(followed, client=mlflow.MlflowClient(followed.tracking_uri))
+
+
 def choose_run(client: mlflow.MlflowClient, experiment_id: str, key: str, mode: str, exported: bool) -> Run | None:
     if mode == "never":
         return None
@@ -340,6 +391,8 @@ class LastCheckpoint(Checkpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if multiprocessing.parent_process() is not None:  # a ddp_spawn worker
             die_with_parent()
+        # Rank 0's folder on every rank, as ModelCheckpoint does (only rank 0 writes, but every rank names the file)
+        self.dirpath = trainer.strategy.broadcast(self.dirpath)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The step Lightning logs epoch metrics at: the epoch's last optimizer step.

@@ -7,9 +7,11 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -272,4 +274,13 @@ def log_dataset_inputs(client: mlflow.MlflowClient, run_id: str, name: str, data
         source = get_dataset_source_from_json(json.dumps({"uri": str((data_dir / folder).resolve())}), "local")
         dataset = MetaDataset(source, name=f"{name}-{context}", digest=data_sha256[:16])
         inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
-    client.log_inputs(run_id, datasets=inputs)
+    # Runs started together insert the same datasets at once: a tracking server's store then refuses all but the
+    # first insert (a unique-key IntegrityError). Once one has landed, logging again links the run to it.
+    for attempt in range(5):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 + random.Random().random())  # its own generator: the seeded global one is untouched

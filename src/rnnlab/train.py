@@ -28,9 +28,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.cli import UserError, build, first_line, hydra_app
-from rnnlab.recording import RunRecord, TrainResult, export_finished
-from rnnlab.resume import (AtomicCheckpointIO, LastCheckpoint, StopAtBatchBoundaries, plan_run,
-                           stopping_on_signals)
+from rnnlab.recording import RunRecord, TrainResult, export_finished, stored_result
+from rnnlab.resume import (AtomicCheckpointIO, LastCheckpoint, StopAtBatchBoundaries, follow_rank_zero,
+                           plan_on_rank_zero, stopping_on_signals)
 from rnnlab.timing import TrainingTimer
 from rnnlab.tracking import data_hash
 
@@ -51,17 +51,22 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     if not any(isinstance(c, ModelCheckpoint) and c.monitor for c in configured):
         raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
     data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
-    plan = plan_run(cfg, data_hash(data_dir) if data_dir is not None else None)
-    if plan.finished:
-        return export_finished(cfg, plan)
+    # Under torchrun or srun every rank runs this command: rank 0 chooses the run, the others follow (rnnlab.resume)
+    plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None)
     with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
-        logger = build(cfg.logger, "logger", run_id=plan.run_id, tags={**plan.creation_tags(), **(tags or {})})
-        record = RunRecord(cfg, logger, plan, sweep_id)
-        trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=logger, default_root_dir=output_dir,
+        record = RunRecord(cfg, sweep_id)
+        # The logger of the planned run joins once every rank knows the plan, through the trainer's process group
+        trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=False, default_root_dir=output_dir,
                                     plugins=[AtomicCheckpointIO()],
                                     callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(),
                                                StopAtBatchBoundaries(signals), *callbacks])
-        with record.running(trainer, model, datamodule):
+        plan = follow_rank_zero(trainer, plan)
+        if plan.finished:
+            return export_finished(cfg, plan) if trainer.is_global_zero else stored_result(
+                plan.client, plan.run_id, plan.tracking_uri)
+        trainer.logger = build(cfg.logger, "logger", run_id=plan.run_id,
+                               tags={**plan.creation_tags(), **(tags or {})})
+        with record.running(trainer, model, datamodule, plan):
             trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             if cfg.get("test", True):
                 # fast_dev_run (debug=fdr) saves no checkpoint: it tests the model as it is in memory

@@ -1,0 +1,246 @@
+"""Sweeps on a real SLURM cluster: scripts/slurm_local.sh brings up slurmctld, slurmd and munged on this machine
+(Debian's slurm-wlm, installed by scripts/install_services.sh), and `python -m rnnlab.train -m
+hydra/launcher=slurm ...` submits its runs to it through hydra-submitit-launcher. A job pre-empted with SLURM's
+warning signal requeues itself and resumes its MLflow run. The launcher configs compose without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import PROJECT_ROOT
+from test_train import runs, tiny_overrides
+
+SLURM_LOCAL = PROJECT_ROOT / "scripts" / "slurm_local.sh"
+INSTALL = PROJECT_ROOT / "scripts" / "install_services.sh"
+CELLS = ("rnn", "lstm", "gru")
+
+
+@dataclass
+class Cluster:
+    """A cluster `slurm_local.sh up` started: its folder, and the environment its commands need."""
+
+    folder: Path
+    env: dict[str, str]  # os.environ plus SLURM_CONF (and the folder and port, for slurm_local.sh itself)
+
+    def jobs(self) -> list[dict[str, str]]:
+        """SLURM's job completion log: one record per job end (a requeue ends one too), oldest first."""
+        log = self.folder / "log" / "jobs.txt"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [dict(field.split("=", 1) for field in line.split() if "=" in field) for line in lines]
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=120)
+
+    def wait_until_no_jobs(self, seconds: float = 120) -> None:
+        """Wait for every job to have ended: the launcher returns once a job wrote its result, while SLURM may
+        still be completing it."""
+        deadline = time.monotonic() + seconds
+        while self.command("squeue", "--noheader", "--format=%A").stdout.strip():
+            assert time.monotonic() < deadline, self.command("squeue").stdout
+            time.sleep(0.5)
+
+
+def why_slurm_cannot_run() -> str | None:
+    """Why SLURM cannot be installed here (None: it is, or it can be): the reason a test is skipped."""
+    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
+        return None
+    if os.geteuid() != 0:
+        return "SLURM is not installed, and installing it (apt-get) needs root"
+    if not shutil.which("apt-get"):
+        return "SLURM is not installed, and there is no apt-get to install it with"
+    installed = subprocess.run([str(INSTALL), "slurm"], capture_output=True, text=True, timeout=900)
+    if installed.returncode != 0:
+        return f"SLURM could not be installed: {installed.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free: slurmctld's and slurmd's."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A one-node cluster of its own (folder and ports), so a cluster started by hand can run beside it."""
+    reason = why_slurm_cannot_run()
+    if reason:
+        pytest.skip(reason)
+    # Not under pytest's tmp_path: munged wants every folder above its socket searchable by all users, and
+    # pytest's base folder is private to its user.
+    folder = Path(tempfile.mkdtemp(prefix="rnnlab-slurm-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    env = {**os.environ, "SLURM_LOCAL_DIR": str(folder), "SLURM_LOCAL_PORT": str(free_port_pair()),
+           "SLURM_CONF": str(folder / "slurm.conf")}
+    try:
+        up = subprocess.run([str(SLURM_LOCAL), "up"], env=env, capture_output=True, text=True, timeout=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield Cluster(folder, env)
+    finally:
+        subprocess.run([str(SLURM_LOCAL), "down"], env=env, capture_output=True, timeout=180)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_command(prepared_dir: Path, store: Path, *overrides: str) -> list[str]:
+    """A SLURM sweep of tiny runs into the sqlite store in `store`; its folder is `store`/sweep."""
+    return [sys.executable, "-m", "rnnlab.train", "-m", "hydra/launcher=slurm",
+            "hydra.launcher.cpus_per_task=1",  # two jobs at a time on the 2-CPU node
+            *tiny_overrides(prepared_dir, store), f"hydra.sweep.dir={store}/sweep", *overrides]
+
+
+def job_returns(sweep_dir: Path) -> dict[str, object]:
+    """What each job of a sweep returned to the launcher, by SLURM job id as submitit names it (`<array>_<task>`
+    or `<job>`): submitit's result file holds ("success", Hydra's JobReturn) or ("error", its traceback)."""
+    returns = {}
+    for result in (sweep_dir / ".submitit").glob("*/*_result.pkl"):
+        outcome, value = pickle.loads(result.read_bytes())
+        assert outcome == "success", value
+        returns[result.parent.name] = value
+    return returns
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_as_slurm_jobs_into_one_mlflow_sweep(cluster, prepared_dir, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run(sweep_command(prepared_dir, tmp_path, f"model={','.join(CELLS)}", "trainer.max_epochs=1"),
+                            cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = runs(tmp_path)
+    assert sorted(run.data.tags["cell"] for run in recorded) == sorted(CELLS)
+    assert all(run.info.status == "FINISHED" for run in recorded)
+    assert {run.data.tags["sweep_id"] for run in recorded} == {str(tmp_path / "sweep")}
+    cluster.wait_until_no_jobs()
+
+    # Each run was a job of one array, which SLURM ran to completion: the run's tag names the job, and SLURM's
+    # job log has it COMPLETED, as a task of the array submitit submitted.
+    completed = {job["JobId"]: job for job in cluster.jobs() if job["JobState"] == "COMPLETED"}
+    returns = job_returns(tmp_path / "sweep")
+    arrays = set()
+    for run in recorded:
+        job_id, restarts = run.data.tags["rnnlab.slurm_job"].split(".")
+        assert restarts == "0" and job_id in completed, (run.data.tags["rnnlab.slurm_job"], cluster.jobs())
+        job = completed[job_id]
+        arrays.add(job["ArrayJobId"])
+        # The launcher got the job's return value back: its best val_acc, the one MLflow recorded.
+        returned = returns[f"{job['ArrayJobId']}_{job['ArrayTaskId']}"]
+        assert returned.return_value == pytest.approx(run.data.metrics["best_val_acc"])
+        assert f"model={run.data.tags['cell']}" in returned.overrides
+        # and it ran in the sweep's folder for its job number, where Hydra wrote its config
+        assert (tmp_path / "sweep" / job["ArrayTaskId"] / ".hydra" / "overrides.yaml").exists()
+    assert len(arrays) == 1  # one submission
+    print(f"3-job SLURM sweep: {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.slow
+def test_a_preempted_job_requeues_itself_and_resumes_its_run(cluster, prepared_dir, tmp_path):
+    """SLURM's warning signal (SIGUSR1, as slurm.yaml asks SLURM to send before the time limit) reaches the job
+    while it trains: the run ends KILLED, the job requeues itself, runs again (restart count 1) and resumes the
+    same MLflow run from its last epoch; the sweep's caller gets the second attempt's return value."""
+    # 100 epochs of 8 one-review batches: the signal comes just after the first epoch's checkpoint.
+    command = sweep_command(prepared_dir, tmp_path, "trainer.max_epochs=100", "data.batch_size=1")
+    job_id = None
+    with open(tmp_path / "launcher.err", "w") as launcher_err:
+        launcher = subprocess.Popen(command, cwd=tmp_path, env=cluster.env, stdout=subprocess.DEVNULL,
+                                    stderr=launcher_err)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob("checkpoints/*/last.ckpt")):
+            assert launcher.poll() is None, (tmp_path / "launcher.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.1)
+        [job_id] = cluster.command("squeue", "--noheader", "--format=%A").stdout.split()
+        # To the job's steps (the srun'd Python), where SLURM's own warning goes; not --batch: the batch shell
+        # has no handler and would die of it.
+        signalled = cluster.command("scancel", "--signal=USR1", job_id)
+        assert signalled.returncode == 0, signalled.stderr
+        assert launcher.wait(timeout=400) == 0, (tmp_path / "launcher.err").read_text()[-3000:]
+    finally:
+        if launcher.poll() is None:  # failed: stop the launcher and its job
+            launcher.kill()
+            if job_id is not None:
+                cluster.command("scancel", job_id)
+    cluster.wait_until_no_jobs()
+
+    [run] = runs(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["rnnlab.attempt"] == "2"
+    assert run.data.tags["rnnlab.slurm_job"] == f"{job_id}.1"  # the same job, SLURM_RESTART_COUNT=1
+    # Every epoch once: the second attempt continued the first instead of training again from the start.
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    assert len(epochs) == 100 and len(set(epochs)) == 100
+    # SLURM saw the job end twice: requeued, then completed.
+    ends = [job["JobState"] for job in cluster.jobs() if job["JobId"] == job_id]
+    assert ends[-1] == "COMPLETED" and len(ends) == 2, ends
+    [(_, returned)] = job_returns(tmp_path / "sweep").items()
+    assert returned.return_value == pytest.approx(run.data.metrics["best_val_acc"])
+    [job_err] = (tmp_path / "sweep" / ".submitit").glob("*/*_0_log.err")
+    assert "train: stopped by SIGUSR1: the run ended KILLED; its SLURM job was requeued" in job_err.read_text()
+
+
+@pytest.mark.slow
+def test_up_is_idempotent_and_refuses_a_taken_port(cluster, tmp_path):
+    again = cluster.command(str(SLURM_LOCAL), "up")
+    assert again.returncode == 0 and "already up" in again.stdout, again.stderr
+    other = tmp_path / "other"
+    taken = cluster.command("env", f"SLURM_LOCAL_DIR={other}", str(SLURM_LOCAL), "up")
+    assert taken.returncode != 0
+    port = cluster.env["SLURM_LOCAL_PORT"]
+    assert taken.stderr.strip() == f"slurm_local: port {port} is in use (set SLURM_LOCAL_PORT)"
+    assert not other.exists()  # nothing started, nothing written
+    status = cluster.command(str(SLURM_LOCAL), "status")
+    assert status.returncode == 0 and "idle" in status.stdout
+
+
+def test_slurm_local_refuses_a_bad_command_and_reports_a_cluster_that_is_down(tmp_path):
+    env = {**os.environ, "SLURM_LOCAL_DIR": str(tmp_path / "none")}
+    bad = subprocess.run([str(SLURM_LOCAL), "start"], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
+    assert bad.stderr.strip() == "slurm_local: usage: scripts/slurm_local.sh up|down|status (got 'start')"
+    status = subprocess.run([str(SLURM_LOCAL), "status"], env=env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 1
+    assert status.stderr.strip() == f"slurm_local: not up (folder {tmp_path / 'none'})"
+    down = subprocess.run([str(SLURM_LOCAL), "down"], env=env, capture_output=True, text=True, timeout=30)
+    assert down.returncode == 0 and "already down" in down.stdout
+
+
+def compose_hydra(*overrides: str):
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_launchers_are_config_choices():
+    slurm = compose_hydra("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_task=1")
+    launcher = slurm.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.gpus_per_task, launcher.timeout_min) == ("gpu", 1, 60)
+    # SLURM warns with the signal rnnlab handles (it stops at a batch boundary and requeues), not submitit's
+    assert launcher.additional_parameters.signal == f"USR1@{launcher.signal_delay_s}"
+    assert launcher.additional_parameters.requeue is True  # whatever the cluster's default
+    joblib = compose_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
+    assert joblib._target_.endswith("JoblibLauncher") and joblib.n_jobs == 2
