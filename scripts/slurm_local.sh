@@ -6,20 +6,21 @@
 #   scripts/slurm_local.sh status   # the daemons' pids and `sinfo`; exit 1 when it is not up
 #   scripts/slurm_local.sh down     # cancels the cluster's jobs, stops the daemons, removes the folder
 #
-# Then point SLURM's commands at it:  export SLURM_CONF=/tmp/rnnlab-slurm/slurm.conf  (`up` prints the line)
+# Then point SLURM's commands at it:  export SLURM_CONF=$PWD/.slurm/slurm.conf  (`up` prints the line)
 #
 # Everything the cluster writes (configuration, munge key and socket, controller state, slurmd spool, logs, pid
-# files) lives in one folder, $SLURM_LOCAL_DIR (default /tmp/rnnlab-slurm), so `down` leaves nothing behind and
+# files) lives in one folder, $SLURM_LOCAL_DIR (default .slurm/ in the project, git-ignored), so `down` leaves nothing behind and
 # two clusters with different folders and ports can run side by side (the tests start their own).
 #
 # Settings (environment):
-#   SLURM_LOCAL_DIR    the cluster's folder                      [/tmp/rnnlab-slurm]
+#   SLURM_LOCAL_DIR    the cluster's folder                      [<project>/.slurm]
 #   SLURM_LOCAL_PORT   slurmctld's port; slurmd takes the next   [6817]
 #   SLURM_LOCAL_CPUS   CPUs the node offers                      [2]
 #   SLURM_LOCAL_WAIT   seconds `up` waits for the node to be idle [60]
 set -euo pipefail
 
-DIR="${SLURM_LOCAL_DIR:-/tmp/rnnlab-slurm}"
+PROJECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${SLURM_LOCAL_DIR:-$PROJECT/.slurm}"
 PORT="${SLURM_LOCAL_PORT:-6817}"
 CPUS="${SLURM_LOCAL_CPUS:-2}"
 WAIT="${SLURM_LOCAL_WAIT:-60}"
