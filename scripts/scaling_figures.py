@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ SLURM_LOCAL = PROJECT_ROOT / "scripts" / "slurm_local.sh"
 sys.path.insert(0, str(PROJECT_ROOT / "tests"))  # the tests' tiny data and settings: what the slow tests run
 
 from conftest import review_members, write_archive  # noqa: E402
+from test_slurm import free_port_pair  # noqa: E402
 from test_train import tiny_overrides  # noqa: E402
 
 SWEEP = ["model=rnn,lstm,gru", "seed=0,1,2", "trainer.max_epochs=1"]
@@ -77,22 +77,6 @@ def run_sweep(name: str, extra: list[str], prepared: Path, store: Path, env: dic
         print(f"scaling_figures: {name}: the sweep failed (exit {result.returncode}):\n{result.stderr[-2000:]}",
               file=sys.stderr)
     return wall, finished_runs(store, sweep_dir)
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free (slurmctld's and slurmd's)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
 
 
 def main() -> None:
