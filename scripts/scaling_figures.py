@@ -1,4 +1,4 @@
-"""The README's "Scaling out" figures: one 9-run sweep (3 cells x 3 seeds, the tests' tiny data, 1 epoch) run
+"""The README's "Scaling out" figures: one 9-run sweep (3 cells x 3 seeds, tiny data as the tests use, 1 epoch) run
 three ways, each into a fresh MLflow store, and printed as a markdown table (wall time of the whole command, and
 how many of its runs MLflow recorded FINISHED):
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,11 +29,6 @@ import mlflow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SLURM_LOCAL = PROJECT_ROOT / "scripts" / "slurm_local.sh"
-sys.path.insert(0, str(PROJECT_ROOT / "tests"))  # the tests' tiny data and settings: what the slow tests run
-
-from conftest import review_members, write_archive  # noqa: E402
-from test_slurm import free_port_pair  # noqa: E402
-from test_train import tiny_overrides  # noqa: E402
 
 SWEEP = ["model=rnn,lstm,gru", "seed=0,1,2", "trainer.max_epochs=1"]
 RUNS = 9
@@ -41,19 +37,59 @@ PATHS = {  # what each path adds to the sweep's command
     "joblib, n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "local SLURM, 1 node, 2 CPUs (cpus_per_task=1)": ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1"],
 }
+# The tests' tiny data (tests/helpers/archives.py): six reviews per label and split, rated as their label says
+REVIEWS = {
+    "pos": ["A wonderful film.<br /><br />The acting is great and the story is moving.",
+            "I loved it! Great cast, great music, a truly great movie.",
+            "Brilliant and touching; one of the best films of the year.",
+            "Great fun from start to end. I would watch it again.",
+            "The director did a wonderful job, the best work of his career.",
+            "An excellent, heartfelt story. Loved every minute."],
+    "neg": ["A terrible film.<br />The acting is awful and the plot is boring.",
+            "I hated it. Bad cast, bad music, a truly bad movie.",
+            "Dull and pointless; one of the worst films of the year.",
+            "Boring from start to end. I would never watch it again.",
+            "The director did an awful job, the worst work of his career.",
+            "A waste of time, badly written. Hated every minute."],
+}
+STARS = {"pos": (7, 8, 9, 10), "neg": (1, 2, 3, 4)}
+
+
+def tiny_overrides(prepared: Path, store: Path) -> list[str]:
+    """The tests' tiny runs (tests/helpers/training.py), recorded in `store`/mlflow.db."""
+    return [f"paths.prepared_dir={prepared}", f"logger.tracking_uri=sqlite:///{store}/mlflow.db",
+            "trainer.max_epochs=2", "data.batch_size=4", "data.eval_batch_size=4", "model.embedding_dim=8",
+            "model.hidden_size=8", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false"]
 
 
 def prepare_tiny_data(root: Path) -> Path:
-    """The tests' tiny IMDB-layout archive, extracted and prepared as the pipeline would (8 train reviews)."""
-    from rnnlab.data.download import extract_reviews
+    """The tiny reviews laid out as the download stage extracts them, prepared as the pipeline would (8 train)."""
     from rnnlab.data.prepare import prepare
 
-    root.mkdir(parents=True, exist_ok=True)
-    write_archive(root / "tiny.tar.gz", review_members())
-    extract_reviews(root / "tiny.tar.gz", root / "raw")
+    for split in ("train", "test"):
+        for label, texts in REVIEWS.items():
+            (root / "raw" / split / label).mkdir(parents=True)
+            for k, text in enumerate(texts):
+                (root / "raw" / split / label / f"{k}_{STARS[label][k % 4]}.txt").write_text(text)
     settings = {"vocab_size": 100, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0}
     prepare(root / "raw", root / "prepared", root / "stats.json", settings, workers=1)
     return root / "prepared"
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free: slurmctld's and slurmd's."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports")
 
 
 def finished_runs(store: Path, sweep_dir: Path) -> int:

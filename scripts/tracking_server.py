@@ -66,30 +66,13 @@ class Layout:
     """Where each file of a tracking server lives, under its folder (module docstring)."""
 
     folder: Path
+    FILES = {"cluster": "postgres", "postgres_log": "postgres.log", "pgpass": "pgpass", "artifacts": "artifacts",
+             "mlflow_pid": "mlflow.pid", "mlflow_log": "mlflow.log"}
 
-    @property
-    def cluster(self) -> Path:
-        return self.folder / "postgres"
-
-    @property
-    def postgres_log(self) -> Path:
-        return self.folder / "postgres.log"
-
-    @property
-    def pgpass(self) -> Path:
-        return self.folder / "pgpass"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.folder / "artifacts"
-
-    @property
-    def mlflow_pid(self) -> Path:
-        return self.folder / "mlflow.pid"
-
-    @property
-    def mlflow_log(self) -> Path:
-        return self.folder / "mlflow.log"
+    def __getattr__(self, name: str) -> Path:  # layout.pgpass -> <folder>/pgpass
+        if name in Layout.FILES:
+            return self.folder / Layout.FILES[name]
+        raise AttributeError(name)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------

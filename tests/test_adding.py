@@ -10,16 +10,17 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from conftest import PROJECT_ROOT, run_module
 from rnnlab.cli import UserError
+from rnnlab.comparison.claims import adding_reach, judge_gradients
+from rnnlab.composition import compose_config
 from rnnlab.data.adding import AddingDataModule, adding_examples
-from rnnlab.findings.adding import choose_lr, first_below, limit, summarise, sweep
-from rnnlab.findings.claims import adding_reach, judge_gradients
+from rnnlab.findings.adding import choose_lr, first_below, sweep
+from rnnlab.findings.adding_report import limit, summarise
 from rnnlab.models.network import RecurrentNetwork
-from rnnlab.module import RecurrentModule
+from rnnlab.models.recurrent_module import RecurrentModule
 from rnnlab.train import build_data_and_model, train
+from tests.helpers.project import PROJECT_ROOT, run_module
 
 SIZES = ["data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=8", "data.eval_batch_size=8",
          "model.hidden_size=8", "trainer.max_epochs=2"]
@@ -27,9 +28,7 @@ TINY = ["data.seq_len=8", *SIZES, "callbacks.progress_bar=null", "+trainer.enabl
 
 
 def compose_adding(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["data=adding", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-                                            *TINY, *overrides])
+    return compose_config(["data=adding", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *TINY, *overrides])
 
 
 def test_examples_have_two_markers_and_their_sum_as_target():

@@ -6,8 +6,8 @@ import json
 
 import mlflow
 
-from conftest import run_module
-from test_train import tiny_overrides
+from tests.helpers.project import run_module
+from tests.helpers.training import tiny_overrides
 
 
 def article_runs(store) -> list:

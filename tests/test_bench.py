@@ -10,13 +10,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import PROJECT_ROOT, review_members, run_module, write_archive
-from rnnlab.bench.__main__ import check_targets
 from rnnlab.bench.flops import fastest_seconds, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
+from rnnlab.bench.report import check_targets
 from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
-from rnnlab.cpu import apply_training_settings, keep_freed_memory
 from rnnlab.data.download import extract_reviews
 from rnnlab.models.explicit import EXPLICIT_CELLS
+from rnnlab.run.cpu import apply_training_settings, keep_freed_memory
+from tests.helpers.archives import review_members, write_archive
+from tests.helpers.project import PROJECT_ROOT, run_module
 
 
 def test_flops_per_token():

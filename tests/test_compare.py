@@ -14,22 +14,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from conftest import run_module
 from rnnlab.cli import UserError
 from rnnlab.compare import compare
-from rnnlab.findings.claims import describe, difference
-from rnnlab.params import CONFIG_DIR
-from rnnlab.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
+from rnnlab.comparison.claims import describe, difference
+from rnnlab.composition import compose_config
+from rnnlab.serve.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
+from tests.helpers.project import run_module
 
 SEEDS = (0, 1, 2)
-
-
-def compose_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def write_run(train_dir: Path, cell: str, impl: str, seed: int, accuracy: float, time: float,
@@ -44,7 +38,7 @@ def write_run(train_dir: Path, cell: str, impl: str, seed: int, accuracy: float,
     if run_id:
         metrics["mlflow_run_id"] = run_id
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    config = compose_config(f"model.cell={cell}", f"model.impl={impl}", f"seed={seed}", *config_overrides)
+    config = compose_config([f"model.cell={cell}", f"model.impl={impl}", f"seed={seed}", *config_overrides])
     OmegaConf.save(config, folder / "config.yaml", resolve=True)
     return folder
 
@@ -65,7 +59,7 @@ def folders(tmp_path: Path) -> list[str]:
 
 def run_compare(tmp_path: Path, *overrides: str) -> str:
     """compare in this process, on conf/ with these overrides; returns table.md's text."""
-    return compare(compose_config(*folders(tmp_path), *overrides))
+    return compare(compose_config([*folders(tmp_path), *overrides]))
 
 
 def run_command(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -120,7 +114,7 @@ def test_the_table_says_what_it_shows(tmp_path):
     assert (tmp_path / "compare" / "table.md").read_text() == table
     assert "| lstm | explicit | 3 | 0.8710 ± 0.0010 |" in table
     assert [row[0] for row in table_rows(table)] == ["rnn", "lstm", "gru"]
-    cfg = compose_config()
+    cfg = compose_config([])
     model, data = cfg.model, cfg.data
     assert (f"Settings: embedding {model.embedding_dim}, hidden {model.hidden_size}, {model.num_layers} layer"
             in table)
@@ -227,7 +221,7 @@ def test_a_missing_key_is_one_error_line(tmp_path):
 
 
 def test_a_run_trained_with_other_settings_is_one_error_line(tmp_path):
-    hidden_size = compose_config().model.hidden_size
+    hidden_size = compose_config([]).model.hidden_size
     folder = write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50, f"model.hidden_size={hidden_size // 2}")
     result = run_command(tmp_path, *ONE_RUN)
     assert result.returncode == 1

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import PROJECT_ROOT, run_module
 from rnnlab.cli import UserError
+from rnnlab.composition import compose_config
 from rnnlab.train import build_data_and_model
+from tests.helpers.project import PROJECT_ROOT, run_module
 
 CONF = PROJECT_ROOT / "conf"
 
@@ -18,18 +18,13 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def compose_with(*overrides: str):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
 @pytest.mark.parametrize(
     "override",
     [f"{group}={option}" for group in ("data", "model", "trainer", "logger", "callbacks", "experiment")
      for option in options(group)],
 )
 def test_every_group_option_composes_and_builds(override, prepared_dir):
-    cfg = compose_with(override, f"paths.prepared_dir={prepared_dir}")
+    cfg = compose_config([override, f"paths.prepared_dir={prepared_dir}"])
     if "vocab_size" in cfg.data:
         cfg.data.vocab_size = None  # the tiny prepared vocabulary, smaller than experiment=article's 10,000
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
@@ -45,15 +40,15 @@ def test_group_options_exist():
 
 def test_cpu_trainers_and_callbacks_instantiate():
     for trainer in ("default", "ddp_sim"):
-        cfg = compose_with(f"trainer={trainer}")
+        cfg = compose_config([f"trainer={trainer}"])
         built = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert built.max_epochs == cfg.trainer.max_epochs
-    assert all(instantiate(c) is not None for c in compose_with().callbacks.values())
-    assert compose_with().callbacks.model_checkpoint.monitor == "val_acc"  # what `test` and the export use
+    assert all(instantiate(c) is not None for c in compose_config([]).callbacks.values())
+    assert compose_config([]).callbacks.model_checkpoint.monitor == "val_acc"  # what `test` and the export use
 
 
 def test_article_experiment_is_the_keras_setup():
-    cfg = compose_with("experiment=article")
+    cfg = compose_config(["experiment=article"])
     assert (cfg.data.vocab_size, cfg.data.max_len, cfg.data.batch_size) == (10000, 500, 128)
     assert (cfg.model.embedding_dim, cfg.model.hidden_size, cfg.model.pooling) == (32, 32, "last")
     assert cfg.model.optimizer._target_ == "torch.optim.RMSprop" and cfg.trainer.max_epochs == 10
@@ -62,7 +57,7 @@ def test_article_experiment_is_the_keras_setup():
 def test_choosing_a_cell_by_group_or_by_key_is_the_same():
     """The DVC train stages set `model.cell=<cell>` on params.yaml; Hydra users pick `model=<cell>`."""
     for cell in options("model"):
-        assert compose_with(f"model={cell}") == compose_with(f"model.cell={cell}")
+        assert compose_config([f"model={cell}"]) == compose_config([f"model.cell={cell}"])
 
 
 @pytest.mark.parametrize(
@@ -84,7 +79,7 @@ def test_choosing_a_cell_by_group_or_by_key_is_the_same():
     ],
 )
 def test_bad_values_are_refused(override, message, prepared_dir):
-    cfg = compose_with(f"paths.prepared_dir={prepared_dir}", override)
+    cfg = compose_config([f"paths.prepared_dir={prepared_dir}", override])
     with pytest.raises(UserError) as error:
         build_data_and_model(cfg)
     assert str(error.value) == message

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import review_members, run_module, write_archive
 from rnnlab.cli import UserError
 from rnnlab.data.download import DataError, sha256_of
+from tests.helpers.archives import review_members, write_archive
+from tests.helpers.project import run_module
 
 
 def run_download(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_project, run_dvc
 from rnnlab.params import compose_params
+from tests.helpers.project import copy_project, run_dvc
 
 TRAIN_STAGE = "train@gru-fused-0"
 # DVC-cached outputs (dvc.yaml outs without `cache: false`) of TRAIN_STAGE and the stages before it

@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_reliability import outcome
-from test_slurm import cluster  # noqa: F401  (the fixture: a one-node SLURM cluster of this module's own)
-from test_train import compose_tiny, runs, tiny_overrides
+from tests.helpers.training import compose_tiny, outcome, runs, tiny_overrides
 
 EPOCHS = 2
 # Two batches per rank and epoch, and dropout: each rank's batches and random draws are part of what must match.
@@ -77,7 +75,7 @@ def test_torchrun_trains_one_run_as_ddp_sim_does(prepared_dir, tmp_path, ddp_sim
 
 
 @pytest.mark.slow
-def test_a_two_task_slurm_job_trains_one_run_as_ddp_sim_does(cluster, prepared_dir, tmp_path, ddp_sim):  # noqa: F811
+def test_a_two_task_slurm_job_trains_one_run_as_ddp_sim_does(cluster, prepared_dir, tmp_path, ddp_sim):
     # The two tasks of one job step on the one node; Lightning takes ranks, address and port from SLURM.
     command = ["srun", "--nodes=1", "--ntasks-per-node=2", "--kill-on-bad-exit=1", "--job-name=rnnlab-ddp",
                sys.executable, *train_command(prepared_dir, tmp_path, *MULTINODE)]

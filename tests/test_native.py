@@ -9,9 +9,9 @@ import subprocess
 import mlflow
 import pytest
 
-from conftest import PROJECT_ROOT, run_dvc, run_module
 from rnnlab.train import train
-from test_train import compose_tiny, runs, tiny_overrides
+from tests.helpers.project import PROJECT_ROOT, run_dvc, run_module
+from tests.helpers.training import compose_tiny, runs, tiny_overrides
 
 # Lines a run printed before that said nothing about the run (all filtered by rnnlab.cli.quiet_noise)
 NOISE = ("litlogger", "LeafSpec", "CloudPickle", "cloudpickle", "`weights_only` was not set",
@@ -48,8 +48,8 @@ def test_a_run_from_the_command_line_is_quiet_and_leaves_a_job_log(prepared_dir,
 def test_the_model_group_offers_the_cells_only(prepared_dir, tmp_path):
     shown = run_module("rnnlab.train", "--help", cwd=tmp_path)
     assert "model: gru, lstm, rnn\n" in shown.stdout
-    assert "_encoder" not in shown.stdout  # the cells' shared settings live in model/_base/encoder.yaml
-    picked = run_module("rnnlab.train", "model=_base/encoder", f"paths.prepared_dir={prepared_dir}", cwd=tmp_path)
+    assert "_encoder" not in shown.stdout  # the cells' shared settings live in model/_base/recurrent_module.yaml
+    picked = run_module("rnnlab.train", "model=_base/recurrent_module", f"paths.prepared_dir={prepared_dir}", cwd=tmp_path)
     assert picked.returncode == 1 and picked.stderr.strip().splitlines() == [
         "train: error: model.cell is not set (Missing mandatory value: model.cell)"]
 

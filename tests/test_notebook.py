@@ -8,25 +8,11 @@ from pathlib import Path
 import mlflow
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from conftest import PROJECT_ROOT
 from rnnlab.train import train
-from test_train import EXPERIMENT, compose_tiny
-
-NOTEBOOK = PROJECT_ROOT / "notebooks" / "compare.ipynb"
-
-
-def execute(cwd: Path, probe: str | None = None) -> nbformat.NotebookNode:
-    """Run every cell in a fresh python3 kernel started in `cwd`; a failing cell raises CellExecutionError.
-
-    `probe`, if given, is run as one extra last cell, to read back what the notebook computed.
-    """
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    if probe:
-        notebook.cells.append(nbformat.v4.new_code_cell(probe))
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(cwd)}}).execute()
-    return notebook
+from tests.helpers.notebook import execute
+from tests.helpers.project import PROJECT_ROOT
+from tests.helpers.training import EXPERIMENT, compose_tiny
 
 
 def tagged(notebook: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:

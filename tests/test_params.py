@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import PROJECT_ROOT
 from rnnlab.params import compose_params
+from tests.helpers.project import PROJECT_ROOT
 
 
 def test_params_yaml_is_conf_composed(tmp_path):

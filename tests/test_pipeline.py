@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import copy_project, run_dvc
 from rnnlab.cells import CELL_NAMES as CELLS
 from rnnlab.params import compose_params
+from tests.helpers.project import copy_project, run_dvc
 
 
 @pytest.mark.slow
@@ -95,4 +95,4 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     assert {f"train@{cell}-fused-0" for cell in CELLS} | {"adding"} <= set(changed), changed
     assert not {"download", "prepare"} & set(changed), changed
     for stage, changes in changed.items():
-        assert changes == [{"changed deps": {"src/rnnlab/cpu.py": "modified"}}], (stage, changes)
+        assert changes == [{"changed deps": {"src/rnnlab/run/cpu.py": "modified"}}], (stage, changes)

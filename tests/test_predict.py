@@ -22,11 +22,11 @@ import yaml
 from mlflow.exceptions import MlflowException
 from tokenizers import Tokenizer
 
-from conftest import run_module
-from rnnlab.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
-from rnnlab.serving import use_tracking_uri
+from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
+from rnnlab.tracking import use_tracking_uri
 from rnnlab.train import train
-from test_train import EXPERIMENT, compose_tiny
+from tests.helpers.project import run_module
+from tests.helpers.training import EXPERIMENT, compose_tiny
 
 TEXTS = ["A wonderful film, great acting.", "Awful, boring, a waste of time."]
 VOCAB_SIZE = 40  # below the prepared vocabulary, so some known words must become <unk>

@@ -7,24 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
-from conftest import review_members, run_module, write_archive
+from rnnlab.composition import compose_config
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.download import extract_reviews
 from rnnlab.data.prepare import prepare
 from rnnlab.data.text import PAD_ID, UNK_ID, make_tokenizer, split_words
-from rnnlab.params import CONFIG_DIR
+from tests.helpers.archives import review_members, write_archive
+from tests.helpers.project import run_module
 
 TINY = ["prepare.vocab_size=60", "prepare.min_frequency=1", "prepare.val_fraction=0.34"]
 
 
 def settings(*overrides: str) -> DictConfig:
     """The `prepare` section of conf/ composed for the tiny archive."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides]).prepare
+    return compose_config([*TINY, *overrides]).prepare
 
 
 def run_prepare(tmp_path: Path, raw: Path, out: Path, *overrides: str):

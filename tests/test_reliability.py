@@ -14,28 +14,34 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import psutil
 import pytest
 
-from conftest import PROJECT_ROOT, InterruptTraining, run_module
-from rnnlab.module import TrainingDiverged
-from rnnlab.recording import metric_histories
-from rnnlab.resume import END_REASON
-from rnnlab.tracking import run_params
+from rnnlab.models.recurrent_module import TrainingDiverged
+from rnnlab.run.provenance import run_params
+from rnnlab.run.tags import END_REASON
 from rnnlab.train import train
-from test_train import EXPERIMENT, compose_tiny, runs, tiny_overrides
+from tests.helpers.interrupts import InterruptTraining, start, stderr_of, wait_for_first_checkpoint
+from tests.helpers.project import copy_project, run_dvc, run_module
+from tests.helpers.servers import mlflow_server
+from tests.helpers.training import (
+    EXPERIMENT,
+    client_of,
+    compose_tiny,
+    outcome,
+    runs,
+    tiny_overrides,
+    untracked_overrides,
+)
 
 # 20 epochs of 8 batches, a few seconds: the kill lands at a random epoch. Dropout and a scheduler, so that the
 # random states and the scheduler's are part of what a resumed run must restore to end identical.
 EPOCHS = 20
 RESUMABLE = [f"trainer.max_epochs={EPOCHS}", "data.batch_size=1", "model.dropout=0.5",
              "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.8}"]
-TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s")  # clocks: never identical
 
 
 def train_command(prepared_dir: Path, store: Path, *overrides: str) -> list[str]:
@@ -44,43 +50,10 @@ def train_command(prepared_dir: Path, store: Path, *overrides: str) -> list[str]
             f"hydra.run.dir={store}/out"]
 
 
-def start(command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    """Start `command`; its stderr goes to a file (a pipe nobody reads could fill and block it): `stderr_of`."""
-    stderr = open(cwd / f"stderr-{time.monotonic_ns()}.txt", "w+")
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=stderr, **popen)
-    process.stderr_file = stderr
-    return process
-
-
-def stderr_of(process: subprocess.Popen) -> str:
-    process.stderr_file.seek(0)
-    return process.stderr_file.read()
-
-
-def client_of(store: Path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
-
-
-def outcome(store: Path) -> dict:
-    """The one run in `store`: status, final metrics and per-epoch history, clocks left out."""
-    [run] = runs(store)
-    client = client_of(store)
-    history = {name: values for name, values in metric_histories(client, run.info.run_id).items()
-               if name not in TIMINGS}
-    metrics = {name: value for name, value in run.data.metrics.items() if name not in TIMINGS}
-    return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
-            "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
-
-
 def kill_after_first_checkpoint(process: subprocess.Popen, store: Path, signum: int, rng: random.Random,
                                 within: float = 0.5) -> float:
     """Wait for the run's first `last.ckpt`, then send `signum` after a random delay in [0, within) seconds."""
-    deadline = time.monotonic() + 300
-    while not list(store.glob("checkpoints/*/last.ckpt")):
-        assert process.poll() is None, stderr_of(process)[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.02)
+    wait_for_first_checkpoint(process, store)
     delay = rng.uniform(0, within)
     time.sleep(delay)
     assert process.poll() is None, "the run finished before the signal: nothing to resume"
@@ -228,33 +201,6 @@ def test_a_dead_run_is_ended_failed_by_the_next_start(prepared_dir, tmp_path):
     assert client_of(tmp_path).get_run(dead.info.run_id).info.status == "FINISHED" and len(runs(tmp_path)) == 2
 
 
-@contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
-    """A real `mlflow server` on a new sqlite file in `folder`; yields its URL."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
-         "--artifacts-destination", str(folder / "art")],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_eight_runs_at_once_on_a_new_store(prepared_dir, tmp_path, store):
@@ -398,8 +344,7 @@ def test_a_server_uri_with_credentials_is_not_recorded(prepared_dir, tmp_path):
     """A real `mlflow server`, reached through http://user:password@host:port."""
     with mlflow_server(tmp_path) as url:
         uri = url.replace("http://", "http://alice:s3cret@")
-        overrides = [o for o in tiny_overrides(prepared_dir, tmp_path) if not o.startswith("logger.tracking_uri")]
-        result = run_module("rnnlab.train", *overrides, "trainer.max_epochs=1", f"logger.tracking_uri={uri}",
+        result = run_module("rnnlab.train", *untracked_overrides(prepared_dir, tmp_path), "trainer.max_epochs=1", f"logger.tracking_uri={uri}",
                             f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         client = mlflow.MlflowClient(url)
@@ -416,7 +361,6 @@ def test_a_server_uri_with_credentials_is_not_recorded(prepared_dir, tmp_path):
 def test_killed_dvc_repro_resumes_its_stage(tmp_path, tiny_archive):
     """kill -9 of `dvc repro` (and its training process) in the middle of a train stage; `dvc repro` again resumes
     the stage's run: one FINISHED run for the stage."""
-    from conftest import copy_project, run_dvc
     from rnnlab.params import compose_params
 
     archive, sha = tiny_archive

@@ -16,10 +16,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import run_module
 from rnnlab.search.budget import expected_max, seeds_to_decide
-from test_reliability import start, stderr_of
-from test_train import tiny_overrides
+from tests.helpers.interrupts import start, wait_for_first_checkpoint
+from tests.helpers.project import run_module
+from tests.helpers.training import tiny_overrides
 
 
 def test_expected_max_matches_hand_values():
@@ -168,11 +168,7 @@ def test_a_killed_search_goes_on_and_its_trial_resumes_into_the_same_run(prepare
     args = search_args(prepared_dir, tmp_path, "search.cells=[rnn]", "search.trials=2", "data.batch_size=1",
                        'search.proxy=["trainer.max_epochs=100"]')
     process = start([sys.executable, "-m", "rnnlab.search.run", *args], cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("checkpoints/*/last.ckpt")):
-        assert process.poll() is None, stderr_of(process)[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_first_checkpoint(process, tmp_path, poll=0.05)
     time.sleep(0.1)
     assert process.poll() is None, "the search ended before the kill: nothing to resume"
     process.send_signal(signal.SIGKILL)

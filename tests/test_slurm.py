@@ -8,102 +8,19 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import PROJECT_ROOT
-from test_train import runs, tiny_overrides
+from tests.helpers.project import PROJECT_ROOT
+from tests.helpers.slurm import SLURM_LOCAL
+from tests.helpers.training import client_of, runs, tiny_overrides
 
-SLURM_LOCAL = PROJECT_ROOT / "scripts" / "slurm_local.sh"
-INSTALL = PROJECT_ROOT / "scripts" / "install_services.sh"
 CELLS = ("rnn", "lstm", "gru")
-
-
-@dataclass
-class Cluster:
-    """A cluster `slurm_local.sh up` started: its folder, and the environment its commands need."""
-
-    folder: Path
-    env: dict[str, str]  # os.environ plus SLURM_CONF (and the folder and port, for slurm_local.sh itself)
-
-    def jobs(self) -> list[dict[str, str]]:
-        """SLURM's job completion log: one record per job end (a requeue ends one too), oldest first."""
-        log = self.folder / "log" / "jobs.txt"
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [dict(field.split("=", 1) for field in line.split() if "=" in field) for line in lines]
-
-    def command(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=120)
-
-    def wait_until_no_jobs(self, seconds: float = 120) -> None:
-        """Wait for every job to have ended: the launcher returns once a job wrote its result, while SLURM may
-        still be completing it."""
-        deadline = time.monotonic() + seconds
-        while self.command("squeue", "--noheader", "--format=%A").stdout.strip():
-            assert time.monotonic() < deadline, self.command("squeue").stdout
-            time.sleep(0.5)
-
-
-def why_slurm_cannot_run() -> str | None:
-    """Why SLURM cannot be installed here (None: it is, or it can be): the reason a test is skipped."""
-    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
-        return None
-    if os.geteuid() != 0:
-        return "SLURM is not installed, and installing it (apt-get) needs root"
-    if not shutil.which("apt-get"):
-        return "SLURM is not installed, and there is no apt-get to install it with"
-    installed = subprocess.run([str(INSTALL), "slurm"], capture_output=True, text=True, timeout=900)
-    if installed.returncode != 0:
-        return f"SLURM could not be installed: {installed.stderr.strip().splitlines()[-1:]}"
-    return None
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free: slurmctld's and slurmd's."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", port))
-                second.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A one-node cluster of its own (folder and ports), so a cluster started by hand can run beside it."""
-    reason = why_slurm_cannot_run()
-    if reason:
-        pytest.skip(reason)
-    # Not under pytest's tmp_path: munged wants every folder above its socket searchable by all users, and
-    # pytest's base folder is private to its user.
-    folder = Path(tempfile.mkdtemp(prefix="rnnlab-slurm-test-", dir="/tmp"))
-    folder.chmod(0o755)
-    env = {**os.environ, "SLURM_LOCAL_DIR": str(folder), "SLURM_LOCAL_PORT": str(free_port_pair()),
-           "SLURM_CONF": str(folder / "slurm.conf")}
-    try:
-        up = subprocess.run([str(SLURM_LOCAL), "up"], env=env, capture_output=True, text=True, timeout=180)
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield Cluster(folder, env)
-    finally:
-        subprocess.run([str(SLURM_LOCAL), "down"], env=env, capture_output=True, timeout=180)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sweep_command(prepared_dir: Path, store: Path, *overrides: str) -> list[str]:
@@ -191,7 +108,7 @@ def test_a_preempted_job_requeues_itself_and_resumes_its_run(cluster, prepared_d
     assert run.data.tags["rnnlab.attempt"] == "2"
     assert run.data.tags["rnnlab.slurm_job"] == f"{job_id}.1"  # the same job, SLURM_RESTART_COUNT=1
     # Every epoch once: the second attempt continued the first instead of training again from the start.
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = client_of(tmp_path)
     epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
     assert len(epochs) == 100 and len(set(epochs)) == 100
     # SLURM saw the job end twice: requeued, then completed.

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from conftest import PROJECT_ROOT
+from tests.helpers.project import PROJECT_ROOT
 
 PACKAGE = "rnnlab"
 TRAINING_RECIPE = "rnnlab.train"  # builds data, model, callbacks and logger from the config's `_target_`s
@@ -238,7 +238,7 @@ def test_stages_run_their_own_modules(stages):
         modules, _ = executed_modules(PROJECT_ROOT, stage)
         assert {PACKAGE, command_module(stage.cmd), "rnnlab.cli"} <= modules, stage.addressing
         if stage.name.startswith("train@"):
-            assert {"rnnlab.module", "rnnlab.cpu"} <= modules  # cpu: a config `_target_` (callbacks.cpu_settings)
+            assert {"rnnlab.models.recurrent_module", "rnnlab.run.cpu"} <= modules  # cpu: a config `_target_` (callbacks.cpu_settings)
     composers = {stage.name for stage in stages
                  if any(composes_config(src, name) for name in executed_modules(PROJECT_ROOT, stage)[0])}
     assert "adding" in composers

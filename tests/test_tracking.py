@@ -1,25 +1,21 @@
 """What a run shows in MLflow: its config once as params, summary metrics at step 0, its data as datasets, tags.
 
-Real tiny runs in a real sqlite store (tests/test_train.py's helpers)."""
+Real tiny runs in a real sqlite store (tests/helpers/training.py)."""
 
 from __future__ import annotations
 
-import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import InterruptTraining
-from rnnlab.recording import HISTORY
-from rnnlab.tracking import SUMMARY_METRICS, run_params
+from rnnlab.run.history import HISTORY
+from rnnlab.run.logger import SUMMARY_METRICS
+from rnnlab.run.provenance import run_params
 from rnnlab.train import train
-from test_train import compose_tiny, runs
+from tests.helpers.interrupts import InterruptTraining
+from tests.helpers.training import client_of, compose_tiny, runs
 
 NOT_PARAMS = ("pipeline.", "download.", "prepare.", "findings.", "search.", "paths.", "logger.", "tags.",
               "callbacks.progress_bar", "data.data_dir")
-
-
-def client_for(tmp_path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
 
 
 def test_params_are_the_resolved_config_once(prepared_dir, tmp_path):
@@ -44,7 +40,7 @@ def test_params_are_the_resolved_config_once(prepared_dir, tmp_path):
 
 def test_summary_metrics_are_one_value_at_step_0_and_epochs_keep_their_axis(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path))
-    client = client_for(tmp_path)
+    client = client_of(tmp_path)
     summaries = [name for name in client.get_run(result.run_id).data.metrics if name in SUMMARY_METRICS
                  or name.startswith("test_")]
     assert set(summaries) >= {*SUMMARY_METRICS, "test_acc", "test_loss"}
@@ -60,7 +56,7 @@ def test_summary_metrics_are_one_value_at_step_0_and_epochs_keep_their_axis(prep
 
 def test_the_prepared_data_is_the_runs_dataset(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path))
-    run = client_for(tmp_path).get_run(result.run_id)
+    run = client_of(tmp_path).get_run(result.run_id)
     inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
               for i in run.inputs.dataset_inputs}
     assert set(inputs) == {"train", "validation", "test"}
@@ -81,7 +77,7 @@ def test_a_resumed_run_logs_nothing_twice(prepared_dir, tmp_path):
     result = train(cfg)  # resume=auto: the same run, attempt 2
 
     assert result.run_id == stopped.info.run_id
-    client = client_for(tmp_path)
+    client = client_of(tmp_path)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
     for name in ("n_params", "test_acc", "fit_time_s", "best_val_acc"):

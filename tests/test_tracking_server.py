@@ -18,10 +18,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import PROJECT_ROOT, run_module
-from rnnlab.registry import ALIAS, REGISTERED_MODEL, logged_model
-from test_notebook import execute
-from test_train import EXPERIMENT, tiny_overrides
+from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model
+from tests.helpers.notebook import execute
+from tests.helpers.project import PROJECT_ROOT, run_module
+from tests.helpers.servers import free_ports
+from tests.helpers.training import EXPERIMENT, untracked_overrides
 
 SCRIPT = PROJECT_ROOT / "scripts" / "tracking_server.py"
 CELLS, SEEDS = ("rnn", "gru"), (0, 1, 2)
@@ -34,18 +35,6 @@ def postgres_installed() -> bool:
 
 pytestmark = pytest.mark.skipif(not postgres_installed(),
                                 reason="PostgreSQL is not installed: scripts/install_services.sh postgres")
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 (each held open until all are chosen)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tracking_server(command: str, folder: Path, *options: str) -> subprocess.CompletedProcess:
@@ -105,7 +94,7 @@ def test_a_parallel_sweep_compare_predict_and_the_notebook_use_the_server(server
                                                                           monkeypatch):
     folder, url = server
     env = {"MLFLOW_TRACKING_URI": url}
-    overrides = [o for o in tiny_overrides(prepared_dir, tmp_path) if not o.startswith("logger.tracking_uri")]
+    overrides = untracked_overrides(prepared_dir, tmp_path)
     train_dir = tmp_path / "train"
     # Each run exported as the pipeline's train stage names its folder, for compare to find
     sweep = run_module("rnnlab.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import PROJECT_ROOT, run_module
-from rnnlab.module import TrainingDiverged
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.train import train
-
-EXPERIMENT = "imdb-cells"
-
-
-def tiny_overrides(prepared_dir: Path, tmp_path: Path) -> list[str]:
-    return [
-        f"paths.prepared_dir={prepared_dir}",
-        f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-        "trainer.max_epochs=2",
-        "data.batch_size=4",
-        "data.eval_batch_size=4",
-        "model.embedding_dim=8",
-        "model.hidden_size=8",
-        "callbacks.progress_bar=null",
-        "+trainer.enable_progress_bar=false",
-    ]
-
-
-def compose_tiny(prepared_dir: Path, tmp_path: Path, *overrides: str):
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*tiny_overrides(prepared_dir, tmp_path), *overrides])
-
-
-def runs(tmp_path: Path) -> list:
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    return client.search_runs([experiment.experiment_id]) if experiment else []
+from tests.helpers.project import PROJECT_ROOT, run_module
+from tests.helpers.servers import mlflow_server
+from tests.helpers.training import EXPERIMENT, compose_tiny, runs, tiny_overrides, untracked_overrides
 
 
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
@@ -126,14 +99,6 @@ def test_diverged_run_ends_failed(prepared_dir, tmp_path):
     assert run.info.status == "FAILED"
 
 
-def test_interrupted_run_ends_killed(prepared_dir, tmp_path):
-    cfg = compose_tiny(prepared_dir, tmp_path, "+callbacks.interrupt._target_=conftest.InterruptTraining")
-    with pytest.raises((KeyboardInterrupt, SystemExit)):
-        train(cfg)
-    [run] = runs(tmp_path)
-    assert run.info.status == "KILLED"
-
-
 @pytest.mark.parametrize("override, message", [
     ("model.optimizer.lr=-1", "train: error: model.optimizer: Invalid learning rate: -1"),
     ("model.cell=foo", "train: error: model: cell='foo' is unknown: choose rnn | lstm | gru"),
@@ -186,40 +151,15 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
     [run] = runs(tmp_path)  # two processes, one MLflow run
     assert run.info.status == "FINISHED"
     assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
+
+
 def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):
     """MLFLOW_TRACKING_URI (a team's server) overrides the default sqlite file: a real `mlflow server`."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    server = subprocess.Popen(
-        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art")],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        overrides = [o for o in tiny_overrides(prepared_dir, tmp_path) if not o.startswith("logger.tracking_uri")]
-        result = run_module("rnnlab.train", *overrides, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/out",
-                            cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": url})
+    with mlflow_server(tmp_path) as url:
+        result = run_module("rnnlab.train", *untracked_overrides(prepared_dir, tmp_path), "trainer.max_epochs=1",
+                            f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT, env={"MLFLOW_TRACKING_URI": url})
         assert result.returncode == 0, result.stderr[-3000:]
         client = mlflow.MlflowClient(url)
         [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
         assert run.info.status == "FINISHED" and "test_acc" in run.data.metrics
         assert not (tmp_path / "mlflow.db").exists() and not (PROJECT_ROOT / "out").exists()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -71,7 +71,7 @@ QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 # message of these loggers, warnings included, still shows.
 NOISE = (
     ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),  # an advert for litlogger
-    # Lightning's default when a checkpoint is saved without saying (rnnlab.resume's last.ckpt): full state, wanted
+    # Lightning's default when a checkpoint is saved without saying (rnnlab.run.checkpoints' last.ckpt): full state, wanted
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to `False`"),
     ("mlflow.pyfunc", "Validating input example against model signature"),  # a check that passed
 )
@@ -132,7 +132,7 @@ def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[
                 return task(cfg)
             except UserError as e:
                 fail(command, str(e))
-            except MissingMandatoryValue as e:  # e.g. model=_base/encoder, the cells' shared settings alone
+            except MissingMandatoryValue as e:  # e.g. model=_base/recurrent_module, the cells' shared settings alone
                 fail(command, f"{e.full_key} is not set ({first_line(e)})")
 
         return main

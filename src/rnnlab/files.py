@@ -1,14 +1,41 @@
-"""Results written whole or not at all: a command killed part-way never leaves a half-written file to be read."""
+"""Outputs written whole or not at all: a command killed part-way never leaves a half-written file to be read.
+
+Every file rnnlab writes as a result (stage outputs, reports, figures, checkpoints) goes through `replacing`.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path` (atomic on one file system)."""
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed over `path` (atomic on one file system) when the block
+    ends without an error, removed when it raises. The temporary name keeps `path`'s suffix, so writers that go by
+    it (matplotlib's savefig) write the right format, and is unique, so two writers never share one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    with replacing(path) as temporary:
+        temporary.write_text(text)
+
+
+def copy_atomically(source: str | Path, path: str | Path) -> None:
+    with replacing(path) as temporary:
+        shutil.copyfile(source, temporary)

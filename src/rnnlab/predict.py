@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities import LoggedModel
 
-    from rnnlab.serving import Sentiment
+    from rnnlab.serve.sentiment import Sentiment
 
 PREVIEW = 60
 
@@ -110,7 +110,7 @@ def get_run(client: mlflow.MlflowClient, run_id: str) -> mlflow.entities.Run:
 
 def chosen_run(client: mlflow.MlflowClient, run_id: str | None) -> tuple[mlflow.entities.Run, str]:
     """(the run whose model answers, how it was chosen in words): `run_id`, else the champion's run."""
-    from rnnlab.registry import CHAMPION_URI, champion
+    from rnnlab.serve.registry import CHAMPION_URI, champion
     from rnnlab.tracking import redact
 
     if run_id:
@@ -124,8 +124,8 @@ def chosen_run(client: mlflow.MlflowClient, run_id: str | None) -> tuple[mlflow.
 
 def load_sentiment(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> Sentiment:
     """The run's model, from its checkpoint and tokenizer.json only (see `model_files`)."""
-    from rnnlab.registry import logged_model
-    from rnnlab.serving import Sentiment, UnusableModelFile
+    from rnnlab.serve.registry import logged_model
+    from rnnlab.serve.sentiment import Sentiment, UnusableModelFile
 
     run_id = run.info.run_id
     model = logged_model(client, run_id)
@@ -146,8 +146,7 @@ def predict(reviews: list[str], run_id: str | None, tracking_uri: str | None) ->
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from rnnlab.registry import missing_store, quick_http
-    from rnnlab.tracking import redact, resolve_tracking_uri
+    from rnnlab.tracking import missing_store, quick_http, redact, resolve_tracking_uri
 
     tracking_uri = resolve_tracking_uri(tracking_uri)
     why = missing_store(tracking_uri)

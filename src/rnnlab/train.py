@@ -8,7 +8,7 @@
     python -m rnnlab.train ...                               # again after a kill: resumes the same run
     python -m rnnlab.train resume=never                      # a new run, whatever happened before
 
-The recipe: seed -> datamodule -> model -> which run (new, resumed, or finished before: rnnlab.resume) ->
+The recipe: seed -> datamodule -> model -> which run (new, resumed, or finished before: rnnlab.run) ->
 callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best checkpoint ->
 record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
 returns the best validation accuracy, what a Hydra sweeper maximises.
@@ -28,11 +28,14 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.cli import UserError, build, first_line, hydra_app
-from rnnlab.recording import RunRecord, TrainResult, export_finished, stored_result
-from rnnlab.resume import (AtomicCheckpointIO, LastCheckpoint, StopAtBatchBoundaries, follow_rank_zero,
-                           plan_on_rank_zero, stopping_on_signals)
-from rnnlab.timing import TrainingTimer
-from rnnlab.tracking import data_hash
+from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
+from rnnlab.run.export import export_finished
+from rnnlab.run.provenance import data_hash
+from rnnlab.run.ranks import follow_rank_zero, plan_on_rank_zero
+from rnnlab.run.record import RunRecord
+from rnnlab.run.result import TrainResult, stored_result
+from rnnlab.run.signals import StopAtBatchBoundaries, stopping_on_signals
+from rnnlab.run.timing import TrainingTimer
 
 
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
@@ -41,7 +44,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
 
     callbacks: join the configured ones (tests, the benchmark). output_dir: the run's working folder (config,
     plots, and at the end the best checkpoint; while it trains, its checkpoints are where a rerun finds them:
-    rnnlab.resume); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
+    rnnlab.run); None: a temporary one, since all the run keeps is in MLflow (and cfg.export_dir) by the end.
     sweep_id: tags the runs of one sweep. tags: set when the run is created (a search trial: its parent run).
     With `test: false` in cfg (a search trial: chosen on validation only) the test split is never touched.
     """
@@ -51,7 +54,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     if not any(isinstance(c, ModelCheckpoint) and c.monitor for c in configured):
         raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
     data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
-    # Under torchrun or srun every rank runs this command: rank 0 chooses the run, the others follow (rnnlab.resume)
+    # Under torchrun or srun every rank runs this command: rank 0 chooses the run, the others follow (rnnlab.run)
     plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None)
     with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
         record = RunRecord(cfg, sweep_id)

@@ -15,7 +15,7 @@ and, with the fused cells (the default):
     plain_padded_flush    the reference + flush-denormal
     plain_bucketed        the reference on the project's bucketed batches
     plain_bucketed_flush  the reference on the project's bucketed batches + flush-denormal
-    plain_project         plain loop with the project's batches and all its settings (rnnlab.cpu, deterministic):
+    plain_project         plain loop with the project's batches and all its settings (rnnlab.run.cpu, deterministic):
                           the project path less Lightning + MLflow, so the two differ by their overhead
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
@@ -41,22 +41,30 @@ import time
 import warnings
 from pathlib import Path
 
-import psutil
 import torch
-from hydra import compose, initialize_config_dir
 
 from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
-from rnnlab.bench.variants import (BatchPlan, Measurement, in_fresh_process, plan_batches, run_layers_only,
-                                   run_plain, run_project)
+from rnnlab.bench.load import OtherLoad
+from rnnlab.bench.report import check_targets, print_table
+from rnnlab.bench.variants import (
+    BatchPlan,
+    Measurement,
+    in_fresh_process,
+    plan_batches,
+    run_layers_only,
+    run_plain,
+    run_project,
+)
 from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.cli import UserError, build, fail
+from rnnlab.composition import compose_config
+from rnnlab.files import write_atomically
 from rnnlab.models.sequence import load_kernel
-from rnnlab.params import CONFIG_DIR
-from rnnlab.tracking import device_description
+from rnnlab.run.provenance import device_description
 
 # The article's Keras setup (experiment=article: E=H=32, max_len 500, batch 128, 10k words, RMSprop),
 # and the same with E=H=128, where the matmuls are big enough to approach the machine's peak.
-SETTINGS = {
+BENCH_SETTINGS = {
     "article": ["experiment=article"],
     "h128": ["experiment=article", "model.embedding_dim=128", "model.hidden_size=128"],
 }
@@ -70,49 +78,15 @@ VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "
 # The variants the targets compare run --repeats times, the fastest counting; those that only break the
 # speed-up down run once, to keep the benchmark to a few minutes.
 REPEATED = ("project", "plain_padded", "plain_project")
-TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
-# Issue 14's, at E=H=128 unless said: the sequence kernel's GRU and LSTM against the peak, its RNN against the
-# fused one; and the explicit cells' time against the fused cells', at both settings.
-SEQUENCE_TARGETS = {"gru_peak_fraction": 0.4, "lstm_peak_fraction": 0.5, "rnn_h128_vs_fused": 2.0,
-                    "explicit_time_vs_fused": 1.5}
-# Other processes taking more of the CPU than this while a model was measured make its figures suspect:
-# on 2 cores every per-timestep OpenMP barrier waits for a descheduled thread.
-DISTURBED_PCT = 5.0
 
 
-def cpu_busy(times) -> float:
-    """Seconds the machine's CPUs were not idle (stolen by the hypervisor included)."""
-    idle = times.idle + getattr(times, "iowait", 0.0)
-    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # already counted in user/nice
-    return sum(times) - idle - guest
-
-
-def own_cpu(times) -> float:
-    """CPU seconds of this process and its finished children (every benchmark run is a child)."""
-    return times.user + times.system + times.children_user + times.children_system
-
-
-class OtherLoad:
-    """The share of the machine's CPU time that other processes used while the block ran, in percent."""
-
-    def __enter__(self) -> OtherLoad:
-        self.machine, self.own, self.start = psutil.cpu_times(), psutil.Process().cpu_times(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        machine, own = psutil.cpu_times(), psutil.Process().cpu_times()
-        busy = cpu_busy(machine) - cpu_busy(self.machine)
-        own_busy = own_cpu(own) - own_cpu(self.own)
-        wall = (time.perf_counter() - self.start) * psutil.cpu_count()
-        self.pct = max(0.0, 100 * (busy - own_busy) / wall)
-
-
-def compose_config(cell: str, setting: str, data_dir: str | None, tracking_uri: str, overrides: list[str]):
-    args = [f"model={cell}", *SETTINGS[setting], f"logger.tracking_uri={tracking_uri}", "logger.experiment_name=bench"]
+def bench_config(cell: str, setting: str, data_dir: str | None, tracking_uri: str, overrides: list[str]):
+    """The run the benchmark times: conf/ with the cell, the setting's sizes and a store of its own."""
+    args = [f"model={cell}", *BENCH_SETTINGS[setting], f"logger.tracking_uri={tracking_uri}",
+            "logger.experiment_name=bench"]
     if data_dir:
         args.append(f"paths.prepared_dir={data_dir}")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[*args, *overrides])
+    return compose_config([*args, *overrides])
 
 
 def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size: int) -> dict:
@@ -134,7 +108,7 @@ def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size:
 
 def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> list[dict]:
     """One result per implementation in args.impls, all trained on the same planned batches, interleaved."""
-    cfgs = {impl: compose_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"])
+    cfgs = {impl: bench_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"])
             for impl in args.impls}
     cfg = cfgs[args.impls[0]]
     try:
@@ -199,109 +173,10 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
     return result
 
 
-def check_targets(results: list[dict]) -> dict:
-    """Issue 4's targets (the fused cells, the default) and issue 14's (the sequence kernel against the others),
-    each with the measured value and whether it is met. Those whose rows were not run are left out."""
-    checks = {}
-
-    def check(name: str, value: float, met: bool) -> None:
-        checks[name] = {"value": value, "met": met}
-
-    rows = {(r["cell"], r["setting"], r["impl"]): r["variants"]["project"] for r in results}
-    for r in results:
-        key = f"{r['cell']}/{r['setting']}/{r['impl']}"
-        if r["impl"] != "fused":
-            continue
-        if r["cell"] in ("lstm", "gru") and r["setting"] == "h128":
-            pct = r["variants"]["project"]["peak_pct"]
-            check(f"{key} % of sgemm peak >= {100 * TARGETS['peak_fraction']:.0f}", pct,
-                  pct >= 100 * TARGETS["peak_fraction"])
-        if "speedup" in r:
-            check(f"{key} speed-up >= {TARGETS['speedup']}", r["speedup"], r["speedup"] >= TARGETS["speedup"])
-        if "overhead_pct" in r:
-            check(f"{key} overhead % <= {TARGETS['overhead_pct']:.0f}", r["overhead_pct"],
-                  r["overhead_pct"] <= TARGETS["overhead_pct"])
-
-    def at_least(name: str, value: float, target: float) -> None:
-        check(f"{name} >= {target:g}", value, value >= target)
-
-    if ("gru", "h128", "sequence") in rows:
-        gru = rows[("gru", "h128", "sequence")]
-        at_least("gru/h128/sequence % of sgemm peak", gru["peak_pct"], 100 * SEQUENCE_TARGETS["gru_peak_fraction"])
-        if ("lstm", "h128", "fused") in rows:
-            at_least("gru/h128/sequence GFLOP/s over lstm/h128/fused's", gru["useful_gflops"]
-                     / rows[("lstm", "h128", "fused")]["useful_gflops"], 1.0)
-    if ("lstm", "h128", "sequence") in rows:
-        at_least("lstm/h128/sequence % of sgemm peak", rows[("lstm", "h128", "sequence")]["peak_pct"],
-                 100 * SEQUENCE_TARGETS["lstm_peak_fraction"])
-    if ("rnn", "h128", "sequence") in rows and ("rnn", "h128", "fused") in rows:
-        at_least("rnn/h128/sequence speed over fused", rows[("rnn", "h128", "sequence")]["samples_per_s"]
-                 / rows[("rnn", "h128", "fused")]["samples_per_s"], SEQUENCE_TARGETS["rnn_h128_vs_fused"])
-    for (cell, setting, impl), row in rows.items():
-        others = [rows[(cell, setting, other)]["samples_per_s"] for other in ("fused", "explicit")
-                  if (cell, setting, other) in rows]
-        if impl == "sequence" and setting == "article" and others:
-            at_least(f"{cell}/article/sequence speed over the fastest other", row["samples_per_s"] / max(others), 1.0)
-        if impl == "explicit" and (cell, setting, "fused") in rows:
-            time_ratio = rows[(cell, setting, "fused")]["samples_per_s"] / row["samples_per_s"]
-            limit = SEQUENCE_TARGETS["explicit_time_vs_fused"]
-            check(f"{cell}/{setting}/explicit time over fused's <= {limit}", time_ratio, time_ratio <= limit)
-    return checks
-
-
-def print_table(report: dict) -> None:
-    machine = report["machine"]
-    print(f"\n{machine['device']}; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
-          f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
-          f"{machine['load_before']} before, {machine['load_after']} after")
-    print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak, and its speed "
-          "against the fused cells' (same batches, interleaved runs); for the fused cells its speed-up over the plain "
-          "padded loop, the plain loop's own speed-up from flush-denormal, bucketing, both, and all the project's "
-          "settings, and Lightning + MLflow overhead; other processes' share of the CPU meanwhile.")
-    columns = [("flush", "plain_padded_flush"), ("bucket", "plain_bucketed"), ("both", "plain_bucketed_flush"),
-               ("all", "plain_project")]
-    head = (f"{'cell':5} {'setting':8} {'impl':8} {'samples/s':>9} {'tokens/s':>9} {'GFLOP/s':>7} {'%peak':>5} "
-            f"{'vs fused':>8} {'speedup':>7} " + " ".join(f"{name:>6}" for name, _ in columns)
-            + f" {'overhead':>8} {'other':>6}")
-    print(head)
-    print("-" * len(head))
-    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
-    for r in report["results"]:
-        p, b = r["variants"]["project"], r.get("breakdown", {})
-        gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
-        print(f"{r['cell']:5} {r['setting']:8} {r['impl']:8} {p['samples_per_s']:9.1f} {p['real_tokens_per_s']:9.0f} "
-              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('vs_fused'), '7.2f', 'x'):>8} "
-              f"{fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
-              f"{fmt(r.get('overhead_pct'), '7.1f', '%'):>8} {r['other_processes_cpu_pct']:5.1f}%"
-              + ("  (disturbed)" if r["other_processes_cpu_pct"] > DISTURBED_PCT else ""))
-    print("\nthe matmul ceiling (flops.matmul_ceiling_gflops): the per-step [B, H] x [H, g*H] matmul's own GFLOP/s, "
-          "the useful GFLOP/s if every matmul ran at its ceiling and nothing else took time, and the project's share:")
-    for r in report["results"]:
-        c = r["matmul_ceiling"]
-        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  "
-              f"ceiling {c['ceiling_gflops']:6.1f} GFLOP/s ({c['ceiling_peak_pct']:4.1f}% of peak)  project "
-              f"{c['project_pct_of_ceiling']:5.1f}% of the ceiling")
-    print("\nthe layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length; a cell's "
-          "implementations interleaved in one process), and other processes' share of the CPU meanwhile:")
-    for r in report["results"]:
-        k = r["layer_only"]
-        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s "
-              f"({k['peak_pct']:4.1f}% of peak)  project {k['project_pct_of_layer']:5.1f}% of it  "
-              f"{k['other_processes_cpu_pct']:5.1f}%" + ("  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT
-                                                          else ""))
-    print("\nsamples/s of every variant:")
-    for r in report["results"]:
-        row = "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items())
-        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} {row}")
-    print("\ntargets:")
-    for name, check in report["targets"].items():
-        print(f"  {'met   ' if check['met'] else 'MISSED'} {name}: {check['value']:.2f}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: article,h128")
+    parser.add_argument("--settings", default=",".join(BENCH_SETTINGS), help="comma-separated: article,h128")
     parser.add_argument("--impls", default=",".join(IMPL_NAMES),
                         help=f"comma-separated: {','.join(IMPL_NAMES)} (the plain-loop variants run with fused)")
     steps_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_STEPS.items())
@@ -321,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
     args.variants = [v for v in args.variants.split(",") if v]
-    for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, SETTINGS),
+    for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, BENCH_SETTINGS),
                                ("impl", args.impls, IMPL_NAMES), ("variant", args.variants, VARIANTS[1:])):
         unknown = [g for g in given if g not in known]
         if unknown:
@@ -406,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_atomically(out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out} ({report['wall_seconds']:.0f} s)")
     return 0
 

@@ -7,7 +7,7 @@
 - `run_plain`: a hand-written PyTorch loop over the same model, optimizer and clipping, on a list of
   batches given by index, either padded per batch (as the datamodule does) or all to `max_len` (what a user
   would write); with PyTorch's defaults, flush-denormal alone, or all the project's process settings
-  (`rnnlab.cpu.apply_training_settings` and the config's deterministic mode).
+  (`rnnlab.run.cpu.apply_training_settings` and the config's deterministic mode).
 
 Every variant trains `warmup` batches first and is timed from the end of the last warm-up step to the end
 of the last step: data loading, collation, forward, backward, clipping, optimizer step and bookkeeping.
@@ -33,10 +33,10 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 
 from rnnlab.bench.flops import fastest_seconds
-from rnnlab.cpu import apply_training_settings
 from rnnlab.data.imdb import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
 from rnnlab.models.encoder import FUSED_CELLS, LAYER_CELLS
+from rnnlab.run.cpu import apply_training_settings
 from rnnlab.train import build_data_and_model, train
 
 

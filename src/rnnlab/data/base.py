@@ -18,7 +18,7 @@ TASKS = ("binary", "regression")
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    task: str  # one of TASKS: which loss and metrics the LightningModule uses (rnnlab.module)
+    task: str  # one of TASKS: which loss and metrics the LightningModule uses (rnnlab.models.recurrent_module)
 
     def __init__(self, *, batch_size: int, eval_batch_size: int, seed: int, bucket: bool = True,
                  chunk_batches: int = 50, num_workers: int = 0) -> None:

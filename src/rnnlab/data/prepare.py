@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PERCENTILES = (50, 90, 95, 99)
 SPLITS = ("train", "val", "test")
-SETTINGS = ("vocab_size", "min_frequency", "val_fraction", "split_seed")
+SETTING_KEYS = ("vocab_size", "min_frequency", "val_fraction", "split_seed")
 
 
 def list_reviews(folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -139,9 +139,9 @@ def split_stats(split: PreparedSplit) -> dict:
     }
 
 
-def check_settings(settings: Mapping[str, Any]) -> None:
+def validate_settings(settings: Mapping[str, Any]) -> None:
     """Refuse a `prepare` section that cannot give a vocabulary and a validation split: one UserError line."""
-    missing = [key for key in SETTINGS if key not in settings]
+    missing = [key for key in SETTING_KEYS if key not in settings]
     if missing:
         raise UserError(f"the prepare settings lack {', '.join(missing)}")
     val_fraction = settings["val_fraction"]
@@ -159,7 +159,7 @@ def prepare(
 ) -> dict:
     """Tokenize the reviews under `raw_dir` with the `prepare` settings; write arrays to `out_dir` and stats to
     `stats_path`. `workers`: processes that read the reviews (default: one per CPU); the output is the same."""
-    check_settings(settings)
+    validate_settings(settings)
     train_paths, train_labels, train_ratings = list_reviews(raw_dir / "train")
     test_paths, test_labels, test_ratings = list_reviews(raw_dir / "test")
     workers = workers or os.cpu_count() or 1

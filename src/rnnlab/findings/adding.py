@@ -19,7 +19,7 @@ Resumable. adding.json is written after every run (a temporary file, then rename
 runs it lacks; a run is there when a run of the same resolved settings (seed, data, model, trainer, callbacks:
 conf/ composed as above) is. The code is not part of that: a change of code alone retrains nothing (delete
 adding.json to retrain everything, or its entries to retrain those). A run killed mid-way resumes from its last
-epoch (rnnlab.resume). The DVC stage keeps adding.json when it reruns (`persist`), so `dvc repro` after a code
+epoch (rnnlab.run). The DVC stage keeps adding.json when it reruns (`persist`), so `dvc repro` after a code
 change rewrites the report from the runs it holds; the first sweep, or one with new settings, takes long:
 `make adding` runs it on its own. adding.json holds this sweep's runs only: other settings drop the rest, so point
 paths.findings_dir elsewhere for an experiment.
@@ -36,35 +36,31 @@ length).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import multiprocessing
-import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import mlflow
+import torch
+from omegaconf import DictConfig, OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from rnnlab.cells import CELLS  # noqa: E402
-from rnnlab.cli import UserError, build, hydra_app, quiet_noise  # noqa: E402
-from rnnlab.module import TOLERANCE, TrainingDiverged  # noqa: E402
-from rnnlab.composition import compose_config  # noqa: E402
-from rnnlab.files import write_atomically  # noqa: E402
-from rnnlab.resume import DISPLAY_ONLY, die_with_parent  # noqa: E402
-from rnnlab.train import build_data_and_model, train  # noqa: E402
+from rnnlab.cells import CELLS
+from rnnlab.cli import UserError, build, hydra_app, quiet_noise
+from rnnlab.composition import compose_config
+from rnnlab.files import write_atomically
+from rnnlab.findings.adding_report import plot, summarise, table
+from rnnlab.identity import settings_sha256
+from rnnlab.models.recurrent_module import TOLERANCE, TrainingDiverged
+from rnnlab.run.history import metric_by_step
+from rnnlab.run.signals import die_with_parent
+from rnnlab.train import build_data_and_model, train
 
 # Every run's budget. findings.adding.overrides come after it and the run's own settings, so they win.
 EXPERIMENT_CONFIG = "experiment=adding"
-RUN_SECTIONS = ("seed", "data", "model", "trainer", "callbacks")  # what decides a run's results (with the code)
 
 
 @dataclass(frozen=True)
@@ -79,15 +75,6 @@ class Task:
 def compose_run(cell: str, seq_len: int, seed: int, lr: float, overrides: list[str]) -> DictConfig:
     return compose_config([EXPERIMENT_CONFIG, f"model={cell}", f"data.seq_len={seq_len}", f"seed={seed}",
                            f"model.optimizer.lr={lr}", *overrides])
-
-
-def settings_sha256(config: dict) -> str:
-    """sha256 over a run's resolved settings (RUN_SECTIONS), what is only displayed left out."""
-    settings = json.loads(json.dumps({name: config.get(name) for name in RUN_SECTIONS}))  # a copy to trim
-    for section, keys in DISPLAY_ONLY.items():
-        for key in keys:
-            (settings[section] or {}).pop(key, None)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def make_task(place: tuple[str, ...], cfg: DictConfig) -> Task:
@@ -110,11 +97,8 @@ def baseline(config: dict) -> dict[str, float]:
 
 def validation_curve(client: mlflow.MlflowClient, run_id: str) -> list[tuple[int, float]]:
     """(updates, validation MSE) of every validation. Lightning logs a validation at the index of the update it
-    follows (0-based): updates = step + 1. A resumed run may have logged a step twice: the latest counts."""
-    by_step = {}
-    for m in sorted(client.get_metric_history(run_id, "val_mse"), key=lambda m: (m.step, m.timestamp)):
-        by_step[m.step] = m.value
-    return [(step + 1, value) for step, value in sorted(by_step.items())]
+    follows (0-based): updates = step + 1."""
+    return [(step + 1, value) for step, value in metric_by_step(client, run_id, "val_mse")]
 
 
 def first_below(curve: list[tuple[int, float]], threshold: float) -> int | None:
@@ -169,94 +153,6 @@ def choose_lr(rows: dict[str, dict]) -> float:
         return (reached is None, reached or 0, math.inf if best is None else best, row["lr"])
 
     return min(rows.values(), key=rank)["lr"]
-
-
-def limit(by_length: dict[str, dict[str, dict]]) -> int | None:
-    """The smallest length at which every seed failed to reach the threshold; None: it learned at every length."""
-    return min((int(T) for T, seeds in by_length.items()
-                if seeds and all(row["updates_to_threshold"] is None for row in seeds.values())), default=None)
-
-
-def median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def summarise(runs: dict[str, dict[str, dict[str, dict]]]) -> tuple[dict, dict]:
-    """(per cell and length: learned, seeds that learned, medians over seeds; per cell: its limit)."""
-    results = {}
-    for cell, by_length in runs.items():
-        results[cell] = {T: {"learned": any(r["updates_to_threshold"] is not None for r in seeds.values()),
-                             "seeds_learned": sum(r["updates_to_threshold"] is not None for r in seeds.values()),
-                             "seeds": len(seeds),
-                             "test_mse_median": median(r["test_mse"] for r in seeds.values()),
-                             "updates_to_threshold_median": median(r["updates_to_threshold"] for r in seeds.values()),
-                             "baseline_mse_median": median(r["baseline_mse"] for r in seeds.values())}
-                         for T, seeds in by_length.items()}
-    return results, {cell: limit(by_length) for cell, by_length in runs.items()}
-
-
-def sorted_lengths(runs: dict[str, dict[str, dict]]) -> list[tuple[int, dict[str, dict]]]:
-    return sorted((int(T), seeds) for T, seeds in runs.items())
-
-
-def plot(report: dict, path: Path) -> None:
-    """Left: test MSE by length (median over seeds, each seed a faint point), the baseline dashed, each cell's limit
-    an x. Right: updates to validation MSE < threshold by length, missing where no seed got there."""
-    runs, limits, settings = report["runs"], report["limits"], report["settings"]
-    fig, (mse_ax, updates_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    lengths = sorted({int(T) for cell_runs in runs.values() for T in cell_runs})
-    for cell, cell_runs in runs.items():
-        colour, title = CELLS[cell].colour, CELLS[cell].title
-        rows = sorted_lengths(cell_runs)
-        for ax, key in ((mse_ax, "test_mse"), (updates_ax, "updates_to_threshold")):
-            points = [(T, r[key]) for T, seeds in rows for r in seeds.values() if r[key] is not None]
-            ax.scatter([T for T, _ in points], [v for _, v in points], color=colour, alpha=0.3, s=14)
-        medians = [(T, median(r["test_mse"] for r in seeds.values())) for T, seeds in rows]
-        at_limit = dict(medians).get(limits.get(cell))
-        label = f"{title} (learned at every T)" if limits.get(cell) is None else f"{title} (limit T = {limits[cell]})"
-        mse_ax.plot(*zip(*[(T, m) for T, m in medians if m is not None]), marker="o", color=colour, label=label)
-        if at_limit is not None:
-            mse_ax.scatter([limits[cell]], [at_limit], marker="x", s=140, linewidths=2.5, color=colour, zorder=3)
-        reached = [(T, median(r["updates_to_threshold"] for r in seeds.values())) for T, seeds in rows]
-        reached = [(T, u) for T, u in reached if u is not None]
-        if reached:
-            updates_ax.plot(*zip(*reached), marker="o", color=colour, label=title)
-    baseline = [(T, median(r["baseline_mse"] for cell_runs in runs.values() for r in cell_runs[str(T)].values()))
-                for T in lengths]
-    mse_ax.plot(*zip(*baseline), "k--", label="predict 1 (baseline)")
-    mse_ax.axhline(settings["threshold"], color="grey", linestyle=":", label="threshold (on validation MSE)")
-    mse_ax.set(ylabel="test MSE (x: the limit)", title="Test MSE by sequence length")
-    updates_ax.axhline(settings["max_updates"], color="grey", linestyle="--", label="budget")
-    updates_ax.set(ylabel=f"updates of {settings['batch_size']} to validation MSE < {settings['threshold']:g}",
-                   title="Updates to learn it (missing: never within the budget)")
-    for ax in (mse_ax, updates_ax):
-        ax.set(xlabel="sequence length T", xscale="log", yscale="log")
-        ax.set_xticks(lengths, [str(T) for T in lengths])
-        ax.minorticks_off()
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    lrs = ", ".join(f"{cell} {lr:g}" for cell, lr in settings["lr"].items())
-    fig.suptitle(f"Adding problem: seeds {settings['seeds']}, up to {settings['max_updates']} updates, lr {lrs}",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def table(report: dict) -> str:
-    lines = ["| cell | lr | T | seeds learned | updates to threshold | test MSE (median) | baseline MSE |",
-             "|" + " --- |" * 7]
-    for cell, cell_runs in report["runs"].items():
-        for T, seeds in sorted_lengths(cell_runs):
-            summary = report["results"][cell][str(T)]
-            updates = ", ".join(str(r["updates_to_threshold"] or "-") for _, r in sorted(seeds.items()))
-            mse = summary["test_mse_median"]
-            lines.append(f"| {cell} | {report['settings']['lr'][cell]:g} | {T} | {summary['seeds_learned']}/"
-                         f"{summary['seeds']} | {updates} | {'-' if mse is None else f'{mse:.4f}'} | "
-                         f"{summary['baseline_mse_median']:.4f} |")
-    limits = ", ".join(f"{cell} {T or 'none'}" for cell, T in report["limits"].items())
-    return "\n".join(lines) + f"\nlimit (smallest T at which every seed failed): {limits}\n"
 
 
 def read_rows(path: Path) -> dict[str, dict]:
@@ -341,7 +237,7 @@ def sweep(cells: list[str], lengths: list[int], seeds: list[int], lr_search: dic
     return report
 
 
-def check_settings(cfg: DictConfig) -> None:
+def validate_sweep_settings(cfg: DictConfig) -> None:
     settings = cfg.findings.adding
     lengths, seeds, lr_search = list(settings.lengths), list(settings.seeds), settings.lr_search
 
@@ -367,7 +263,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 @hydra_app("adding")
 def main(cfg: DictConfig) -> None:
-    check_settings(cfg)
+    validate_sweep_settings(cfg)
     settings = cfg.findings.adding
     # The runs go where the stage's own config sends them (params.yaml's logger.tracking_uri, else the default).
     overrides = list(settings.get("overrides", []))

@@ -17,29 +17,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rnnlab.cells import CELLS, cell_rank
 from rnnlab.cli import UserError, hydra_app
+from rnnlab.comparison.claims import describe
 from rnnlab.composition import command_overrides, compose_config
 from rnnlab.files import write_atomically
-from rnnlab.findings.claims import describe
+from rnnlab.identity import result_settings, settings_sha256
 from rnnlab.train import train
 
 EXPERIMENT = "article"
 # What the article reported with Keras on a GPU, as far as rnnlab's records go (issue 11 quotes the SimpleRNN's).
 REPORTED_TEST_ACC = {"rnn": 0.82}
-SETTINGS = ("data", "model", "trainer", "seed")  # what makes a stored result this configuration's
 
 
 def run_config(cfg: DictConfig, cell: str, seed: int) -> DictConfig:
     return compose_config(["experiment=article", *command_overrides("findings."), f"model={cell}", f"seed={seed}",
                            *cfg.findings.article.overrides, f"logger.experiment_name={EXPERIMENT}",
                            f"logger.run_name=article-{cell}-seed{seed}"])
-
-
-def settings_of(run_cfg: DictConfig) -> dict:
-    return {name: OmegaConf.to_container(run_cfg, resolve=True)[name] for name in SETTINGS}
 
 
 def run_all(cfg: DictConfig, out: Path) -> list[dict]:
@@ -50,11 +46,11 @@ def run_all(cfg: DictConfig, out: Path) -> list[dict]:
             run_cfg = run_config(cfg, cell, seed)
             path = out / f"{cell}-seed{seed}.json"
             stored = json.loads(path.read_text()) if path.is_file() else None
-            if stored is None or stored["settings"] != settings_of(run_cfg):
+            if stored is None or stored.get("settings_sha256") != settings_sha256(run_cfg):
                 result = train(run_cfg)
                 stored = {"cell": cell, "seed": seed, "impl": run_cfg.model.impl, "init": run_cfg.model.init,
                           **result.metrics, "mlflow_run_id": result.run_id, "history": result.history,
-                          "settings": settings_of(run_cfg)}
+                          "settings": result_settings(run_cfg), "settings_sha256": settings_sha256(run_cfg)}
                 write_atomically(path, json.dumps(stored, indent=2) + "\n")
             results.append(stored)
     return results

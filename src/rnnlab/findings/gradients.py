@@ -34,7 +34,8 @@ from rnnlab.checks import positive_int  # noqa: E402
 from rnnlab.cli import UserError, hydra_app  # noqa: E402
 from rnnlab.data.arrays import PreparedSplit  # noqa: E402
 from rnnlab.data.imdb import ReviewDataset, collate  # noqa: E402
-from rnnlab.module import RecurrentModule  # noqa: E402
+from rnnlab.files import replacing, write_atomically
+from rnnlab.models.recurrent_module import RecurrentModule  # noqa: E402
 from rnnlab.pipeline import PlannedRun, planned_runs, run_folder  # noqa: E402
 
 THRESHOLD = 1e-3
@@ -101,7 +102,8 @@ def plot(result: dict, path: Path) -> None:
     axes[0][0].set_ylabel("|d loss / d x_t|, mean over reviews")
     fig.suptitle("Gradient reaching each input step")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as temporary:
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)
 
 
@@ -140,7 +142,7 @@ def main(cfg: DictConfig) -> None:
     result = measure(folders, Path(paths.prepared_dir), length, count)
     out = Path(paths.findings_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gradients.json").write_text(json.dumps(result) + "\n")
+    write_atomically(out / "gradients.json", json.dumps(result) + "\n")
     plot(result, out / "gradients.png")
     for cell, curves in result["cells"].items():
         print(f"{cell}: gradient falls below {THRESHOLD:g} of its end value after "

@@ -5,7 +5,7 @@ sorted v_(1) <= ... <= v_(N), the best of n trials drawn from that empirical dis
 probability (i/N)^n - ((i-1)/N)^n. Its mean over those probabilities is the expected best value after n trials,
 and the spread around it is the variance a reader should see next to it.
 
-The claims' statistics (rnnlab.findings.claims) also give the number of seeds a verdict needs, from the measured
+The claims' statistics (rnnlab.comparison.claims) also give the number of seeds a verdict needs, from the measured
 variance: `seeds_to_decide`.
 """
 

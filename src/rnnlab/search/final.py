@@ -8,12 +8,12 @@
 2. Proxy check: search.final.proxy_check settings, spread evenly over the proxy's ranking (all cells' trials
    together), are trained again at the full budget (conf/ as it is), validation only; the Spearman and Kendall
    rank correlations of the two validation accuracies go into proxy_check.json.
-3. claims.md: the article's claims judged on the tuned runs (rnnlab.findings.claims) next to the verdicts on
+3. claims.md: the article's claims judged on the tuned runs (rnnlab.comparison.claims) next to the verdicts on
    the pipeline's shared setting (`dvc repro`'s runs), and the seeds claim (b) would need to be decided.
 
 `search.final.train=false` trains nothing: the report from the runs already there (a sitting stopped part-way).
 Every run's result is written as soon as it ends and a rerun skips it, so this may be stopped and run again;
-a run killed part-way resumes from its last epoch (rnnlab.resume).
+a run killed part-way resumes from its last epoch (rnnlab.run).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 from rnnlab.cli import UserError, hydra_app
-from rnnlab.compare import load_runs
-from rnnlab.findings.claims import SIMILAR_ACCURACY, judge_all
+from rnnlab.comparison.claims import SIMILAR_ACCURACY, judge_all
+from rnnlab.comparison.runs import load_runs
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
-from rnnlab.module import TrainingDiverged
+from rnnlab.identity import settings_sha256
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.search.budget import seeds_to_decide
 from rnnlab.search.report import best_trials, equal_budget
 from rnnlab.search.study import EXPERIMENT, run_overrides, setting_overrides
@@ -83,23 +84,24 @@ def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = Tru
     for seed in cfg.search.final.seeds:  # seed by seed: a sitting stopped part-way leaves every cell as many seeds
         for cell, top in best.items():
             path = Path(cfg.search.dir) / "final" / f"{cell}-seed{seed}.json"
-            if path.is_file() and json.loads(path.read_text())["setting"] != top["setting"]:
-                log.warning("%s: the best setting changed since %s was trained (more trials): trained again",
-                            cell, path)
+            run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(top["setting"]),
+                                      f"seed={seed}", f"logger.experiment_name={FINAL_EXPERIMENT}",
+                                      f"logger.run_name=tuned-{cell}-seed{seed}"])
+            identity = settings_sha256(run_cfg)
+            if path.is_file() and json.loads(path.read_text()).get("settings_sha256") != identity:
+                log.warning("%s: the best setting or the settings around it changed since %s was trained: "
+                            "trained again", cell, path)
                 path.unlink()
             if not path.is_file() and train_missing:
-                run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(top["setting"]),
-                                          f"seed={seed}", f"logger.experiment_name={FINAL_EXPERIMENT}",
-                                          f"logger.run_name=tuned-{cell}-seed{seed}"])
                 try:
                     result = train(run_cfg, tags={"rnnlab.search_trial": f"{cell}:{top['trial']}"})
                 except TrainingDiverged as e:  # a result too: this setting, this seed, gave no model
                     log.warning("%s seed %d diverged: %s", cell, seed, e)
                     write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, "diverged": str(e),
-                                      "setting": top["setting"], "trial": top["trial"]})
+                                      "setting": top["setting"], "trial": top["trial"], "settings_sha256": identity})
                 else:
                     write_json(path, {"cell": cell, "impl": run_cfg.model.impl, "seed": seed, **result.metrics,
-                                      "setting": top["setting"], "trial": top["trial"],
+                                      "setting": top["setting"], "trial": top["trial"], "settings_sha256": identity,
                                       "mlflow_run_id": result.run_id, "history": result.history})
             if path.is_file():
                 runs.append(json.loads(path.read_text()))

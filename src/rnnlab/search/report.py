@@ -24,7 +24,10 @@ from optuna.trial import FrozenTrial  # noqa: E402
 
 from rnnlab.cells import CELLS  # noqa: E402
 from rnnlab.cli import UserError, hydra_app  # noqa: E402
-from rnnlab.files import write_atomically  # noqa: E402
+from rnnlab.files import (
+    replacing,
+    write_atomically,  # noqa: E402
+)
 from rnnlab.search.budget import expected_max  # noqa: E402
 from rnnlab.search.study import completed, load_study  # noqa: E402
 
@@ -76,7 +79,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(title="cell (band: ± sd)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as temporary:
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)
 
 

@@ -20,11 +20,20 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from rnnlab.cells import CELLS
-from rnnlab.cli import UserError, hydra_app
 from rnnlab.checks import positive_int
+from rnnlab.cli import UserError, hydra_app
 from rnnlab.files import write_atomically
-from rnnlab.search.study import (cell_lock, check_space, completed, log_progress, open_study, parent_run,
-                                 requeue_interrupted, storage, train_trial)
+from rnnlab.search.study import (
+    cell_lock,
+    check_space,
+    completed,
+    log_progress,
+    open_study,
+    parent_run,
+    requeue_interrupted,
+    storage,
+    train_trial,
+)
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The study of cell `c` is named `c` in an Optuna journal file (`<search.dir>/jour
 of JSON lines, which git stores well and which another sitting opens where the last one stopped. One process
 at a time works on a cell (`cell_lock`); so a trial that a study still calls RUNNING when the lock is taken
 was left by a process that died: it is marked FAIL and its setting queued again, and training it again
-resumes its MLflow run from the last completed epoch (rnnlab.resume), under the same parent run.
+resumes its MLflow run from the last completed epoch (rnnlab.run), under the same parent run.
 
 Every trial is an MLflow run (experiment `search`, named `search-<cell>-<number>`) under one parent run per
 cell (`search-<cell>`), so the UI groups them.
@@ -30,8 +30,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab.cli import UserError, first_line
-from rnnlab.module import TrainingDiverged
 from rnnlab.composition import command_overrides, compose_config
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.tracking import open_experiment, resolve_tracking_uri, store_lock
 from rnnlab.train import train
 

@@ -4,9 +4,9 @@
 `weights_only=True`, and a tokenizer.json, so loading one runs no code that came with the files.
 `python -m rnnlab.predict` uses it directly on a run's two files.
 
-Every IMDB training run also logs it as an MLflow pyfunc model under the name "model" (see `rnnlab.recording`),
+Every IMDB training run also logs it as an MLflow pyfunc model under the name "model" (see `rnnlab.run.record`),
 for `mlflow models predict` and pyfunc users. That model is "models from code": the file
-`rnnlab/served_model.py`, this package's code, the best checkpoint and the tokenizer; nothing pickled. It needs
+`rnnlab/serve/served_model.py`, this package's code, the best checkpoint and the tokenizer; nothing pickled. It needs
 nothing but its pip requirements:
 
     mlflow.pyfunc.load_model("runs:/<run id>/model").predict(pd.DataFrame({"text": ["A wonderful film."]}))
@@ -22,36 +22,22 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.models import ModelSignature
-from mlflow.models.model import ModelInfo
-from mlflow.types import ColSpec, Schema
 from tokenizers import Tokenizer
 
 from rnnlab.cli import first_line
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.imdb import ReviewDataset, collate
-from rnnlab.module import RecurrentModule
-from rnnlab.registry import LOGGED_MODEL as MODEL_NAME
-from rnnlab.registry import use_tracking_uri
+from rnnlab.models.recurrent_module import RecurrentModule
 
-# The file MLflow runs to build the pyfunc model ("models from code").
-MODEL_CODE = Path(__file__).with_name("served_model.py")
 TEXT_COLUMN = "text"
-SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
-    outputs=Schema([ColSpec("double", "probability"), ColSpec("string", "label")]),
-)
-# What the model imports at predict time; written down rather than inferred, which would load the model
-# in a subprocess and take longer than the training runs of the tests.
-REQUIREMENTS = ("mlflow", "torch", "pytorch-lightning", "torchmetrics", "tokenizers", "numpy", "pandas")
+
+
 BATCH_SIZE = 256
 
 
@@ -156,49 +142,3 @@ class Sentiment:
             tokens, lengths, _ = collate([dataset[k] for k in range(start, min(start + BATCH_SIZE, len(dataset)))])
             chunks.append(torch.sigmoid(self.classifier(tokens, lengths)))
         return torch.cat(chunks).double().numpy()
-
-
-class SentimentModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc model: artifacts "checkpoint" (Lightning) and "tokenizer" (tokenizer.json), model_config
-    data.max_len and data.keep. Built by `served_model.py` when MLflow loads the model, never unpickled."""
-
-    def load_context(self, context) -> None:
-        config = context.model_config
-        # models logged before the keys were renamed say "max_len" and "keep"
-        max_len, keep = config.get("data.max_len", config.get("max_len")), config.get("data.keep", config.get("keep"))
-        self.sentiment = Sentiment.from_files(context.artifacts["checkpoint"], context.artifacts["tokenizer"],
-                                              int(max_len), keep)
-
-    # Served through the signature, the input arrives as a DataFrame; called directly, a list of str works too.
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self.sentiment.predict(model_input)
-
-
-def pinned_requirements() -> list[str]:
-    # Without local labels (torch "2.13.0+cpu" -> "2.13.0"), so they install from PyPI, as MLflow's own do.
-    return [f"{name}=={version(name).split('+')[0]}" for name in REQUIREMENTS]
-
-
-def log_sentiment_model(run_id: str, tracking_uri: str, checkpoint_path: str | Path, tokenizer_path: str | Path,
-                        max_len: int, keep: str) -> ModelInfo:
-    """Log the served model into run `run_id` under the name "model" (`runs:/<run_id>/model`): MODEL_CODE
-    builds a `SentimentModel`, which reads the checkpoint and tokenizer logged with it.
-
-    The run is resumed for the logging and left FINISHED (FAILED if logging fails); its caller
-    `RunRecord` sets the final status right after.
-    """
-    with use_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id):
-        return mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            # A path, not an object: MLflow stores the file instead of a cloudpickle, and runs it to load the model.
-            python_model=str(MODEL_CODE),
-            artifacts={"checkpoint": str(checkpoint_path), "tokenizer": str(tokenizer_path)},
-            # MLflow 3 also logs model_config as run params: named as the run's own params (same values), it adds none
-            model_config={"data.max_len": int(max_len), "data.keep": str(keep)},
-            # rnnlab is not on any index: the model carries the code it was trained with, which MODEL_CODE imports.
-            code_paths=[str(Path(__file__).parent)],
-            signature=SIGNATURE,
-            # MLflow stores it for `mlflow models predict` users and checks, by loading the model, that it serves.
-            input_example=pd.DataFrame({TEXT_COLUMN: ["A wonderful film, great acting."]}),
-            pip_requirements=pinned_requirements(),
-        )

@@ -6,69 +6,24 @@ The compare stage points the alias at the pipeline's best run (highest test_acc)
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import mlflow
 from mlflow.entities import LoggedModel
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from rnnlab.cli import first_line
-from rnnlab.tracking import redact, sqlite_file
+from rnnlab.tracking import NoStore, missing_store, quick_http, redact, use_tracking_uri
 
 REGISTERED_MODEL = "rnnlab-imdb"
+
+
 ALIAS = "champion"
+
+
 CHAMPION_URI = f"models:/{REGISTERED_MODEL}@{ALIAS}"
+
+
 LOGGED_MODEL = "model"  # the name each IMDB run logs its served model under: runs:/<run id>/model
-# A server that does not answer: fail after a few seconds, not after MLflow's default minutes of retries.
-QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-
-class NoStore(Exception):
-    """The store cannot be used: not there, not answering, or without the run asked for."""
-
-
-def missing_store(tracking_uri: str) -> str | None:
-    """Why `tracking_uri` is no store (a sqlite file that does not exist), else None.
-
-    Opening a sqlite URI creates the database; a mistyped or moved path should be reported instead.
-    """
-    db = sqlite_file(tracking_uri)
-    if db is not None and not db.is_file():
-        return f"no MLflow store at {tracking_uri} ({db} does not exist)"
-    return None
-
-
-@contextmanager
-def use_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API (log_model, load_model, and the registry's own look-ups) at `uri`, then put
-    the process back as it was. `mlflow.set_tracking_uri` also writes $MLFLOW_TRACKING_URI, so that is restored too.
-    """
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    uri_before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(uri_before)
-        if env_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env_before
-
-
-@contextmanager
-def quick_http() -> Iterator[None]:
-    """QUICK_HTTP for the duration, unless the user set those variables."""
-    added = {name: value for name, value in QUICK_HTTP.items() if name not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
 
 
 def logged_model(client: mlflow.MlflowClient, run_id: str) -> LoggedModel | None:

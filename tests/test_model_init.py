@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
-from conftest import PROJECT_ROOT
 from rnnlab.cells import CELLS, IMPL_NAMES
 from rnnlab.cli import build
+from rnnlab.composition import compose_config
 from rnnlab.data.text import PAD_ID
 from rnnlab.models.explicit import EXPLICIT_CELLS
 from rnnlab.models.network import KERAS_EMBEDDING_RANGE, RecurrentNetwork
@@ -140,9 +139,7 @@ def test_keras_weights_keep_padding_out(impl):
 
 
 def test_the_article_experiment_starts_from_keras_weights():
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        article = compose("config", overrides=["experiment=article", "model=rnn"])
-        default = compose("config", overrides=["model=rnn"])
+    article, default = compose_config(["experiment=article", "model=rnn"]), compose_config(["model=rnn"])
     assert article.model.init == "keras" and default.model.init == "pytorch"
     torch.manual_seed(0)
     module = build(article.model, "model", task="binary", vocab_size=VOCAB)

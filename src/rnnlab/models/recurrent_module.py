@@ -33,6 +33,7 @@ from rnnlab.cli import UserError
 from rnnlab.data.base import TASKS
 from rnnlab.models.network import RecurrentNetwork
 
+
 class TrainingDiverged(UserError, FloatingPointError):
     """The loss stopped being a number or exploded (module docstring): the run ends FAILED with this one line."""
 

@@ -1,4 +1,4 @@
-"""Figures: a run's learning curves, and the comparison of cells (accuracy against training time)."""
+"""The comparison's figure: accuracy against training time, a colour per cell and a marker per implementation."""
 
 from __future__ import annotations
 
@@ -11,24 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rnnlab.cells import CELLS, IMPLEMENTATIONS  # noqa: E402
-
-
-def plot_learning_curves(history: dict[str, list[float]], title: str, path: Path, loss_name: str = "BCE") -> None:
-    """Train and validation loss, and validation accuracy, by epoch. loss_name: BCE (IMDB), MSE (adding)."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for name in ("train_loss", "val_loss"):
-        values = history.get(name, [])
-        loss_ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
-    values = history.get("val_acc", [])
-    acc_ax.plot(range(1, len(values) + 1), values, marker="o", color="tab:green", label="val_acc")
-    loss_ax.set(xlabel="epoch", ylabel=f"{loss_name} loss", title=f"{title}: loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: validation accuracy")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+from rnnlab.files import replacing
 
 
 def cell_colour(cell: str) -> str:
@@ -60,5 +43,6 @@ def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
            title="IMDB sentiment: accuracy vs training time (mean ± sd over seeds)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as temporary:
+        fig.savefig(temporary, dpi=100)
     plt.close(fig)

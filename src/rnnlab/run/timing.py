@@ -14,7 +14,7 @@ class TrainingTimer(pl.Callback):
     `on_train_epoch_end`, so the clock pauses while it does), and at the end `fit_time_s` (wall time of the
     whole fit, validation included) and `train_samples_per_s` (over the training time only).
 
-    Its totals are part of a checkpoint's state: a resumed run (`rnnlab.resume`) counts the epochs it kept plus
+    Its totals are part of a checkpoint's state: a resumed run (`rnnlab.run`) counts the epochs it kept plus
     the time since it resumed; the epoch a kill cut short, trained again, is counted once.
     """
 
@@ -27,7 +27,7 @@ class TrainingTimer(pl.Callback):
         self.restored: dict | None = None
 
     def state_dict(self) -> dict:
-        # Saved at an epoch's end (rnnlab.resume.LastCheckpoint): the totals of the epochs done so far.
+        # Saved at an epoch's end (rnnlab.run.checkpoints.LastCheckpoint): the totals of the epochs done so far.
         return {"fit_seconds": time.perf_counter() - self.fit_start, "train_seconds": self.train_seconds,
                 "samples": self.samples}
 

@@ -7,7 +7,7 @@
         trainer.fit(...); trainer.test(...)               # ends FINISHED / KILLED / FAILED, with a reason
         result = record.finish(trainer, datamodule, output_dir)   # artifacts, served model, export -> TrainResult
 
-A run that already finished this very configuration (`rnnlab.resume`) is exported again by `export_finished`.
+A run that already finished this very configuration (`rnnlab.run`) is exported again by `export_finished`.
 Under DDP only rank 0 writes; with ddp_spawn the workers log their metrics into the run this process created,
 and `finish` reads them back from MLflow: the result is always what the store holds (`stored_result`). Under
 torchrun or srun every rank runs the whole recipe: the others wait for rank 0's record and return it too.
@@ -15,17 +15,13 @@ torchrun or srun every rank runs the whole recipe: the others wait for rank 0's 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -33,30 +29,25 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from rnnlab.cli import first_line
 from rnnlab.data.base import SequenceDataModule
-from rnnlab.plots import plot_learning_curves
-from rnnlab.resume import END_REASON, ERROR, RunPlan, Stopped
-from rnnlab.serving import log_sentiment_model
-from rnnlab.tracking import RunLogger, log_dataset_inputs, redact, run_params, run_tags, user_tags
+from rnnlab.run.curves import plot_learning_curves
+from rnnlab.run.export import export
+from rnnlab.run.history import metric_histories
+from rnnlab.run.logger import RunLogger
+from rnnlab.run.plan import RunPlan
+from rnnlab.run.provenance import log_dataset_inputs, run_params, run_tags, user_tags
+from rnnlab.run.result import TrainResult, stored_result
+from rnnlab.run.signals import Stopped
+from rnnlab.run.tags import END_REASON, ERROR
+from rnnlab.serve.pyfunc import log_sentiment_model
+from rnnlab.tracking import redact
 
 log = logging.getLogger(__name__)
 
-HISTORY = ("train_loss", "val_loss", "val_acc", "epoch_time_s")  # per-epoch metrics a run reports
-SCORES = ("best_val_acc", "fit_time_s", "train_samples_per_s", "epochs", "n_params")  # with test_*: scores.json
+
 LOSS_NAMES = {"binary": "BCE", "regression": "MSE"}
 
 
-@dataclass
-class TrainResult:
-    """What `rnnlab.train.train` hands back: enough to use the run without searching the store for it."""
-
-    run_id: str
-    tracking_uri: str
-    metrics: dict  # test_acc, test_loss (test_mse), best_val_acc, fit_time_s, train_samples_per_s, epochs, n_params
-    history: dict[str, list[float]]  # HISTORY, one value per epoch
-    best_checkpoint: Path | None  # None when the run's working folder was temporary (train() outside Hydra)
-
-
-STOPS = (KeyboardInterrupt, Stopped, SIGTERMException)  # Ctrl-C, a signal (rnnlab.resume), Lightning's SIGTERM
+STOPS = (KeyboardInterrupt, Stopped, SIGTERMException)  # Ctrl-C, a signal (rnnlab.run), Lightning's SIGTERM
 
 
 def final_status(exception: BaseException | None) -> str:
@@ -68,7 +59,7 @@ def final_status(exception: BaseException | None) -> str:
 
 def end_reason(exception: BaseException) -> str:
     """Why a run ended before its end (tag `rnnlab.end_reason`): "signal SIGTERM", "interrupted" or "error: ...";
-    `rnnlab.resume` resumes the first two, and runs "died: ..." (found by its sweep), never errors."""
+    `rnnlab.run` resumes the first two, and runs "died: ..." (found by its sweep), never errors."""
     if isinstance(exception, Stopped):
         return f"signal {signal.Signals(exception.signum).name}"
     if isinstance(exception, SIGTERMException):
@@ -181,57 +172,3 @@ class RunRecord(pl.Callback):
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
         metrics["best_val_acc"] = metrics.get("val_acc", float("nan"))
         return TrainResult(self.logger.run_id, self.logger._tracking_uri, metrics, {}, None)
-
-
-def metric_histories(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[float]]:
-    """HISTORY, one value per epoch. A resumed run may have logged an epoch's value twice (before it was killed
-    and again after): one per step, the latest."""
-    history = {}
-    for name in HISTORY:
-        by_step = {}
-        for m in sorted(client.get_metric_history(run_id, name), key=lambda m: (m.step, m.timestamp)):
-            by_step[m.step] = m.value
-        history[name] = [by_step[step] for step in sorted(by_step)]
-    return history
-
-
-def stored_result(client: mlflow.MlflowClient, run_id: str, tracking_uri: str) -> TrainResult:
-    """A run's result as the store holds it."""
-    logged = client.get_run(run_id).data.metrics  # the latest value of each
-    metrics = {name: float(value) for name, value in logged.items() if name.startswith("test_")}
-    metrics.update({name: float(logged[name]) for name in ("best_val_acc", "fit_time_s", "train_samples_per_s")})
-    metrics.update({name: int(logged[name]) for name in ("epochs", "n_params")})
-    return TrainResult(run_id, tracking_uri, metrics, metric_histories(client, run_id), None)
-
-
-def export(folder: Path, result: TrainResult, cfg: DictConfig, run: mlflow.entities.Run, checkpoint: Path,
-           config_path: Path) -> None:
-    """The DVC stage's outputs: the best checkpoint, the resolved config, the metrics and per-epoch history."""
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = {"cell": cfg.model.cell, "impl": cfg.model.impl, "seed": cfg.seed, **result.metrics,
-               "device": run.data.tags.get("device"), "mlflow_run_id": result.run_id, "history": result.history}
-    # DVC's metrics: the numbers alone (metrics.json, the run's record that compare reads, holds names and lists)
-    scores = {name: value for name, value in result.metrics.items() if name in SCORES or name.startswith("test_")}
-    # Each file lands whole or not at all (a temporary beside it, then a rename): a kill mid-export never
-    # leaves a half-written output for DVC or compare to read.
-    for name, write in (("model.ckpt", lambda tmp: shutil.copyfile(checkpoint, tmp)),
-                        ("config.yaml", lambda tmp: shutil.copyfile(config_path, tmp)),
-                        ("metrics.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n")),
-                        ("scores.json", lambda tmp: tmp.write_text(json.dumps(scores, indent=2) + "\n"))):
-        temporary = folder / f".{name}.tmp"
-        write(temporary)
-        temporary.replace(folder / name)
-
-
-def export_finished(cfg: DictConfig, plan: RunPlan) -> TrainResult:
-    """A run of this very configuration finished before (`rnnlab.resume`): write its export again from the store,
-    train nothing. (A killed `dvc repro` reruns a stage whose run had finished, deleting its outputs first.)"""
-    client, run_id = plan.client, plan.run_id
-    log.warning("run %s already finished these settings: exported again, not retrained (resume=never retrains)",
-                run_id)
-    with tempfile.TemporaryDirectory(prefix="rnnlab-") as temporary:
-        checkpoint = Path(client.download_artifacts(run_id, "checkpoints/best.ckpt", temporary))
-        config_path = Path(client.download_artifacts(run_id, "config.yaml", temporary))
-        result = stored_result(client, run_id, plan.tracking_uri)
-        export(Path(cfg.export_dir), result, cfg, client.get_run(run_id), checkpoint, config_path)
-    return result

@@ -24,6 +24,8 @@ from scipy import stats
 from rnnlab.cells import cell_rank
 
 SIMILAR_ACCURACY = 0.01  # (b): "similar" = the difference's 95% interval inside ±1 accuracy point
+
+
 TIME_RATIO_RANGE = (1.5, 2.5)  # (c): "about twice"
 
 

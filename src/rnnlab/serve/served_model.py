@@ -1,6 +1,6 @@
 """The code of every served rnnlab model, for MLflow's "models from code" (no pickled Python object).
 
-`rnnlab.serving.log_sentiment_model` logs this file with each IMDB run's model, together with the rnnlab
+`rnnlab.serve.pyfunc.log_sentiment_model` logs this file with each IMDB run's model, together with the rnnlab
 package; MLflow runs it whenever the model is loaded (`mlflow.pyfunc.load_model`, `mlflow models predict`),
 with that copy of rnnlab on sys.path. What the model reads (checkpoint, tokenizer, max_len, keep) comes
 through its artifacts and model_config.
@@ -8,6 +8,6 @@ through its artifacts and model_config.
 
 import mlflow
 
-from rnnlab.serving import SentimentModel
+from rnnlab.serve.pyfunc import SentimentModel
 
 mlflow.models.set_model(SentimentModel())

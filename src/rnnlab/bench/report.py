@@ -1,0 +1,123 @@
+"""The benchmark's verdicts against its targets, and its table on the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rnnlab.bench.load import DISTURBED_PCT
+
+TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
+
+
+# Issue 14's, at E=H=128 unless said: the sequence kernel's GRU and LSTM against the peak, its RNN against the
+# fused one; and the explicit cells' time against the fused cells', at both settings.
+SEQUENCE_TARGETS = {"gru_peak_fraction": 0.4, "lstm_peak_fraction": 0.5, "rnn_h128_vs_fused": 2.0,
+                    "explicit_time_vs_fused": 1.5}
+
+
+def check_targets(results: list[dict]) -> dict:
+    """Issue 4's targets (the fused cells, the default) and issue 14's (the sequence kernel against the others),
+    each with the measured value and whether it is met. Those whose rows were not run are left out."""
+    checks = {}
+
+    def check(name: str, value: float, met: bool) -> None:
+        checks[name] = {"value": value, "met": met}
+
+    rows = {(r["cell"], r["setting"], r["impl"]): r["variants"]["project"] for r in results}
+    for r in results:
+        key = f"{r['cell']}/{r['setting']}/{r['impl']}"
+        if r["impl"] != "fused":
+            continue
+        if r["cell"] in ("lstm", "gru") and r["setting"] == "h128":
+            pct = r["variants"]["project"]["peak_pct"]
+            check(f"{key} % of sgemm peak >= {100 * TARGETS['peak_fraction']:.0f}", pct,
+                  pct >= 100 * TARGETS["peak_fraction"])
+        if "speedup" in r:
+            check(f"{key} speed-up >= {TARGETS['speedup']}", r["speedup"], r["speedup"] >= TARGETS["speedup"])
+        if "overhead_pct" in r:
+            check(f"{key} overhead % <= {TARGETS['overhead_pct']:.0f}", r["overhead_pct"],
+                  r["overhead_pct"] <= TARGETS["overhead_pct"])
+
+    def at_least(name: str, value: float, target: float) -> None:
+        check(f"{name} >= {target:g}", value, value >= target)
+
+    if ("gru", "h128", "sequence") in rows:
+        gru = rows[("gru", "h128", "sequence")]
+        at_least("gru/h128/sequence % of sgemm peak", gru["peak_pct"], 100 * SEQUENCE_TARGETS["gru_peak_fraction"])
+        if ("lstm", "h128", "fused") in rows:
+            at_least("gru/h128/sequence GFLOP/s over lstm/h128/fused's", gru["useful_gflops"]
+                     / rows[("lstm", "h128", "fused")]["useful_gflops"], 1.0)
+    if ("lstm", "h128", "sequence") in rows:
+        at_least("lstm/h128/sequence % of sgemm peak", rows[("lstm", "h128", "sequence")]["peak_pct"],
+                 100 * SEQUENCE_TARGETS["lstm_peak_fraction"])
+    if ("rnn", "h128", "sequence") in rows and ("rnn", "h128", "fused") in rows:
+        at_least("rnn/h128/sequence speed over fused", rows[("rnn", "h128", "sequence")]["samples_per_s"]
+                 / rows[("rnn", "h128", "fused")]["samples_per_s"], SEQUENCE_TARGETS["rnn_h128_vs_fused"])
+    for (cell, setting, impl), row in rows.items():
+        others = [rows[(cell, setting, other)]["samples_per_s"] for other in ("fused", "explicit")
+                  if (cell, setting, other) in rows]
+        if impl == "sequence" and setting == "article" and others:
+            at_least(f"{cell}/article/sequence speed over the fastest other", row["samples_per_s"] / max(others), 1.0)
+        if impl == "explicit" and (cell, setting, "fused") in rows:
+            time_ratio = rows[(cell, setting, "fused")]["samples_per_s"] / row["samples_per_s"]
+            limit = SEQUENCE_TARGETS["explicit_time_vs_fused"]
+            check(f"{cell}/{setting}/explicit time over fused's <= {limit}", time_ratio, time_ratio <= limit)
+    return checks
+
+
+def print_table(report: dict) -> None:
+    machine = report["machine"]
+    print(f"\n{machine['device']}; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
+          f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
+          f"{machine['load_before']} before, {machine['load_after']} after")
+    print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak, and its speed "
+          "against the fused cells' (same batches, interleaved runs); for the fused cells its speed-up over the plain "
+          "padded loop, the plain loop's own speed-up from flush-denormal, bucketing, both, and all the project's "
+          "settings, and Lightning + MLflow overhead; other processes' share of the CPU meanwhile.")
+    columns = [("flush", "plain_padded_flush"), ("bucket", "plain_bucketed"), ("both", "plain_bucketed_flush"),
+               ("all", "plain_project")]
+    head = (f"{'cell':5} {'setting':8} {'impl':8} {'samples/s':>9} {'tokens/s':>9} {'GFLOP/s':>7} {'%peak':>5} "
+            f"{'vs fused':>8} {'speedup':>7} " + " ".join(f"{name:>6}" for name, _ in columns)
+            + f" {'overhead':>8} {'other':>6}")
+    print(head)
+    print("-" * len(head))
+    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
+    for r in report["results"]:
+        p, b = r["variants"]["project"], r.get("breakdown", {})
+        gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
+        print(f"{r['cell']:5} {r['setting']:8} {r['impl']:8} {p['samples_per_s']:9.1f} {p['real_tokens_per_s']:9.0f} "
+              f"{p['useful_gflops']:7.1f} {p['peak_pct']:5.1f} {fmt(r.get('vs_fused'), '7.2f', 'x'):>8} "
+              f"{fmt(r.get('speedup'), '6.2f', 'x'):>7} {gains} "
+              f"{fmt(r.get('overhead_pct'), '7.1f', '%'):>8} {r['other_processes_cpu_pct']:5.1f}%"
+              + ("  (disturbed)" if r["other_processes_cpu_pct"] > DISTURBED_PCT else ""))
+    print_rows(report, "\nthe matmul ceiling (flops.matmul_ceiling_gflops): the per-step [B, H] x [H, g*H] matmul's "
+               "own GFLOP/s, the useful GFLOP/s if every matmul ran at its ceiling and nothing else took time, and the "
+               "project's share:", ceiling_row)
+    print_rows(report, "\nthe layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length; "
+               "a cell's implementations interleaved in one process), and other processes' share of the CPU meanwhile:",
+               layer_row)
+    print_rows(report, "\nsamples/s of every variant:",
+               lambda r: "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items()))
+    print("\ntargets:")
+    for name, check in report["targets"].items():
+        print(f"  {'met   ' if check['met'] else 'MISSED'} {name}: {check['value']:.2f}")
+
+
+def print_rows(report: dict, heading: str, row: Callable[[dict], str]) -> None:
+    """A heading, then one line per cell, setting and implementation."""
+    print(heading)
+    for r in report["results"]:
+        print(f"  {r['cell']:5} {r['setting']:8} {r['impl']:8} {row(r)}")
+
+
+def ceiling_row(r: dict) -> str:
+    c = r["matmul_ceiling"]
+    return (f"step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  ceiling {c['ceiling_gflops']:6.1f} GFLOP/s "
+            f"({c['ceiling_peak_pct']:4.1f}% of peak)  project {c['project_pct_of_ceiling']:5.1f}% of the ceiling")
+
+
+def layer_row(r: dict) -> str:
+    k = r["layer_only"]
+    disturbed = "  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT else ""
+    return (f"T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s ({k['peak_pct']:4.1f}% of peak)  project "
+            f"{k['project_pct_of_layer']:5.1f}% of it  {k['other_processes_cpu_pct']:5.1f}%{disturbed}")

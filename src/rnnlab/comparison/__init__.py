@@ -1,0 +1,9 @@
+"""The parts of the compare stage (`python -m rnnlab.compare`), one job a module.
+
+    runs.py           the planned runs read from their folders, checked against the pipeline's settings
+    table.py          table.md, and the DVC metrics and plot data (scores.json, CSVs)
+    claims.py         the article's claims judged with intervals (the statistics)
+    claims_report.py  claims.md, the verdicts written out
+    figures.py        accuracy against training time
+    champion.py       the best run registered as the champion
+"""

@@ -1,0 +1,140 @@
+"""The runs the pipeline planned, read from their folders and checked against the current settings."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from rnnlab.cells import IMPL_NAMES, cell_rank
+from rnnlab.cli import UserError, first_line
+from rnnlab.identity import RESULT_SECTIONS, result_settings, sha256_of
+from rnnlab.pipeline import PlannedRun, planned_runs, run_folder
+
+# What the train stage writes in metrics.json and this stage reads ("a.b": key b of the mapping a).
+REQUIRED_METRICS = ("cell", "impl", "seed", "test_acc", "fit_time_s", "train_samples_per_s", "epochs", "n_params",
+                    "device", "history.val_acc")
+
+
+
+
+REPRO = "run `dvc repro`"
+
+
+def load_runs(cfg: DictConfig) -> list[dict]:
+    """The metrics of every run the pipeline section plans, each checked against the current settings."""
+    try:
+        planned = planned_runs(cfg.pipeline)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    runs = []
+    for run in planned:
+        folder = run_folder(cfg.paths.train_dir, run)
+        if not folder.is_dir():
+            raise UserError(f"{folder} is missing: run {run.name} of the pipeline has not been trained; {REPRO}")
+        runs.append(read_metrics(folder / "metrics.json", run))
+        trained_as_planned(cfg, run, folder / "config.yaml")
+    return sorted(runs, key=lambda r: (IMPL_NAMES.index(r["impl"]), cell_rank(r["cell"]), r["seed"]))
+
+
+def read_metrics(path: Path, run: PlannedRun) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {REPRO} to train {run.name}")
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to train {run.name} again") from e
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path} is not a JSON object: {REPRO} to train {run.name} again")
+    for key in REQUIRED_METRICS:
+        if not has_key(metrics, key):
+            raise UserError(f"{path} lacks key '{key}': {REPRO} to train {run.name} again")
+    written_for = f"{metrics['cell']}-{metrics['impl']}-{metrics['seed']}"
+    if written_for != run.name:
+        raise UserError(f"{path} holds run {written_for}, not {run.name}: {REPRO} to train {run.name} again")
+    return metrics
+
+
+def has_key(mapping: dict, dotted: str) -> bool:
+    value: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def trained_as_planned(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
+    """UserError unless the run's config.yaml has the result settings (rnnlab.identity) the pipeline would train
+    it with now: the current config with the run's cell, implementation and seed. The message names the first
+    setting that differs."""
+    trained = read_config(path, run)
+    expected = copy.deepcopy(cfg)
+    with open_dict(expected):
+        expected.model.cell, expected.model.impl, expected.seed = run.cell, run.impl, run.seed
+        if "seed" in expected.data:  # params.yaml holds it resolved; the train stage sets it as dvc.yaml says
+            expected.data.seed = run.seed
+    for section in RESULT_SECTIONS:
+        if section not in trained:
+            raise UserError(f"{path} lacks key '{section}': {REPRO} to train {run.name} again")
+    try:
+        now = result_settings(expected)
+    except OmegaConfBaseException as e:
+        raise UserError(f"{first_line(e)}") from e
+    then = result_settings(trained)
+    if sha256_of(then) == sha256_of(now):
+        return
+    for section in RESULT_SECTIONS:
+        difference = first_difference(then[section], now[section], section)
+        if difference:
+            key, before, current = difference
+            raise UserError(f"run {run.name} ({path}) was trained with {key}={shown(before)}; "
+                            f"the pipeline now says {shown(current)}: {REPRO}")
+
+
+def read_config(path: Path, run: PlannedRun) -> dict:
+    """A run's config.yaml as plain data: the train stage writes it already resolved."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {REPRO} to train {run.name} again")
+    try:
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException) as e:
+        raise UserError(f"{path} is not valid YAML ({first_line(e)}): {REPRO} to train {run.name} again") from e
+    if not isinstance(config, DictConfig):
+        raise UserError(f"{path} is not a mapping of settings: {REPRO} to train {run.name} again")
+    return OmegaConf.to_container(config, resolve=False)
+
+
+NOT_SET = object()  # a key one side of a comparison lacks
+
+
+def first_difference(then: Any, now: Any, key: str) -> tuple[str, Any, Any] | None:
+    """(dotted key, value then, value now) of the first setting that differs, in the current config's order."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        for name in [*now, *(name for name in then if name not in now)]:
+            found = first_difference(then.get(name, NOT_SET), now.get(name, NOT_SET), f"{key}.{name}")
+            if found:
+                return found
+        return None
+    return None if then == now else (key, then, now)
+
+
+def shown(value: Any) -> str:
+    if value is NOT_SET:
+        return "(not set)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_optional(path: Path) -> dict | None:
+    """A findings file if that stage has run (None if not)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to measure it again") from e

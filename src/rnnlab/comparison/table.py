@@ -1,0 +1,99 @@
+"""The comparison table (table.md) and its data files for DVC: scores.json and the plots' CSVs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.cells import cell_rank
+from rnnlab.files import replacing, write_atomically
+
+
+def mean_sd(values: list[float], fmt: str) -> str:
+    if len(values) < 2:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
+
+
+def markdown_table(runs: list[dict]) -> str:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[(run["cell"], run["impl"])].append(run)
+    fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in groups.values())
+    columns = ["cell", "impl", "seeds", "test accuracy", "training time (s)", "vs fastest", "train samples/s",
+               "epochs", "parameters"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for (cell, impl), group in groups.items():
+        times = [r["fit_time_s"] for r in group]
+        lines.append(
+            f"| {cell} | {impl} | {len(group)} | {mean_sd([r['test_acc'] for r in group], '{:.4f}')} "
+            f"| {mean_sd(times, '{:.0f}')} | {np.mean(times) / fastest:.2f}x "
+            f"| {np.mean([r['train_samples_per_s'] for r in group]):.0f} | {group[0]['epochs']} "
+            f"| {group[0]['n_params']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:
+    """The settings every run shares (load_runs checked them), how many runs there are, and where they ran."""
+    model, data, pipeline = cfg.model, cfg.data, cfg.pipeline
+    layers = f"{model.num_layers} layer{'s' if model.num_layers != 1 else ''}"
+    vocabulary = data.vocab_size or OmegaConf.select(cfg, "prepare.vocab_size")
+    optimizer = model.get("optimizer")
+    training = (f"{optimizer._target_.rsplit('.', 1)[-1]} lr {optimizer.get('lr')}" if optimizer
+                else "the module's default optimizer")
+    settings = (f"Settings: embedding {model.embedding_dim}, hidden {model.hidden_size}, {layers}, "
+                f"{'bidirectional' if model.bidirectional else 'unidirectional'}, {model.pooling} pooling, "
+                f"max_len {data.max_len}, vocabulary {vocabulary}, batch {data.batch_size}, {training}, "
+                f"{cfg.trainer.max_epochs} epochs at most.")
+    lists = " x ".join(", ".join(str(v) for v in pipeline[name]) for name in ("cells", "impls", "seeds"))
+    count = (f"{len(runs)} runs = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
+             f"x {len(pipeline.seeds)} seeds ({lists}).")
+    devices = sorted({str(r["device"] or "unknown") for r in runs})
+    return f"{settings}\n{count}\n{'Device' if len(devices) == 1 else 'Devices'}: {'; '.join(devices)}.\n"
+
+
+MEAN_SCORES = ("test_acc", "fit_time_s")  # what the article compares; here means over seeds
+
+
+def write_scores(runs: list[dict], path: Path) -> None:
+    """DVC's metrics: per cell x implementation, the means over seeds of MEAN_SCORES, in one small file, so that
+    `dvc metrics show` is one row and `dvc exp show` a dozen metric columns (a run's own numbers stay in its
+    scores.json, a plain output)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[f"{run['cell']}-{run['impl']}"].append(run)
+    scores = {name: {key: round(float(np.mean([r[key] for r in members])), 4 if key == "test_acc" else 1)
+                     for key in MEAN_SCORES} for name, members in groups.items()}
+    write_atomically(path, json.dumps(scores, indent=2) + "\n")
+
+
+def write_accuracy_vs_time(runs: list[dict], path: Path) -> None:
+    """accuracy_vs_time.png's points as data: one row per run (`dvc plots` draws and diffs it)."""
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "cell", "impl", "seed", "fit_time_s", "test_acc"])
+        for run in runs:
+            writer.writerow([f"{run['cell']}-{run['impl']}-{run['seed']}", run["cell"], run["impl"], run["seed"],
+                             round(float(run["fit_time_s"]), 2), round(float(run["test_acc"]), 5)])
+
+
+def write_learning_curves(runs: list[dict], path: Path) -> None:
+    """Validation accuracy by epoch, one row per epoch and cell (fused runs, mean over seeds): the long form,
+    so that `dvc plots` can give each cell its own colour."""
+    curves: dict[str, list[list[float]]] = defaultdict(list)
+    for run in runs:
+        if run["impl"] == "fused":
+            curves[run["cell"]].append(run["history"]["val_acc"])
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "cell", "val_acc"])
+        for cell in sorted(curves, key=cell_rank):
+            for epoch in range(max(len(seed) for seed in curves[cell])):
+                values = [seed[epoch] for seed in curves[cell] if epoch < len(seed)]
+                writer.writerow([epoch + 1, cell, round(float(np.mean(values)), 5)])

@@ -1,0 +1,64 @@
+"""What makes two runs the same run: one definition, used wherever rnnlab asks "was this computed already?".
+
+A run's *result settings* are its resolved config's sections that decide what it trains and measures
+(RESULT_SECTIONS), less the settings that only change what is shown while it trains (DISPLAY_ONLY). Two configs
+with the same `settings_sha256` train the same model to the same numbers, given the same data and code.
+
+- resume (`rnnlab.run.plan`): the *run key* adds the prepared data's hash, the code's hash, the experiment, the
+  export folder and whether the run is tested: a command with the same key continues or reuses its run.
+- the adding sweep, the article's runs and the search's final runs store `settings_sha256` beside each result
+  and train again only where it differs.
+- compare (`rnnlab.comparison.runs`) refuses a run whose stored config has other result settings than the
+  pipeline's, naming the first setting that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+RESULT_SECTIONS = ("seed", "data", "model", "trainer", "callbacks")
+# Settings that change what is shown while training, not what is trained: never part of a run's identity.
+DISPLAY_ONLY = {"callbacks": ("progress_bar",), "trainer": ("enable_progress_bar", "enable_model_summary")}
+
+
+def plain(config: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """A config as plain data, interpolations resolved."""
+    if OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)
+    return json.loads(json.dumps(dict(config), default=str))  # a deep copy, safe to trim
+
+
+def result_settings(config: DictConfig | Mapping[str, Any], sections: tuple[str, ...] = RESULT_SECTIONS
+                    ) -> dict[str, Any]:
+    """The resolved `sections` of `config` (missing ones as None), DISPLAY_ONLY settings left out."""
+    resolved = plain(config)
+    settings = {name: resolved.get(name) for name in sections}
+    for section, keys in DISPLAY_ONLY.items():
+        for key in keys:
+            if isinstance(settings.get(section), dict):
+                settings[section].pop(key, None)
+    return settings
+
+
+def sha256_of(settings: Mapping[str, Any]) -> str:
+    """The hash of plain settings, independent of key order."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def settings_sha256(config: DictConfig | Mapping[str, Any]) -> str:
+    """The identity of a run's result settings (module docstring)."""
+    return sha256_of(result_settings(config))
+
+
+def run_key(cfg: DictConfig, data_sha256: str | None, code_sha256: str) -> str:
+    """A training command's identity (tag `rnnlab.run_key`): its result settings, whether it is tested, where it
+    is recorded and exported, and the data and code it runs on. The same key is the same run."""
+    settings = result_settings(cfg)
+    settings.update(test=cfg.get("test"), export_dir=cfg.get("export_dir"), experiment=cfg.logger.experiment_name,
+                    data_sha256=data_sha256, code_sha256=code_sha256)
+    return sha256_of(settings)

@@ -1,0 +1,135 @@
+"""A run's checkpoints: where they live, written atomically, and `last.ckpt` with what an identical
+continuation needs (random states, the epoch's metrics)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from rnnlab.files import replacing
+from rnnlab.run.signals import Stopped, die_with_parent
+from rnnlab.tracking import sqlite_file
+
+LAST = "last.ckpt"
+
+
+def checkpoint_root(configured: str | None, tracking_uri: str) -> Path:
+    """paths.checkpoint_dir, or `checkpoints/` beside a sqlite store (in the working directory for a server)."""
+    if configured:
+        return Path(configured).resolve()
+    db = sqlite_file(tracking_uri)
+    return (db.parent if db is not None else Path.cwd()) / "checkpoints"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their destination, then renamed over it: a process killed
+    while writing leaves the previous checkpoint whole. (Lightning's own writer goes through /tmp and, across file
+    systems, copies into place.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        with replacing(path) as temporary, open(temporary, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash of the machine leaves the old one whole
+
+
+def rng_states() -> dict[str, Any]:
+    """torch's, numpy's and Python's global random states, as plain values and tensors (`weights_only` loads them)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class LastCheckpoint(Checkpoint):
+    """`last.ckpt` in the run's checkpoint folder, written at the end of every training epoch, after the best
+    checkpoint was updated (Lightning runs `Checkpoint` callbacks last, in order).
+
+    Lightning's checkpoint holds the weights, the optimizer's and schedulers' states, the loops' progress and the
+    callbacks' states (the best checkpoint's score, the training clock). This callback's state adds what an
+    identical continuation needs besides: the random states (dropout, the data loader's seed draws) and the
+    epoch's metrics, which Lightning sends to MLflow only after this hook: a run killed in between gets them
+    from here when it resumes.
+    """
+
+    def __init__(self) -> None:
+        self.dirpath: str | None = None  # set by `RunPlan.attach` once the run exists
+        self.epoch_end: dict[str, Any] = {}
+        self.restored: dict[str, Any] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if multiprocessing.parent_process() is not None:  # a ddp_spawn worker
+            die_with_parent()
+        # Rank 0's folder on every rank, as ModelCheckpoint does (only rank 0 writes, but every rank names the file)
+        self.dirpath = trainer.strategy.broadcast(self.dirpath)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The step Lightning logs epoch metrics at: the epoch's last optimizer step.
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+        self.epoch_end = {"step": step, "metrics": metrics}
+        trainer.save_checkpoint(Path(self.dirpath) / LAST)
+        write_pending(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        write_pending(trainer)  # the last epoch's training metrics, logged after its checkpoint
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Stopped (resumable): what belongs to the epochs last.ckpt holds; the unfinished epoch is trained and
+        # logged again on resume. An error: everything, the epoch it failed in included (a diverged loss).
+        stopped = isinstance(exception, (KeyboardInterrupt, Stopped, SIGTERMException))
+        write_pending(trainer, self.epoch_end.get("step", -1) if stopped else None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_states(), **self.epoch_end}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored = state_dict
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.restored:
+            return
+        # Lightning restores before this hook. The random states go back to what they were when the checkpoint
+        # was written, before the next draw: the training data iterator's seed, which an uninterrupted run draws
+        # after on_train_epoch_start but a resumed fit while setting up, before it.
+        set_rng_states(self.restored["rng"])
+        if trainer.is_global_zero and trainer.logger is not None:
+            log_missing_metrics(trainer.logger, self.restored["step"], self.restored["metrics"])
+        self.restored = None
+
+
+def write_pending(trainer: pl.Trainer, up_to_step: int | None = None) -> None:
+    """The per-step metrics the run's logger held back until now (`RunLogger.write_pending`)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "write_pending"):
+            logger.write_pending(up_to_step)
+
+
+def log_missing_metrics(logger: Any, step: int, metrics: dict[str, float]) -> None:
+    """Log each of `metrics` at `step` unless the run has a value there already."""
+    client, run_id = logger.experiment, logger.run_id
+    missing = {name: value for name, value in metrics.items()
+               if not any(m.step == step for m in client.get_metric_history(run_id, name))}
+    if missing:
+        logger.log_metrics(missing, step=step)

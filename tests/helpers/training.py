@@ -1,0 +1,60 @@
+"""Tiny real training runs on the `prepared_dir` fixture's data, recorded in a sqlite MLflow store in a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig
+
+from rnnlab.composition import compose_config
+from rnnlab.run.history import metric_histories
+
+EXPERIMENT = "imdb-cells"
+TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s")  # clocks: never identical from run to run
+
+
+def tiny_overrides(prepared_dir: Path, store: Path) -> list[str]:
+    """A 2-epoch run of a tiny network on `prepared_dir`, recorded in `store`/mlflow.db."""
+    return [
+        f"paths.prepared_dir={prepared_dir}",
+        f"logger.tracking_uri=sqlite:///{store}/mlflow.db",
+        "trainer.max_epochs=2",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "model.embedding_dim=8",
+        "model.hidden_size=8",
+        "callbacks.progress_bar=null",
+        "+trainer.enable_progress_bar=false",
+    ]
+
+
+def untracked_overrides(prepared_dir: Path, store: Path) -> list[str]:
+    """tiny_overrides without the store: for a run sent elsewhere ($MLFLOW_TRACKING_URI, a server)."""
+    return [o for o in tiny_overrides(prepared_dir, store) if not o.startswith("logger.tracking_uri")]
+
+
+def compose_tiny(prepared_dir: Path, store: Path, *overrides: str) -> DictConfig:
+    """conf/config.yaml composed with tiny_overrides, then `overrides`."""
+    return compose_config([*tiny_overrides(prepared_dir, store), *overrides])
+
+
+def client_of(store: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
+
+
+def runs(store: Path) -> list:
+    """The runs of experiment imdb-cells in `store`/mlflow.db, newest first."""
+    client = client_of(store)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def outcome(store: Path) -> dict:
+    """The one run in `store`: status, final metrics and per-epoch history, clocks left out."""
+    [run] = runs(store)
+    history = {name: values for name, values in metric_histories(client_of(store), run.info.run_id).items()
+               if name not in TIMINGS}
+    metrics = {name: value for name, value in run.data.metrics.items() if name not in TIMINGS}
+    return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
+            "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
