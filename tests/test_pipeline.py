@@ -87,7 +87,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
 
     # Code that training executes (here a module only the config names, callbacks.cpu_settings) changes:
     # the train stages and the adding stage, which trains too, are out of date; the data stages are not.
-    with open(project / "src" / "rnnlab" / "cpu.py", "a") as f:
+    with open(project / "src" / "rnnlab" / "run" / "cpu.py", "a") as f:
         f.write("# an edit\n")
     status = run_dvc("status", "--json", cwd=project)
     assert status.returncode == 0, status.stderr
