@@ -18,7 +18,17 @@ from omegaconf import OmegaConf
 
 from rnnlab.cli import UserError
 from rnnlab.compare import compare
-from rnnlab.comparison.claims import describe, difference
+from rnnlab.comparison.claims import (
+    combine,
+    describe,
+    difference,
+    holm,
+    interval_test,
+    judge_all,
+    judge_gradients,
+    locate,
+    t_interval,
+)
 from rnnlab.composition import compose_config
 from rnnlab.serve.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
 from tests.helpers.project import run_module
@@ -133,7 +143,9 @@ def test_claims_fail_where_the_figures_say_otherwise(tmp_path):
     })
     run_compare(tmp_path, *pipeline)
     report = claims(tmp_path / "compare")["fused"]
-    assert report["a_rnn_fastest_least_accurate"]["verdict"] == "half: least accurate, not fastest"
+    assert report["a_rnn_fastest_least_accurate"]["verdict"] == "does not hold"  # the RNN is slower than the LSTM
+    assert [part["verdict"] for part in report["a_rnn_fastest_least_accurate"]["parts"]] == [
+        "does not hold", "holds", "holds", "holds"]  # time vs lstm, vs gru; accuracy vs lstm, vs gru
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "does not hold"
     assert report["c_lstm_twice_gru_time"]["verdict"] == "does not hold"
     assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == [
@@ -352,3 +364,122 @@ def test_a_best_run_the_store_cannot_register_is_a_note(tmp_path, capsys, case, 
     assert len(notes) == 1 and notes[0].startswith("compare: note: the best run, lstm-fused-0, is not registered")
     assert says in notes[0]
     assert mlflow.MlflowClient(uri).search_registered_models() == []
+
+
+# The verdict rule (rnnlab.comparison.claims): holds / does not hold / inconclusive by intervals, Holm over a report.
+
+def runs_of(figures: dict[str, tuple[list[float], list[float]]], impl: str = "sequence") -> list[dict]:
+    """Run dicts as load_runs returns them (metrics.json's keys); figures: cell -> (accuracy, time) per seed."""
+    return [{"cell": cell, "impl": impl, "seed": seed, "test_acc": accuracy, "fit_time_s": time,
+             "train_samples_per_s": 22500 * 5 / time, "epochs": 5, "n_params": 1000, "device": "CPU test",
+             "history": {"val_acc": [accuracy]}}
+            for cell, (accuracies, times) in figures.items() for seed, accuracy, time in zip(SEEDS, accuracies, times)]
+
+
+WORLD = {"rnn": ([0.750, 0.760, 0.755], [50, 52, 51]),  # every claim holds here
+         "lstm": ([0.870, 0.871, 0.872], [200, 210, 204]),
+         "gru": ([0.871, 0.870, 0.872], [100, 104, 103])}
+
+
+def judged(changes: dict, **settings) -> dict:
+    figures = {cell: tuple(changes.get(cell, {}).get(key, WORLD[cell][k]) for k, key in enumerate(("acc", "time")))
+               for cell in WORLD}
+    return judge_all(runs_of(figures), **settings)["implementations"]["sequence"]
+
+
+@pytest.mark.parametrize(("claim", "changes", "verdict"), [
+    ("a_rnn_fastest_least_accurate", {}, "holds"),
+    ("a_rnn_fastest_least_accurate", {"rnn": {"time": [250, 252, 251]}}, "does not hold"),  # slower than both
+    ("a_rnn_fastest_least_accurate", {"rnn": {"time": [40, 120, 80]}}, "inconclusive"),  # time too noisy to say
+    ("b_lstm_gru_similar_accuracy", {}, "holds"),
+    ("b_lstm_gru_similar_accuracy", {"gru": {"acc": [0.890, 0.891, 0.892]}}, "does not hold"),  # GRU 2 points up
+    ("b_lstm_gru_similar_accuracy", {"lstm": {"acc": [0.860, 0.880, 0.870]}}, "inconclusive"),
+    ("c_lstm_twice_gru_time", {}, "holds"),
+    ("c_lstm_twice_gru_time", {"lstm": {"time": [100, 105, 102]}}, "does not hold"),  # ratio 1
+    ("c_lstm_twice_gru_time", {"lstm": {"time": [50, 180, 310]}}, "inconclusive"),  # 1.75 with ratios 0.5 ... 3
+])
+def test_each_claim_has_three_outcomes(claim, changes, verdict):
+    result = judged(changes)[claim]
+    assert result["verdict"] == verdict
+    for test in result.get("parts") or [result["test"]]:  # every verdict is its adjusted interval against its region
+        low, high = test["interval"]
+        assert low <= test["estimate"] <= high and 0.95 <= test["level"] < 1
+
+
+def test_compound_claim_a_combines_its_parts():
+    assert combine(["holds", "holds"]) == "holds"
+    assert combine(["holds", "inconclusive"]) == "inconclusive"
+    assert combine(["inconclusive", "does not hold"]) == "does not hold"  # one failing part decides
+    # a non-significant time difference is not "not faster": the part is inconclusive, and so is (a)
+    parts = judged({"rnn": {"time": [40, 120, 80]}})["a_rnn_fastest_least_accurate"]["parts"]
+    assert [p["name"] for p in parts] == ["rnn − lstm time", "rnn − gru time", "rnn − lstm accuracy",
+                                          "rnn − gru accuracy"]
+    assert [p["verdict"] for p in parts] == ["inconclusive", "inconclusive", "holds", "holds"]
+
+
+def test_claim_d_maps_onto_the_same_words():
+    def gradients(rnn_reach):
+        return {"cells": {cell: {"init_reach": 3, "trained_reach": reach}
+                          for cell, reach in (("rnn", rnn_reach), ("lstm", 50), ("gru", 60))}}
+    assert judge_gradients(gradients(5), None)["verdict"] == "holds"
+    assert judge_gradients(gradients(55), None)["verdict"] == "does not hold"
+    assert judge_gradients(None, None)["verdict"] == "not testable"
+
+
+CLOSE = {"lstm": {"acc": [0.8620, 0.8622, 0.8624]}, "gru": {"acc": [0.8700, 0.8702, 0.8704]}}  # 0.8 points apart
+
+
+def test_similar_accuracy_at_several_margins():
+    b = judged(CLOSE, margins_shown=[0.005, 0.008, 0.02])["b_lstm_gru_similar_accuracy"]
+    assert b["test"]["estimate"] == pytest.approx(-0.008)
+    assert b["verdict"] == "holds" and b["margin"] == 0.01
+    assert b["at_margins"] == {"0.005": "does not hold", "0.008": "inconclusive", "0.01": "holds", "0.02": "holds"}
+    assert judged(CLOSE, margin=0.005)["b_lstm_gru_similar_accuracy"]["verdict"] == "does not hold"
+
+
+def test_the_margin_is_a_setting_and_the_report_says_what_is_true(tmp_path):
+    figures = {cell: tuple(CLOSE.get(cell, {}).get("acc", WORLD[cell][0]) if k == 0 else WORLD[cell][1]
+                           for k in range(2)) for cell in WORLD}
+    pipeline = write_runs(tmp_path / "train", "sequence", figures)
+    run_compare(tmp_path, *pipeline, "compare.similar_accuracy=0.005")
+    b = claims(tmp_path / "compare")["sequence"]["b_lstm_gru_similar_accuracy"]
+    assert b["verdict"] == "does not hold" and b["margin"] == 0.005
+    text = (tmp_path / "compare" / "claims.md").read_text()
+    low, high = b["test"]["interval"]
+    assert (f"**(b) LSTM ≈ GRU in accuracy (margin ±0.5 points):** does not hold; lstm − gru accuracy -0.0080: "
+            f"the {100 * b['test']['level']:.3g}% interval [{low:+.4f}, {high:+.4f}] lies wholly outside "
+            "±0.5 points") in text
+    assert ("the same test at other margins: at ±0.5 points: does not hold; at ±1 point: holds; "
+            "at ±2 points: holds") in text
+    assert "This report makes 6 interval tests" in text and "Holm's step-down adjustment" in text
+    with pytest.raises(UserError, match="compare: alpha=1.5 must be in"):
+        run_compare(tmp_path, *pipeline, "compare.alpha=1.5")
+
+
+def test_holm_adjustment_can_leave_undecided_what_one_interval_decides():
+    # LSTM and GRU equal on average with sd 0.0037 over 3 seeds: the 95% interval alone is inside ±1 point, but
+    # (b) is one of 6 tests, and with (c) (and a time part of (a)) undecided it is judged at a stricter level.
+    b = judged({"lstm": {"acc": [0.8663, 0.8700, 0.8737], "time": [50, 180, 310]},
+                "gru": {"acc": [0.8663, 0.8700, 0.8737]}})["b_lstm_gru_similar_accuracy"]
+    test = b["test"]
+    assert 0.025 < test["p"] < 0.05  # decided at 5% alone
+    assert locate(t_interval(test["estimate"], test["se"], test["dof"], 0.95), -0.01, 0.01) == "holds"
+    assert test["family"] == 6 and test["rank"] <= 5 and test["level"] > 0.95
+    assert test["p_holm"] > 0.05 and b["verdict"] == "inconclusive"
+    # the same figures as the only test in a family: decided
+    alone = interval_test("lstm − gru", {"mean": 0.0, "se": test["se"], "dof": test["dof"]}, -0.01, 0.01, "±1 point")
+    assert holm([alone]) == 1 and alone["verdict"] == "holds" and alone["level"] == pytest.approx(0.95)
+
+
+def test_holm_steps_down_in_order():
+    tests = [interval_test(str(k), {"mean": mean, "se": 1.0, "dof": 1e6}, None, 0.0, "(−∞, 0)", closed=False)
+             for k, mean in enumerate([-3.0, -2.3, -2.2])]  # p about 0.0027, 0.021, 0.028
+    assert holm(tests) == 3
+    assert [t["rank"] for t in tests] == [1, 2, 3]
+    assert [t["level"] for t in tests] == pytest.approx([1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05 / 1])
+    assert [t["verdict"] for t in tests] == ["holds", "holds", "holds"]
+    # the second fails its threshold (0.025): it and every test after it stay undecided, the third included
+    tests[1] = interval_test("1", {"mean": -2.0, "se": 1.0, "dof": 1e6}, None, 0.0, "(−∞, 0)", closed=False)
+    holm(tests)
+    assert [t["verdict"] for t in tests] == ["holds", "inconclusive", "inconclusive"]
+    assert tests[2]["level"] == pytest.approx(1 - 0.05 / 2)  # judged where the step-down stopped

@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from rnnlab.search.budget import expected_max, seeds_to_decide
+from rnnlab.search.budget import decide_probability, expected_max, seeds_to_decide
 from tests.helpers.interrupts import start, wait_for_first_checkpoint
 from tests.helpers.project import run_module
 from tests.helpers.training import tiny_overrides
@@ -51,6 +51,34 @@ def test_seeds_to_decide_follows_the_spread():
     assert many == 5
     # a difference of exactly the margin can never be decided
     assert seeds_to_decide(narrow, narrow + 0.01, 0.01) is None
+
+
+def spread_exactly(mean: float, sd: float, n: int = 5) -> np.ndarray:
+    base = np.random.default_rng(1).normal(0, 1, size=n)
+    return mean + sd * (base - base.mean()) / base.std(ddof=1)
+
+
+def test_the_chance_to_decide_b_grows_with_seeds():
+    lstm, gru = spread_exactly(0.875, 0.006), spread_exactly(0.880, 0.002)  # about the tuned runs
+    chance = decide_probability(lstm, gru, 0.01, (5, 10, 20, 40))
+    assert list(chance) == [5, 10, 20, 40]
+    assert all(a < b for a, b in zip(list(chance.values()), list(chance.values())[1:]))
+    assert 0.15 < chance[5] < 0.45 and chance[40] > 0.95
+    assert decide_probability(lstm, gru, 0.01, (5, 10, 20, 40)) == chance  # a seeded Generator: the same figures
+    # a stricter interval (Holm, in a family) decides less often
+    assert decide_probability(lstm, gru, 0.01, (10,), level=0.99)[10] < chance[10]
+
+
+def test_the_chance_to_decide_b_in_known_cases():
+    # far apart or nearly identical: decided at once
+    assert decide_probability(spread_exactly(0.85, 0.002), spread_exactly(0.90, 0.002), 0.01, (5,))[5] == 1.0
+    assert decide_probability(spread_exactly(0.88, 0.0005), spread_exactly(0.88, 0.0005), 0.01, (5,))[5] == 1.0
+    # a true difference of exactly the margin: decided only when the interval misses the margin, 5% of the time
+    # for a 95% interval, whatever the number of seeds
+    chance = decide_probability(spread_exactly(0.89, 0.004), spread_exactly(0.88, 0.004), 0.01, (5, 20))
+    assert chance[5] == pytest.approx(0.05, abs=0.01) and chance[20] == pytest.approx(0.05, abs=0.01)
+    with pytest.raises(ValueError):
+        decide_probability([0.8, 0.81], [0.8, 0.82], 0.01, (1,))
 
 
 def search_args(prepared_dir: Path, store: Path, *extra: str) -> list[str]:

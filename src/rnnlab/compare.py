@@ -10,7 +10,9 @@ stage with one line saying which. Optional: gradients.json and adding.json in pa
 Writes, in paths.compare_dir:
     table.md              accuracy, training time and throughput per cell and implementation (mean ± sd),
                           then the settings, the runs and the device(s) behind them
-    claims.md             each of the article's four claims: figures, 95% intervals, verdict
+    claims.md             each of the article's four claims: figures, intervals, verdict (holds / does not hold /
+                          inconclusive, by the rule of rnnlab.comparison.claims, Holm-adjusted over the report's
+                          interval tests; settings: `compare`)
     claims.json           the same, as data
     scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s
     accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
@@ -29,7 +31,7 @@ from omegaconf import DictConfig
 
 from rnnlab.cli import hydra_app
 from rnnlab.comparison.champion import register_best
-from rnnlab.comparison.claims import judge_all
+from rnnlab.comparison.claims import judge_all, rule_settings
 from rnnlab.comparison.claims_report import claims_markdown
 from rnnlab.comparison.figures import plot_accuracy_vs_time
 from rnnlab.comparison.runs import load_runs, read_optional
@@ -45,10 +47,11 @@ from rnnlab.files import write_atomically
 
 def compare(cfg: DictConfig) -> str:
     """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
+    settings = rule_settings(cfg)  # a bad setting stops the stage before it reads anything
     runs = load_runs(cfg)
     findings_dir = Path(cfg.paths.findings_dir)
     gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
-    report = judge_all(runs, gradients, adding)
+    report = judge_all(runs, gradients, adding, **settings)
     out = Path(cfg.paths.compare_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)

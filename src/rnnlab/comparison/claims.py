@@ -1,53 +1,95 @@
 """The article's four claims, tested against measured runs over seeds.
 
-(a) the simple RNN trains fastest but is least accurate;
-(b) LSTM and GRU reach similar accuracy (here: the 95% interval of their difference lies within ±1 point);
-(c) the LSTM takes about twice the GRU's training time (here: the mean per-seed ratio lies in [1.5, 2.5]
-    and its 95% interval excludes 1);
+(a) the simple RNN trains fastest but is least accurate: four interval tests, RNN - LSTM and RNN - GRU in
+    training time and in test accuracy, each claimed below 0;
+(b) LSTM and GRU reach similar accuracy: an equivalence test, LSTM - GRU claimed inside ±margin (the setting
+    `compare.similar_accuracy`, 0.01 = ±1 accuracy point by default; the report also shows the verdict at the
+    margins of `compare.margins_shown`);
+(c) the LSTM takes about twice the GRU's training time: the mean per-seed ratio LSTM / GRU claimed inside
+    TIME_RATIO_RANGE, [1.5, 2.5];
 (d) RNN gradients vanish over long spans while LSTM/GRU gradients survive (from the gradient-decay
-    measurement, and the adding problem when its results are given).
+    measurement, and the adding problem when its results are given): no interval; it holds when the RNN's
+    gradient reaches fewer steps back than every gated cell's, else it does not hold.
 
-Each claim is judged per implementation (fused, sequence, explicit) on the runs given; figures are mean ± sd with
-a 95% t-interval over seeds. With fewer than two seeds a claim can only be "not testable".
+The rule, one for every interval test: a claim's quantity has a region (below 0, inside ±margin, inside [1.5,
+2.5]). The test *holds* when its interval lies inside the region, *does not hold* when it lies wholly outside
+it (inside the complement), and is *inconclusive* when it straddles an edge. A compound claim ((a)) holds when
+every part holds, does not hold when some part does not hold, and is inconclusive otherwise. With fewer than
+two seeds a test is "not testable".
+
+Multiple comparisons: the interval tests of one report (every part of (a), (b) and (c), per implementation)
+are one family, controlled at family-wise level 1 - `compare.alpha` (5% by default) with Holm's step-down
+method. Each test's p-value is the smallest alpha at which its two-sided (1 - alpha) t-interval decides it
+(inside the region or inside the complement); sorted p_(1) <= ... <= p_(m), the test of rank i is decided while
+p_(j) <= alpha / (m - j + 1) for every j <= i, and the step-down stops at the first rank k that fails. A test is
+judged on its t-interval at level 1 - alpha / (m - min(i, k) + 1): decided tests on the level at which they
+were decided, the others on the level at which the step-down stopped (their interval then straddles an edge).
+An equivalence test by this rule is two one-sided tests at alpha/2 each (conservative).
+
+Figures are mean ± sd with unadjusted 95% t-intervals over seeds (`ci95`, to read); the verdicts use the
+adjusted intervals (`interval`, `level`). Each claim is judged per implementation (fused, sequence, explicit).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 from scipy import stats
 
 from rnnlab.cells import cell_rank
+from rnnlab.cli import UserError
 
-SIMILAR_ACCURACY = 0.01  # (b): "similar" = the difference's 95% interval inside ±1 accuracy point
-
-
+HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable"
+ALPHA = 0.05  # family-wise error rate of one report's interval tests (compare.alpha)
+SIMILAR_ACCURACY = 0.01  # (b)'s default margin, ±1 accuracy point (compare.similar_accuracy)
+MARGINS_SHOWN = (0.005, 0.01, 0.02)  # (b) is also shown at these margins (compare.margins_shown)
 TIME_RATIO_RANGE = (1.5, 2.5)  # (c): "about twice"
 
 
+def rule_settings(cfg) -> dict:
+    """judge_all's margin, margins_shown and alpha from a config's `compare` section (defaults where absent)."""
+    section = cfg.get("compare") or {}
+    margin = float(section.get("similar_accuracy", SIMILAR_ACCURACY))
+    shown = [float(m) for m in section.get("margins_shown", MARGINS_SHOWN)]
+    alpha = float(section.get("alpha", ALPHA))
+    if not all(m > 0 for m in [margin, *shown]):
+        raise UserError(f"compare: similar_accuracy={margin} and margins_shown={shown} must be positive")
+    if not 0 < alpha < 1:
+        raise UserError(f"compare: alpha={alpha} must be in (0, 1)")
+    return {"margin": margin, "margins_shown": shown, "alpha": alpha}
+
+
 def describe(values: list[float]) -> dict:
-    """n, mean, sd and the 95% t-interval of the mean (None when n < 2)."""
+    """n, mean, sd, the standard error and degrees of freedom of the mean, and its 95% t-interval
+    (None when n < 2)."""
     n = len(values)
     mean = float(np.mean(values))
     if n < 2:
-        return {"n": n, "mean": mean, "sd": None, "ci95": None}
+        return {"n": n, "mean": mean, "sd": None, "ci95": None, "se": None, "dof": None}
+    sd = float(np.std(values, ddof=1))
     with quiet_when_identical():
         low, high = stats.ttest_1samp(values, 0).confidence_interval(0.95)
-    return {"n": n, "mean": mean, "sd": float(np.std(values, ddof=1)), "ci95": [float(low), float(high)]}
+    return {"n": n, "mean": mean, "sd": sd, "ci95": [float(low), float(high)], "se": sd / math.sqrt(n),
+            "dof": float(n - 1)}
 
 
 def difference(a: list[float], b: list[float]) -> dict:
-    """mean(a) - mean(b) with Welch's 95% interval (unequal variances)."""
+    """mean(a) - mean(b) with Welch's 95% interval (unequal variances), its standard error and
+    Welch-Satterthwaite degrees of freedom."""
     diff = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
-        return {"diff": diff, "ci95": None}
+        return {"diff": diff, "ci95": None, "se": None, "dof": None}
     with quiet_when_identical():
         low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return {"diff": diff, "ci95": [float(low), float(high)]}
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se2 = float(va + vb)
+    dof = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se2 > 0 else float(len(a) + len(b) - 2)
+    return {"diff": diff, "ci95": [float(low), float(high)], "se": math.sqrt(se2), "dof": float(dof)}
 
 
 @contextmanager
@@ -59,6 +101,80 @@ def quiet_when_identical() -> Iterator[None]:
         yield
 
 
+# The rule (module docstring): an interval against a claim's region.
+
+def t_interval(estimate: float, se: float, dof: float, level: float) -> list[float]:
+    """The two-sided t-interval of `estimate` at confidence `level`."""
+    half = float(stats.t.ppf(1 - (1 - level) / 2, dof)) * se if se > 0 else 0.0
+    return [estimate - half, estimate + half]
+
+
+def locate(interval: list[float], low: float | None, high: float | None, closed: bool = True) -> str:
+    """holds: the interval lies inside the region [low, high] (None: unbounded; closed=False: (low, high));
+    does not hold: it lies inside the complement; inconclusive: it straddles an edge."""
+    lo, hi = interval
+    if closed:
+        inside = (low is None or lo >= low) and (high is None or hi <= high)
+        outside = (low is not None and hi < low) or (high is not None and lo > high)
+    else:
+        inside = (low is None or lo > low) and (high is None or hi < high)
+        outside = (low is not None and hi <= low) or (high is not None and lo >= high)
+    return HOLDS if inside else FAILS if outside else INCONCLUSIVE
+
+
+def deciding_p(estimate: float, se: float, dof: float, low: float | None, high: float | None) -> float:
+    """The smallest alpha at which the two-sided (1 - alpha) t-interval lies inside the region or inside its
+    complement: the interval's half-width must not reach the edge nearest to the estimate."""
+    distance = min(abs(estimate - edge) for edge in (low, high) if edge is not None)
+    if se == 0:
+        return 0.0 if distance > 0 else 1.0
+    return float(min(1.0, 2 * stats.t.sf(distance / se, dof)))
+
+
+def interval_test(name: str, figure: dict, low: float | None, high: float | None, region: str,
+                  closed: bool = True) -> dict:
+    """One interval test, to be judged with the others of its report (`holm`); `figure`: describe's or
+    difference's result; region: how the report names [low, high] (e.g. "±1 point", "(−∞, 0)")."""
+    estimate = figure["diff"] if "diff" in figure else figure["mean"]
+    test = {"name": name, "estimate": estimate, "se": figure["se"], "dof": figure["dof"], "low": low,
+            "high": high, "closed": closed, "region": region}
+    if figure["se"] is None:
+        return {**test, "verdict": NOT_TESTABLE, "why": "fewer than two seeds"}
+    return {**test, "p": deciding_p(estimate, figure["se"], figure["dof"], low, high)}
+
+
+def holm(tests: Iterable[dict], alpha: float = ALPHA) -> int:
+    """Judge a family of interval tests with Holm's step-down adjustment (module docstring), in place: each
+    testable one gets its rank, Holm-adjusted p-value, level, interval and verdict. Returns the family's size."""
+    family = sorted((t for t in tests if t.get("p") is not None), key=lambda t: t["p"])
+    m = len(family)
+    stopped = next((i for i, t in enumerate(family, 1) if t["p"] > alpha / (m - i + 1)), m + 1)
+    adjusted = 0.0
+    for i, test in enumerate(family, 1):
+        adjusted = max(adjusted, min(1.0, (m - i + 1) * test["p"]))
+        level = 1 - alpha / (m - min(i, stopped) + 1)
+        test.update(rank=i, family=m, p_holm=adjusted, level=level,
+                    interval=t_interval(test["estimate"], test["se"], test["dof"], level))
+        test["verdict"] = locate(test["interval"], test["low"], test["high"], test["closed"])
+    return m
+
+
+def combine(verdicts: Iterable[str]) -> str:
+    """A compound claim: holds when every part holds, does not hold when some part does not hold, else
+    inconclusive (not testable when a part is and none fails)."""
+    verdicts = list(verdicts)
+    if FAILS in verdicts:
+        return FAILS
+    if NOT_TESTABLE in verdicts or not verdicts:
+        return NOT_TESTABLE
+    return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+
+
+def margin_words(margin: float) -> str:
+    points = margin * 100
+    return f"±{points:g} point" + ("" if points == 1 else "s")
+
+
 def group_runs(runs: list[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     """impl -> cell -> seed -> run (the last one wins if a seed repeats)."""
     grouped: dict = defaultdict(lambda: defaultdict(dict))
@@ -68,65 +184,56 @@ def group_runs(runs: list[dict]) -> dict[str, dict[str, dict[int, dict]]]:
 
 
 def judge_fastest_least_accurate(cells: dict[str, dict[int, dict]]) -> dict:
-    time = {c: [r["fit_time_s"] for r in runs.values()] for c, runs in cells.items()}
-    acc = {c: [r["test_acc"] for r in runs.values()] for c, runs in cells.items()}
+    """(a)'s four parts, unjudged (`holm` judges them with the rest of the report)."""
     others = [c for c in ("lstm", "gru") if c in cells]
     if "rnn" not in cells or not others:
-        return {"verdict": "not testable", "why": "needs rnn and lstm or gru runs"}
-    time_diffs = {c: difference(time["rnn"], time[c]) for c in others}
-    acc_diffs = {c: difference(acc["rnn"], acc[c]) for c in others}
-    if any(d["ci95"] is None for d in [*time_diffs.values(), *acc_diffs.values()]):
-        verdict = "not testable"
-    else:
-        faster = all(d["ci95"][1] < 0 for d in time_diffs.values())
-        less_accurate = all(d["ci95"][1] < 0 for d in acc_diffs.values())
-        verdict = {(True, True): "holds", (True, False): "half: fastest, not least accurate",
-                   (False, True): "half: least accurate, not fastest"}.get((faster, less_accurate), "does not hold")
-    return {"verdict": verdict, "rnn_minus_other_time_s": time_diffs, "rnn_minus_other_acc": acc_diffs}
+        return {"verdict": NOT_TESTABLE, "why": "needs rnn and lstm or gru runs"}
+    parts = []
+    for key, label, unit in (("fit_time_s", "time", "s"), ("test_acc", "accuracy", "acc")):
+        for other in others:
+            figure = difference([r[key] for r in cells["rnn"].values()], [r[key] for r in cells[other].values()])
+            parts.append({**interval_test(f"rnn − {other} {label}", figure, None, 0.0, "(−∞, 0)", closed=False),
+                          "unit": unit, "ci95": figure["ci95"]})
+    return {"parts": parts}
 
 
-def judge_similar_accuracy(cells: dict[str, dict[int, dict]]) -> dict:
+def judge_similar_accuracy(cells: dict[str, dict[int, dict]], margin: float = SIMILAR_ACCURACY) -> dict:
+    """(b), unjudged: LSTM - GRU in accuracy inside ±margin (an equivalence test)."""
     if "lstm" not in cells or "gru" not in cells:
-        return {"verdict": "not testable", "why": "needs lstm and gru runs"}
+        return {"verdict": NOT_TESTABLE, "why": "needs lstm and gru runs"}
     diff = difference([r["test_acc"] for r in cells["lstm"].values()], [r["test_acc"] for r in cells["gru"].values()])
-    if diff["ci95"] is None:
-        verdict = "not testable"
-    elif -SIMILAR_ACCURACY <= diff["ci95"][0] and diff["ci95"][1] <= SIMILAR_ACCURACY:
-        verdict = "holds"
-    elif diff["ci95"][0] > SIMILAR_ACCURACY or diff["ci95"][1] < -SIMILAR_ACCURACY:
-        verdict = "does not hold"
-    else:
-        verdict = "inconclusive (interval wider than ±1 point)"
-    return {"verdict": verdict, "lstm_minus_gru_acc": diff}
+    test = interval_test("lstm − gru accuracy", diff, -margin, margin, margin_words(margin))
+    return {"margin": margin, "test": {**test, "unit": "acc", "ci95": diff["ci95"]}, "lstm_minus_gru_acc": diff}
 
 
 def judge_time_ratio(cells: dict[str, dict[int, dict]]) -> dict:
+    """(c), unjudged: the mean per-seed ratio LSTM / GRU of training time inside TIME_RATIO_RANGE."""
     if "lstm" not in cells or "gru" not in cells:
-        return {"verdict": "not testable", "why": "needs lstm and gru runs"}
+        return {"verdict": NOT_TESTABLE, "why": "needs lstm and gru runs"}
     seeds = sorted(set(cells["lstm"]) & set(cells["gru"]))  # paired: same seed, same sweep, same machine
     ratios = [cells["lstm"][s]["fit_time_s"] / cells["gru"][s]["fit_time_s"] for s in seeds]
     if not ratios:
-        return {"verdict": "not testable", "why": "no seed has both an lstm and a gru run"}
+        return {"verdict": NOT_TESTABLE, "why": "no seed has both an lstm and a gru run"}
     summary = describe(ratios)
     low, high = TIME_RATIO_RANGE
-    if summary["ci95"] is None:
-        verdict = "not testable"
-    elif low <= summary["mean"] <= high and summary["ci95"][0] > 1:
-        verdict = "holds"
-    else:
-        verdict = "does not hold"
-    return {"verdict": verdict, "lstm_over_gru_time": summary}
+    test = interval_test("lstm / gru time", summary, low, high, f"[{low:g}, {high:g}]")
+    return {"test": {**test, "unit": "ratio", "ci95": summary["ci95"]}, "lstm_over_gru_time": summary}
+
+
+def tests_of(claim: dict) -> list[dict]:
+    return claim.get("parts") or ([claim["test"]] if "test" in claim else [])
 
 
 def judge_gradients(gradients: dict | None, adding: dict | None) -> dict:
+    """(d): no interval; holds when the RNN's trained gradient reaches fewer steps back than every gated cell's."""
     if not gradients:
-        return {"verdict": "not testable", "why": "no gradient measurement (dvc repro gradients)"}
+        return {"verdict": NOT_TESTABLE, "why": "no gradient measurement (dvc repro gradients)"}
     reach = {cell: curves["trained_reach"] for cell, curves in gradients["cells"].items()}
     gated = [c for c in ("lstm", "gru") if c in reach]
     if "rnn" not in reach or not gated:
-        return {"verdict": "not testable", "why": "needs rnn and lstm or gru gradients", "trained_reach": reach}
+        return {"verdict": NOT_TESTABLE, "why": "needs rnn and lstm or gru gradients", "trained_reach": reach}
     holds = all(reach["rnn"] < reach[c] for c in gated)
-    result = {"verdict": "holds" if holds else "does not hold", "trained_reach": reach,
+    result = {"verdict": HOLDS if holds else FAILS, "trained_reach": reach,
               "init_reach": {c: v["init_reach"] for c, v in gradients["cells"].items()}}
     if adding and adding.get("complete"):  # a finished sweep of rnnlab.findings.adding (an older file: none)
         result["adding_learned_up_to"] = adding_reach(adding)
@@ -141,19 +248,41 @@ def adding_reach(adding: dict) -> dict[str, int]:
             for cell, by_length in adding["results"].items()}
 
 
-def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None) -> dict:
-    """Every claim, per implementation, with the figures behind each verdict."""
+CLAIMS = ("a_rnn_fastest_least_accurate", "b_lstm_gru_similar_accuracy", "c_lstm_twice_gru_time")
+
+
+def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: float = ALPHA) -> tuple[dict, int]:
+    """impl -> claim -> judged claim, every interval test of every implementation one Holm family; and the
+    family's size."""
+    claims = {}
+    for impl, cells in sorted(group_runs(runs).items()):
+        claims[impl] = {CLAIMS[0]: judge_fastest_least_accurate(cells),
+                        CLAIMS[1]: judge_similar_accuracy(cells, margin), CLAIMS[2]: judge_time_ratio(cells)}
+    size = holm((t for judged in claims.values() for claim in judged.values() for t in tests_of(claim)), alpha)
+    for judged in claims.values():
+        for claim in judged.values():
+            if tests_of(claim):
+                claim["verdict"] = combine(t["verdict"] for t in tests_of(claim))
+    return claims, size
+
+
+def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None,
+              margin: float = SIMILAR_ACCURACY, margins_shown: Iterable[float] = MARGINS_SHOWN,
+              alpha: float = ALPHA) -> dict:
+    """Every claim, per implementation, with the figures behind each verdict; (b) also at `margins_shown`
+    (each with the whole family judged again at that margin)."""
+    claims, size = judge_claims(runs, margin, alpha)
+    at_margins = {m: judge_claims(runs, m, alpha)[0] for m in sorted({*margins_shown, margin})}
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
         figures = {cell: {"test_acc": describe([r["test_acc"] for r in cells[cell].values()]),
                           "fit_time_s": describe([r["fit_time_s"] for r in cells[cell].values()]),
                           "seeds": sorted(cells[cell])} for cell in sorted(cells, key=cell_rank)}
-        report["implementations"][impl] = {
-            "cells": figures,
-            "a_rnn_fastest_least_accurate": judge_fastest_least_accurate(cells),
-            "b_lstm_gru_similar_accuracy": judge_similar_accuracy(cells),
-            "c_lstm_twice_gru_time": judge_time_ratio(cells),
-        }
+        report["implementations"][impl] = {"cells": figures, **claims[impl]}
+        report["implementations"][impl][CLAIMS[1]]["at_margins"] = {
+            f"{m:g}": judged[impl][CLAIMS[1]]["verdict"] for m, judged in at_margins.items()}
+    report["family"] = {"tests": size, "alpha": alpha, "method": "Holm step-down",
+                        "margin": margin, "margins_shown": sorted({*margins_shown, margin})}
     report["d_rnn_gradients_vanish"] = judge_gradients(gradients, adding)
     report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
     return report
