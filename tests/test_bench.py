@@ -108,6 +108,18 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert rows["sequence"]["variants"]["project"]["final_loss"] == pytest.approx(
         rows["explicit"]["variants"]["project"]["final_loss"], abs=1e-5)
     assert "gru/article/sequence speed over the fastest other >= 1" in report["targets"]
+    # Which CPU: its model and kind (intel, amd) with every result
+    machine = report["machine"]
+    assert machine["cpu_kind"] in ("intel", "amd") and machine["cpu_model"] and isinstance(machine["avx512"], bool)
+    # The layer alone on the timed batches' own shapes: 2 batches of 2, each padded to its own longest review
+    for impl, row in rows.items():
+        shapes = row["timed_batch_shapes"]
+        on_batches = row["layer_on_batches"]
+        assert len(shapes) == 2 and all(batch == 2 for batch, _ in shapes), impl
+        assert on_batches["padded_tokens"] == sum(b * t for b, t in shapes) >= on_batches["real_tokens"], impl
+        assert on_batches["real_tokens"] == row["variants"]["project"]["real_tokens"], impl
+        assert on_batches["seconds"] > 0 and on_batches["useful_gflops"] > 0, impl
+    assert "the layer alone on the timed batches' own shapes" in result.stdout
     assert "gru/article/explicit time over fused's <= 1.5" in report["targets"]
     for row in rows.values():
         ceiling = row["matmul_ceiling"]
@@ -155,3 +167,17 @@ def test_training_settings():
     finally:
         torch.set_flush_denormal(False)
         torch.utils.deterministic.fill_uninitialized_memory = True
+
+
+def test_each_committed_result_is_named_after_the_cpu_it_ran_on():
+    from rnnlab.bench.__main__ import default_out
+    from rnnlab.bench.machine import cpu_kind, cpu_model
+
+    assert cpu_kind() in ("intel", "amd") and cpu_model()  # the two kinds this project's machines have
+    assert default_out() == f"data/bench/train-{cpu_kind()}.json"
+    committed = sorted((PROJECT_ROOT / "data" / "bench").glob("train-*.json"))
+    assert committed
+    for path in committed:
+        kind = path.stem.removeprefix("train-")
+        device = json.loads(path.read_text())["machine"]["device"]
+        assert {"intel": "Intel", "amd": "AMD"}[kind] in device, (path, device)

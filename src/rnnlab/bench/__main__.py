@@ -20,7 +20,7 @@ and, with the fused cells (the default):
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
 tokens only, see `flops.py`) against the sgemm peak, each implementation's speed against the fused cells', the
-speed-up over the reference and its breakdown. Writes JSON (default data/bench/train.json). Issue 4's targets,
+speed-up over the reference and its breakdown. Writes JSON (default data/bench/train-<CPU kind>.json: one result per kind, intel or amd, each naming its CPU). Issue 4's targets,
 on the project's 2-core CPU, for the fused cells: LSTM and GRU at E=H=128 >= 50% of the sgemm peak; >= 2.5x the
 reference everywhere; overhead <= 5%. Issue 14's (SEQUENCE_TARGETS): at E=H=128 the sequence kernel's GRU at
 the fused LSTM's GFLOP/s or more and >= 40% of the peak, its LSTM >= 50%, its RNN >= 2x the fused RNN's speed;
@@ -45,12 +45,15 @@ import torch
 
 from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
 from rnnlab.bench.load import OtherLoad
+from rnnlab.bench.machine import cpu_kind, cpu_model, has_avx512
 from rnnlab.bench.report import check_targets, print_table
 from rnnlab.bench.variants import (
     BatchPlan,
     Measurement,
+    batch_shapes,
     in_fresh_process,
     plan_batches,
+    run_layers_on_shapes,
     run_layers_only,
     run_plain,
     run_project,
@@ -141,8 +144,9 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
                 if name in measured[impl] and (repeat == 0 or name in REPEATED):
                     measured[impl][name].append(
                         in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, project_settings))
-    return [summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl])
-            for impl in args.impls]
+    shapes = batch_shapes(datamodule, plan)
+    return [{**summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl]),
+             "timed_batch_shapes": shapes} for impl in args.impls]
 
 
 def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPlan, args: argparse.Namespace,
@@ -173,6 +177,11 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
     return result
 
 
+def default_out() -> str:
+    """One committed result per CPU kind: a run on an Intel machine never overwrites the AMD figures."""
+    return f"data/bench/train-{cpu_kind()}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
@@ -190,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="plain-loop variants to run besides the project path (comma-separated, may be empty)")
     parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the sgemm peak measurement")
     parser.add_argument("--data-dir", default=None, help="prepared data (default: the config's paths.prepared_dir)")
-    parser.add_argument("--out", default="data/bench/train.json")
+    parser.add_argument("--out", default=None,
+                        help=f"where the JSON goes (default: data/bench/train-<CPU kind>.json, here {default_out()})")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides applied after the setting's, e.g. data.batch_size=64")
     args = parser.parse_args(argv)
@@ -267,8 +277,24 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_pct": 100 * layer_gflops / peak,
                 "project_pct_of_layer": 100 * result["variants"]["project"]["useful_gflops"] / layer_gflops,
                 "other_processes_cpu_pct": round(other.pct, 1)}
+        # The same layers on the timed batches' own shapes (bucketed, each padded to its longest review): the
+        # layer-alone cost of exactly the work the project path did. Between the two layer figures lies what
+        # varying lengths cost; between this one and the project's, everything outside the layer.
+        shapes = [tuple(shape) for shape in rows[0]["timed_batch_shapes"]]
+        with OtherLoad() as other:
+            seconds = in_fresh_process(run_layers_on_shapes, cell, [r["impl"] for r in rows], shapes,
+                                       rows[0]["embedding_dim"], rows[0]["hidden_size"])
+        for result in rows:
+            real_tokens = result["variants"]["project"]["real_tokens"]
+            layer_gflops = real_tokens * result["flops_per_token"] / seconds[result["impl"]] / 1e9
+            result["layer_on_batches"] = {
+                "batches": len(shapes), "padded_tokens": sum(b * t for b, t in shapes), "real_tokens": real_tokens,
+                "seconds": seconds[result["impl"]], "useful_gflops": layer_gflops, "peak_pct": 100 * layer_gflops / peak,
+                "project_pct_of_layer": 100 * result["variants"]["project"]["useful_gflops"] / layer_gflops,
+                "other_processes_cpu_pct": round(other.pct, 1)}
     report = {
-        "machine": {"device": device_description("cpu"), "threads": torch.get_num_threads(),
+        "machine": {"device": device_description("cpu"), "cpu_model": cpu_model(), "cpu_kind": cpu_kind(),
+                    "avx512": has_avx512(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
         "sgemm_peak_gflops": peak,
@@ -279,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     print_table(report)
-    out = Path(args.out)
+    out = Path(args.out or default_out())
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out} ({report['wall_seconds']:.0f} s)")

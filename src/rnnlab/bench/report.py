@@ -67,7 +67,8 @@ def check_targets(results: list[dict]) -> dict:
 
 def print_table(report: dict) -> None:
     machine = report["machine"]
-    print(f"\n{machine['device']}; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
+    kind = machine.get("cpu_kind", "unknown kind")
+    print(f"\n{machine['device']} [{kind}{', AVX-512' if machine.get('avx512') else ''}]; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
           f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
           f"{machine['load_before']} before, {machine['load_after']} after")
     print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak, and its speed "
@@ -96,6 +97,9 @@ def print_table(report: dict) -> None:
     print_rows(report, "\nthe layer alone (forward + backward, no embedding, loss, clipping or optimizer; mean length; "
                "a cell's implementations interleaved in one process), and other processes' share of the CPU meanwhile:",
                layer_row)
+    print_rows(report, "\nthe layer alone on the timed batches' own shapes (bucketed, each padded to its longest "
+               "review: the layer's share of exactly the project's work), and other processes' share meanwhile:",
+               batches_row)
     print_rows(report, "\nsamples/s of every variant:",
                lambda r: "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items()))
     print("\ntargets:")
@@ -121,3 +125,14 @@ def layer_row(r: dict) -> str:
     disturbed = "  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT else ""
     return (f"T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s ({k['peak_pct']:4.1f}% of peak)  project "
             f"{k['project_pct_of_layer']:5.1f}% of it  {k['other_processes_cpu_pct']:5.1f}%{disturbed}")
+
+
+def batches_row(r: dict) -> str:
+    k = r.get("layer_on_batches")
+    if k is None:  # a result from before this measurement
+        return "not measured"
+    disturbed = "  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT else ""
+    padding = 100 * (1 - k["real_tokens"] / k["padded_tokens"])
+    return (f"{k['batches']:3} batches, {padding:4.1f}% padding  {k['useful_gflops']:6.1f} GFLOP/s "
+            f"({k['peak_pct']:4.1f}% of peak)  project {k['project_pct_of_layer']:5.1f}% of it  "
+            f"{k['other_processes_cpu_pct']:5.1f}%{disturbed}")

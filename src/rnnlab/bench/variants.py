@@ -209,26 +209,53 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
     return measurement
 
 
+def make_layers(cell: str, impls: list[str], embedding_dim: int, hidden_size: int) -> dict[str, torch.nn.Module]:
+    """One recurrent layer of each implementation, as the encoder builds it."""
+    layers = {}
+    for impl in impls:
+        if impl == "fused":
+            layers[impl] = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
+        else:
+            layers[impl] = LAYER_CELLS[impl][cell](embedding_dim, hidden_size)
+    return layers
+
+
+def layer_step(impl: str, layer: torch.nn.Module, x: torch.Tensor) -> None:
+    """Forward + backward of one layer alone: no embedding, pooling, loss, clipping or optimizer."""
+    outputs = layer(x)[0] if impl == "fused" else layer(x)
+    outputs.sum().backward()
+
+
 def run_layers_only(cell: str, impls: list[str], batch: int, length: int, embedding_dim: int, hidden_size: int,
                     repeats: int = 5) -> dict[str, float]:
     """Seconds of the fastest forward + backward of one recurrent layer of each implementation alone on a
-    [batch, length, E] input: no embedding, pooling, loss, clipping or optimizer. Each implementation's own speed
-    at this shape, which the project path cannot beat. The implementations take turns, `repeats` rounds (see
-    fastest_seconds), so that they compare back to back; with the project's process settings, in a fresh process.
+    [batch, length, E] input. Each implementation's own speed at this shape, which the project path cannot beat.
+    The implementations take turns, `repeats` rounds (see fastest_seconds), so that they compare back to back;
+    with the project's process settings, in a fresh process.
     """
+    return run_layers_on_shapes(cell, impls, [(batch, length)], embedding_dim, hidden_size, repeats)
+
+
+def run_layers_on_shapes(cell: str, impls: list[str], shapes: list[tuple[int, int]], embedding_dim: int,
+                         hidden_size: int, repeats: int = 3) -> dict[str, float]:
+    """As `run_layers_only`, over a list of [batch, length] shapes in turn: the seconds of the fastest round
+    through all of them. Given the project's timed batches' shapes (`batch_shapes`), it is what the layer alone
+    costs on the real, bucketed and padded batches, whose lengths vary from batch to batch."""
     apply_training_settings()
     torch.manual_seed(0)
-    x = torch.randn(batch, length, embedding_dim, requires_grad=True)
-    work = {}
-    for impl in impls:
-        if impl == "fused":
-            fused = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
-            work[impl] = lambda fused=fused: fused(x)[0].sum().backward()
-        else:
-            layer = LAYER_CELLS[impl][cell](embedding_dim, hidden_size)
-            work[impl] = lambda layer=layer: layer(x).sum().backward()
+    inputs = [torch.randn(batch, length, embedding_dim, requires_grad=True) for batch, length in shapes]
+    layers = make_layers(cell, impls, embedding_dim, hidden_size)
     seconds = {impl: float("inf") for impl in impls}
     for _ in range(repeats):
         for impl in impls:
-            seconds[impl] = min(seconds[impl], fastest_seconds(work[impl], 1))
+            def through_all(impl=impl) -> None:
+                for x in inputs:
+                    layer_step(impl, layers[impl], x)
+            seconds[impl] = min(seconds[impl], fastest_seconds(through_all, 1))
     return seconds
+
+
+def batch_shapes(datamodule: IMDBDataModule, plan: BatchPlan) -> list[tuple[int, int]]:
+    """[batch, padded length] of each timed batch of the plan: what the project's collate pads each one to."""
+    lengths = datamodule.datasets["train"].lengths
+    return [(len(batch), int(lengths[batch].max())) for batch in plan.bucketed[plan.warmup:]]
