@@ -59,8 +59,9 @@ def model(store):
         return mlflow.pyfunc.load_model(f"runs:/{store['run_id']}/model")
 
 
-def predict_cli(store: dict, *args: str) -> subprocess.CompletedProcess:
-    return run_module("rnnlab.predict", *args, cwd=store["root"], env={"MLFLOW_TRACKING_URI": store["uri"]})
+def predict_cli(store: dict, *args: str, stdin=None) -> subprocess.CompletedProcess:
+    return run_module("rnnlab.predict", *args, cwd=store["root"], env={"MLFLOW_TRACKING_URI": store["uri"]},
+                      stdin=stdin)
 
 
 def test_run_logs_a_model_with_a_signature(store, model):
@@ -152,6 +153,53 @@ def test_cli_run_id_and_file(store, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = result.stdout.splitlines()
     assert line.split("\t")[2] == "A wonderful film. Great acting, great music."
+
+
+def test_cli_reads_stdin_and_drops_a_byte_order_mark(store, tmp_path):
+    """A file saved with a BOM (Windows editors), the same file on stdin, and the file without: one answer."""
+    plain, marked = tmp_path / "plain.txt", tmp_path / "bom.txt"
+    plain.write_bytes(b"great film")
+    marked.write_bytes(b"\xef\xbb\xbfgreat film")
+    # Kept, the mark would be part of the first word, which then means something else to the model.
+    tokenizer = Tokenizer.from_file(str(store["tokenizer"]))
+    assert tokenizer.encode("\ufeffgreat film").ids != tokenizer.encode("great film").ids
+    with open(marked, "rb") as stdin:
+        result = predict_cli(store, "great film", "--file", str(plain), "--file", str(marked), "--file", "-",
+                             stdin=stdin)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and len(set(lines)) == 1, lines
+    assert lines[0].split("\t")[2] == "great film"
+
+
+@pytest.mark.parametrize("case, says", [
+    ("character-device", "/dev/zero is a character device, not a review file: pass a regular file, or pipe"),
+    ("fifo", "review.fifo is a FIFO, not a review file"),
+    ("directory", "is a directory, not a review file"),
+    ("10-GB-file", "huge.txt is 10,000,000,000 bytes: a review file may hold at most 1,000,000 bytes (1 MB)"),
+    ("endless-stdin", "stdin holds more than 1,000,000 bytes (1 MB), the most one review may hold"),
+    ("stdin-twice", "--file - given more than once"),
+])
+def test_cli_refuses_what_is_not_one_review(tmp_path, case, says):
+    """Inputs that never end, or that would wait forever for a writer: refused at once, memory untouched."""
+    fifo, huge = tmp_path / "review.fifo", tmp_path / "huge.txt"
+    os.mkfifo(fifo)  # no writer ever opens it: reading it would wait forever
+    with open(huge, "wb") as f:
+        f.truncate(10_000_000_000)  # sparse: a real 10 GB file that takes no disk space
+    args = {
+        "character-device": ["--file", "/dev/zero"],
+        "fifo": ["--file", str(fifo)],
+        "directory": ["--file", str(tmp_path)],
+        "10-GB-file": ["--file", str(huge)],
+        "endless-stdin": ["--file", "-"],
+        "stdin-twice": ["--file", "-", "--file", "-"],
+    }[case]
+    with open("/dev/zero", "rb") as zeros:
+        # A hang or a read of everything would run into the timeout (the FIFO: forever; /dev/zero: 10 GB in 12 s).
+        result = run_module("rnnlab.predict", *args, cwd=tmp_path, stdin=zeros, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("predict: error: ") and says in line, line
 
 
 @pytest.mark.parametrize("case, says", [
