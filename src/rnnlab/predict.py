@@ -45,6 +45,7 @@ class PredictError(Exception):
 # reading it whole could fill the memory (`--file /dev/zero` grew to 10 GB in 12 s before this cap).
 MAX_REVIEW_BYTES = 1_000_000
 STDIN = "-"
+MAX_LEN = 2**31 - 1  # the largest data.max_len a run can have
 BOM = "\ufeff"  # Windows editors start UTF-8 files with it; left in, it joins the first word and changes the answer
 
 
@@ -156,8 +157,10 @@ def data_settings(run: mlflow.entities.Run) -> tuple[int, str]:
         max_len, keep = int(params["data.max_len"]), params["data.keep"]
     except (KeyError, ValueError) as e:
         raise PredictError(f"run {run.info.run_id} is not an rnnlab IMDB run (no valid data.max_len, data.keep)") from e
-    if max_len < 1 or keep not in ("first", "last"):
-        raise PredictError(f"run {run.info.run_id} has data.max_len={max_len}, data.keep={keep!r}: not an rnnlab run")
+    # Review lengths are int32 (the prepared format): a longer cut is no cut, and overflows numpy's types.
+    if not 1 <= max_len <= MAX_LEN or keep not in ("first", "last"):
+        raise PredictError(f"run {run.info.run_id} has data.max_len={max_len}, data.keep={keep!r}: not an rnnlab run "
+                           f"(max_len is 1 to {MAX_LEN:,}, keep first or last)")
     return max_len, keep
 
 
