@@ -113,10 +113,11 @@ BROKEN = [
      "conf/local/default.yaml is not valid YAML: expected ',' or ']', but got '<stream end>' (line 3, column 1)"),
     ("binary", GLOBAL + b"\xff\xd8\xff\xe0\x00\x10JFIF", None,
      "conf/local/default.yaml is not UTF-8 text (invalid start byte at byte 20)"),
-    ("a list", GLOBAL + b"- trainer.accelerator=gpu\n", None, "conf/local/default.yaml must hold settings (key: value), not a list"),
+    ("a list", GLOBAL + b"- trainer.accelerator=gpu\n", None,
+     "conf/local/default.yaml must hold settings (key: value), not a list"),
     ("no package line", b"logger:\n  tracking_uri: sqlite:///elsewhere.db\n", None,
-     "conf/local/default.yaml does not start with `# @package _global_`: without it, its settings would land "
-     "under `local.` and be ignored"),
+     ("conf/local/default.yaml does not start with `# @package _global_`: without it, its settings would land "
+      "under `local.` and be ignored")),
     ("a number as tracking URI", GLOBAL + b"logger:\n  tracking_uri: 5\n", None,
      "logger.tracking_uri=5 must be a URI (text such as sqlite:///mlflow.db), or null"),
     ("params.yaml invalid", None, b"data: [x\n",

@@ -404,9 +404,9 @@ def run_measured(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, 
 
 @pytest.mark.parametrize("plant_as, says", [
     ("max_len", "has data.max_len=1000000000000, data.keep='last': not an rnnlab run (max_len is 1 to 2,147,483,647"),
-    ("hidden_size", "best.ckpt is not an rnnlab checkpoint: its hyperparameters (cell='lstm', impl='fused', "
-                    "vocab_size=40, embedding_dim=8, hidden_size=12000, num_layers=1) do not match its weights "
-                    "(net.decoder.weight: [1, 12000] for those, [1, 8] in the file)"),
+    ("hidden_size", ("best.ckpt is not an rnnlab checkpoint: its hyperparameters (cell='lstm', impl='fused', "
+                     "vocab_size=40, embedding_dim=8, hidden_size=12000, num_layers=1) do not match its weights "
+                     "(net.decoder.weight: [1, 12000] for those, [1, 8] in the file)")),
     ("num_layers", "best.ckpt is not an rnnlab checkpoint (num_layers=1000000000 for"),
     ("nan", "best.ckpt refused: its weights are not all finite numbers (NaN or inf in net.embedding.weight)"),
 ])
@@ -433,7 +433,7 @@ def test_a_planted_champion_with_impossible_settings_is_refused(store, tmp_path,
 
     assert status == 1 and stdout == "", stderr[-3000:]
     [line] = stderr.splitlines()
-    assert line.startswith(f"predict: error: ") and says in line, line
+    assert line.startswith("predict: error: ") and says in line, line
     assert planted in line
     assert peak < 1.5e9, f"predict's memory peaked at {peak / 1e9:.1f} GB"  # 12000 units built: over 2.9 GB
     assert not marker.exists()
