@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -9,7 +11,7 @@ from omegaconf import OmegaConf
 from rnnlab.cli import UserError
 from rnnlab.composition import compose_config
 from rnnlab.train import build_data_and_model
-from tests.helpers.project import PROJECT_ROOT, run_module
+from tests.helpers.project import PROJECT_ROOT, copy_project, run_module
 
 CONF = PROJECT_ROOT / "conf"
 
@@ -93,4 +95,59 @@ def test_train_cli_refuses_bad_config_in_one_line(tmp_path, prepared_dir):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors == ["train: error: model: cell='transformer' is unknown: choose rnn | lstm | gru"]
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project: conf/local/ is this machine's (git-ignored), so a test writes there, never in the
+    checkout. Its commands run the copy's sources, so that CONFIG_DIR is the copy's conf/."""
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+GLOBAL = b"# @package _global_\n"
+
+
+BROKEN = [
+    ("invalid YAML", GLOBAL + b"trainer: [accelerator: gpu\n", None,
+     "conf/local/default.yaml is not valid YAML: expected ',' or ']', but got '<stream end>' (line 3, column 1)"),
+    ("binary", GLOBAL + b"\xff\xd8\xff\xe0\x00\x10JFIF", None,
+     "conf/local/default.yaml is not UTF-8 text (invalid start byte at byte 20)"),
+    ("a list", GLOBAL + b"- trainer.accelerator=gpu\n", None,
+     "conf/local/default.yaml must hold settings (key: value), not a list"),
+    ("no package line", b"logger:\n  tracking_uri: sqlite:///elsewhere.db\n", None,
+     ("conf/local/default.yaml does not start with `# @package _global_`: without it, its settings would land "
+      "under `local.` and be ignored")),
+    ("a number as tracking URI", GLOBAL + b"logger:\n  tracking_uri: 5\n", None,
+     "logger.tracking_uri=5 must be a URI (text such as sqlite:///mlflow.db), or null"),
+    ("params.yaml invalid", None, b"data: [x\n",
+     "params.yaml is not valid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+    # The file as it should be: read, and its setting applied (the training data looked for where it says).
+    ("valid", GLOBAL + b"paths:\n  prepared_dir: /nowhere-local\n", None,
+     "data: /nowhere-local/tokenizer.json not found: run `dvc repro prepare` first"),
+]
+
+
+@pytest.mark.parametrize(("case", "local", "params", "message"), BROKEN, ids=[case[0] for case in BROKEN])
+def test_a_broken_machine_config_is_one_line(project, tmp_path, case, local, params, message):
+    """conf/local/default.yaml and params.yaml are edited by hand; Hydra reports their mistakes as 9-30 lines of
+    traceback, or (no `# @package _global_`) not at all."""
+    local_file, params_file = project / "conf" / "local" / "default.yaml", project / "params.yaml"
+    committed = params_file.read_bytes()
+    args = ["--config-dir", ".", "--config-name", "params"] if params else []
+    try:
+        if local is not None:
+            local_file.write_bytes(local)
+        if params is not None:
+            params_file.write_bytes(params)
+        # A store of the test's own, unless the local file's is the case (the command line would override it).
+        store = [] if case == "a number as tracking URI" else [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+        result = run_module("rnnlab.train", *args, *store, f"hydra.run.dir={tmp_path}/out", cwd=project,
+                            env={"PYTHONPATH": str(project / "src")})
+    finally:
+        local_file.unlink(missing_ok=True)
+        params_file.write_bytes(committed)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors == [f"train: error: {message}"]
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -22,7 +23,9 @@ import yaml
 from mlflow.exceptions import MlflowException
 from tokenizers import Tokenizer
 
+from rnnlab.predict import model_files
 from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
+from rnnlab.serve.sentiment import Sentiment
 from rnnlab.tracking import use_tracking_uri
 from rnnlab.train import train
 from tests.helpers.project import run_module
@@ -59,8 +62,9 @@ def model(store):
         return mlflow.pyfunc.load_model(f"runs:/{store['run_id']}/model")
 
 
-def predict_cli(store: dict, *args: str) -> subprocess.CompletedProcess:
-    return run_module("rnnlab.predict", *args, cwd=store["root"], env={"MLFLOW_TRACKING_URI": store["uri"]})
+def predict_cli(store: dict, *args: str, stdin=None) -> subprocess.CompletedProcess:
+    return run_module("rnnlab.predict", *args, cwd=store["root"], env={"MLFLOW_TRACKING_URI": store["uri"]},
+                      stdin=stdin)
 
 
 def test_run_logs_a_model_with_a_signature(store, model):
@@ -154,6 +158,53 @@ def test_cli_run_id_and_file(store, tmp_path):
     assert line.split("\t")[2] == "A wonderful film. Great acting, great music."
 
 
+def test_cli_reads_stdin_and_drops_a_byte_order_mark(store, tmp_path):
+    """A file saved with a BOM (Windows editors), the same file on stdin, and the file without: one answer."""
+    plain, marked = tmp_path / "plain.txt", tmp_path / "bom.txt"
+    plain.write_bytes(b"great film")
+    marked.write_bytes(b"\xef\xbb\xbfgreat film")
+    # Kept, the mark would be part of the first word, which then means something else to the model.
+    tokenizer = Tokenizer.from_file(str(store["tokenizer"]))
+    assert tokenizer.encode("\ufeffgreat film").ids != tokenizer.encode("great film").ids
+    with open(marked, "rb") as stdin:
+        result = predict_cli(store, "great film", "--file", str(plain), "--file", str(marked), "--file", "-",
+                             stdin=stdin)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and len(set(lines)) == 1, lines
+    assert lines[0].split("\t")[2] == "great film"
+
+
+@pytest.mark.parametrize("case, says", [
+    ("character-device", "/dev/zero is a character device, not a review file: pass a regular file, or pipe"),
+    ("fifo", "review.fifo is a FIFO, not a review file"),
+    ("directory", "is a directory, not a review file"),
+    ("10-GB-file", "huge.txt is 10,000,000,000 bytes: a review file may hold at most 1,000,000 bytes (1 MB)"),
+    ("endless-stdin", "stdin holds more than 1,000,000 bytes (1 MB), the most one review may hold"),
+    ("stdin-twice", "--file - given more than once"),
+])
+def test_cli_refuses_what_is_not_one_review(tmp_path, case, says):
+    """Inputs that never end, or that would wait forever for a writer: refused at once, memory untouched."""
+    fifo, huge = tmp_path / "review.fifo", tmp_path / "huge.txt"
+    os.mkfifo(fifo)  # no writer ever opens it: reading it would wait forever
+    with open(huge, "wb") as f:
+        f.truncate(10_000_000_000)  # sparse: a real 10 GB file that takes no disk space
+    args = {
+        "character-device": ["--file", "/dev/zero"],
+        "fifo": ["--file", str(fifo)],
+        "directory": ["--file", str(tmp_path)],
+        "10-GB-file": ["--file", str(huge)],
+        "endless-stdin": ["--file", "-"],
+        "stdin-twice": ["--file", "-", "--file", "-"],
+    }[case]
+    with open("/dev/zero", "rb") as zeros:
+        # A hang or a read of everything would run into the timeout (the FIFO: forever; /dev/zero: 10 GB in 12 s).
+        result = run_module("rnnlab.predict", *args, cwd=tmp_path, stdin=zeros, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("predict: error: ") and says in line, line
+
+
 @pytest.mark.parametrize("case, says", [
     ("empty", "review 1 is empty"),
     ("blank", "review 2 is empty"),
@@ -237,13 +288,16 @@ def hostile_python_model(marker: Path) -> mlflow.pyfunc.PythonModel:
     return Hostile()
 
 
-def plant(uri: str, folder: Path, marker: Path, checkpoint: str | None, tokenizer: Path) -> str:
+def plant(uri: str, folder: Path, marker: Path, checkpoint: str | Path | None, tokenizer: Path,
+          max_len: int = MAX_LEN) -> str:
     """A FINISHED run scoring test_acc 1.0 with a cloudpickled model named "model"; its "checkpoint" artifact:
-    None (none), "pickled" (a pickle that writes `marker` when loaded), "junk" (not a checkpoint at all) or
-    "outside" (its MLmodel rewritten to name a file beyond the model's folder)."""
+    None (none), "pickled" (a pickle that writes `marker` when loaded), "junk" (not a checkpoint at all),
+    "outside" (its MLmodel rewritten to name a file beyond the model's folder) or a Path (that file)."""
     client = mlflow.MlflowClient(uri)
     artifacts = {"tokenizer": str(tokenizer)}
-    if checkpoint:
+    if isinstance(checkpoint, Path):
+        artifacts["checkpoint"] = str(checkpoint)
+    elif checkpoint:
         path = folder / "best.ckpt"
         if checkpoint == "junk":
             path.write_bytes(b"not a checkpoint")
@@ -253,7 +307,7 @@ def plant(uri: str, folder: Path, marker: Path, checkpoint: str | None, tokenize
     with use_tracking_uri(uri):
         with mlflow.start_run(experiment_id=client.get_experiment_by_name(EXPERIMENT).experiment_id,
                               run_name="lstm-fused-seed0") as run:
-            mlflow.log_params({"data.max_len": MAX_LEN, "data.keep": "last"})
+            mlflow.log_params({"data.max_len": max_len, "data.keep": "last"})
             mlflow.log_metric("test_acc", 1.0)
             # pip_requirements given: MLflow would otherwise load the model to infer them.
             mlflow.pyfunc.log_model(name="model", python_model=hostile_python_model(marker), artifacts=artifacts,
@@ -320,3 +374,76 @@ def test_a_planted_model_is_not_run(store, tmp_path, checkpoint, champion, by_ru
         [line] = result.stderr.splitlines()
         assert line.startswith("predict: error: ") and says in line, line
         assert planted in line
+
+
+def trained_checkpoint(store: dict, folder: Path) -> Path:
+    """The champion's own checkpoint, downloaded as predict downloads it."""
+    client = mlflow.MlflowClient(store["uri"])
+    checkpoint, _ = model_files(logged_model(client, store["run_id"]), store["uri"], str(folder))
+    return checkpoint
+
+
+def run_measured(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str, int]:
+    """`python -m rnnlab.predict args`: (exit status, stdout, stderr, the process's peak memory in bytes)."""
+    with open(cwd / "out.txt", "w+") as out, open(cwd / "err.txt", "w+") as err:
+        process = subprocess.Popen([sys.executable, "-m", "rnnlab.predict", *args], cwd=cwd,
+                                   env={**os.environ, **env}, stdout=out, stderr=err)
+        deadline = time.monotonic() + 120  # a refusal takes seconds; building the planted network takes minutes
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # this child's own rusage, not all children's
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return process.returncode, out.read(), err.read(), usage.ru_maxrss * 1024  # Linux: kilobytes
+
+
+@pytest.mark.parametrize("plant_as, says", [
+    ("max_len", "has data.max_len=1000000000000, data.keep='last': not an rnnlab run (max_len is 1 to 2,147,483,647"),
+    ("hidden_size", ("best.ckpt is not an rnnlab checkpoint: its hyperparameters (cell='lstm', impl='fused', "
+                     "vocab_size=40, embedding_dim=8, hidden_size=12000, num_layers=1) do not match its weights "
+                     "(net.decoder.weight: [1, 12000] for those, [1, 8] in the file)")),
+    ("num_layers", "best.ckpt is not an rnnlab checkpoint (num_layers=1000000000 for"),
+    ("nan", "best.ckpt refused: its weights are not all finite numbers (NaN or inf in net.embedding.weight)"),
+])
+def test_a_planted_champion_with_impossible_settings_is_refused(store, tmp_path, plant_as, says):
+    """The champion's real checkpoint, rewritten as anyone who can write to the store could: refused in one
+    line, before the network they describe is built."""
+    shutil.copyfile(store["root"] / "mlflow.db", tmp_path / "mlflow.db")
+    uri, marker = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "marker"
+    checkpoint = tmp_path / "best.ckpt"
+    contents = torch.load(trained_checkpoint(store, tmp_path / "download"), weights_only=True)
+    if plant_as == "hidden_size":  # 2.9 GB of LSTM weights for 12000 units: what building that network costs
+        contents["hyper_parameters"]["hidden_size"] = 12000
+    if plant_as == "num_layers":
+        contents["hyper_parameters"]["num_layers"] = 10**9
+    if plant_as == "nan":
+        contents["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                  for k, v in contents["state_dict"].items()}
+    torch.save(contents, checkpoint)
+    planted = plant(uri, tmp_path, marker, checkpoint, store["tokenizer"],
+                    max_len=10**12 if plant_as == "max_len" else MAX_LEN)
+    take_champion(uri, planted)
+
+    status, stdout, stderr, peak = run_measured([TEXTS[0]], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+
+    assert status == 1 and stdout == "", stderr[-3000:]
+    [line] = stderr.splitlines()
+    assert line.startswith("predict: error: ") and says in line, line
+    assert planted in line
+    assert peak < 1.5e9, f"predict's memory peaked at {peak / 1e9:.1f} GB"  # 12000 units built: over 2.9 GB
+    assert not marker.exists()
+
+
+def test_a_non_finite_answer_is_refused(store, tmp_path):
+    """Finite weights can still overflow; a NaN out of the network is an error, not "nan neg"."""
+    sentiment = Sentiment.from_files(trained_checkpoint(store, tmp_path), store["tokenizer"], MAX_LEN, "last")
+    assert sentiment.predict(TEXTS)["probability"].between(0, 1).all()
+    with torch.no_grad():
+        sentiment.classifier.net.decoder.bias.fill_(float("nan"))  # as an overflow inside the network would leave it
+    with pytest.raises(ValueError, match=r"^the model's answer is nan, not a probability, for 2 of 2 reviews"):
+        sentiment.predict(TEXTS)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
@@ -196,3 +202,41 @@ def test_settings_come_from_the_config(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "vocabulary: 10 tokens" in result.stdout
     assert json.loads((out.parent / "stats.json").read_text())["vocab_size"] == 10
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_readers_end_with_a_killed_prepare(tmp_path, signum):
+    """prepare's reader processes die with it (issue 21: one outlived a SIGTERM of its parent, waiting on the
+    task queue forever, and took kill -9)."""
+    members = review_members()
+    # One long review (a million words) keeps its reader busy for a while: the pool is alive when the parent dies.
+    members["aclImdb/train/pos/3_10.txt"] = b"great film " * 500_000
+    raw = extract(tmp_path, members)
+    tiny = {"vocab_size": 60, "min_frequency": 1, "val_fraction": 0.34, "split_seed": 0}
+    code = (f"from pathlib import Path; from rnnlab.data.prepare import prepare; "
+            f"prepare(Path({str(raw)!r}), Path({str(tmp_path / 'out')!r}), Path({str(tmp_path / 's.json')!r}), "
+            f"{tiny!r}, workers=2)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+    process, readers = psutil.Process(parent.pid), []
+    try:
+        deadline = time.monotonic() + 120
+        while len(process.children()) < 2:  # the pool forks its two readers one after the other
+            assert parent.poll() is None, "prepare ended before its readers were seen"
+            assert time.monotonic() < deadline, "no readers started in 120 s"
+            time.sleep(0.001)
+        # Held still, the parent cannot shut its pool down in between: its readers are alive when the signal lands.
+        process.suspend()
+        readers = [p for p in process.children() if p.status() != psutil.STATUS_ZOMBIE]
+        assert len(readers) == 2, readers
+        os.kill(parent.pid, signum)
+        process.resume()  # a SIGTERM to a stopped process waits for it to run again
+        assert parent.wait(timeout=60) == -signum
+        _, alive = psutil.wait_procs(readers, timeout=10)  # zombies count as gone: the kernel killed them
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"readers outlived prepare: {[p.pid for p in alive]}"
+    finally:  # leave no process behind the test, whatever it found
+        for p in [process, *readers, *(process.children() if process.is_running() else [])]:
+            if p.is_running():
+                p.kill()
+        parent.wait(timeout=60)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.json").exists()

@@ -18,6 +18,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
@@ -119,6 +120,75 @@ def lightning_into_job_log() -> None:
             lightning.addHandler(handler)
 
 
+LOCAL_CONFIG = CONFIG_DIR / "local" / "default.yaml"  # this machine's settings (git-ignored), composed last
+
+
+def option(argv: list[str], *names: str) -> str | None:
+    """The value of a Hydra flag in `argv` (`--config-name params`, `--config-name=params`, `-cn params`)."""
+    for k, arg in enumerate(argv):
+        for name in names:
+            if arg == name and k + 1 < len(argv):
+                return argv[k + 1]
+            if arg.startswith(f"{name}="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def config_file_problem(path: Path, shown: str, global_package: bool = False) -> str | None:
+    """What stops Hydra from reading `path` as a config (not UTF-8, not YAML, not a mapping; for
+    conf/local/default.yaml a missing `# @package _global_`, which would put its settings under `local.`, where
+    nothing reads them), in one line; None if nothing does. Hydra's own report of these is a traceback."""
+    from hydra.plugins.config_source import ConfigSource
+    from omegaconf import OmegaConf
+    from yaml import MarkedYAMLError, YAMLError
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"{shown} is not UTF-8 text ({e.reason} at byte {e.start})"
+    except OSError as e:
+        return f"cannot read {shown}: {e.strerror}"
+    try:
+        header = ConfigSource._get_header_dict(text[:512])  # Hydra's own reading of `# @package ...`
+        settings = OmegaConf.create(text)  # OmegaConf's YAML loader, as Hydra's (duplicate keys refused too)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{shown} is not valid YAML: {e.problem or e.context}{where}"
+    except (YAMLError, ValueError) as e:
+        return f"{shown} is not valid YAML: {first_line(e)}"
+    if not isinstance(settings, DictConfig):
+        return f"{shown} must hold settings (key: value), not a list"
+    if global_package and len(settings) and header["package"] != "_global_":
+        return (f"{shown} does not start with `# @package _global_`: without it, its settings would land under "
+                f"`local.` and be ignored")
+    return None
+
+
+def check_config_files(command: str, argv: list[str]) -> None:
+    """Before Hydra composes: the config file the command runs on (conf/config.yaml, or params.yaml for DVC's
+    `--config-dir . --config-name params`) and, for conf/config.yaml, this machine's conf/local/default.yaml:
+    the files edited by hand, whose mistakes Hydra reports as 10-30 lines of traceback."""
+    name = option(argv, "--config-name", "-cn") or "config"
+    folder = option(argv, "--config-dir", "-cd")
+    primary = Path(folder) / f"{name}.yaml" if folder and (Path(folder) / f"{name}.yaml").is_file() \
+        else CONFIG_DIR / f"{name}.yaml"
+    files = [(primary, str(primary) if folder else f"conf/{name}.yaml", False)]
+    if name == "config" and LOCAL_CONFIG.is_file():
+        files.append((LOCAL_CONFIG, "conf/local/default.yaml", True))
+    for path, shown, global_package in files:
+        problem = config_file_problem(path, shown, global_package) if path.is_file() else None
+        if problem:
+            fail(command, problem)
+
+
+def check_composed(cfg: DictConfig) -> None:
+    """Settings every command reads, whose wrong type would surface deep inside a library."""
+    uri = cfg.get("logger", {}).get("tracking_uri") if isinstance(cfg.get("logger"), DictConfig) else None
+    if uri is not None and not isinstance(uri, str):
+        raise UserError(f"logger.tracking_uri={uri!r} must be a URI (text such as sqlite:///mlflow.db), or null")
+
+
 def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Turn `task(cfg)` into a Hydra entry point over conf/ that reports `UserError` as one line."""
 
@@ -129,12 +199,18 @@ def hydra_app(command: str) -> Callable[[Callable[[DictConfig], Any]], Callable[
             quiet_noise()
             lightning_into_job_log()
             try:
+                check_composed(cfg)
                 return task(cfg)
             except UserError as e:
                 fail(command, str(e))
             except MissingMandatoryValue as e:  # e.g. model=_base/recurrent_module, the cells' shared settings alone
                 fail(command, f"{e.full_key} is not set ({first_line(e)})")
 
-        return main
+        @functools.wraps(task)
+        def entry(*args: Any, **kwargs: Any) -> Any:
+            check_config_files(command, sys.argv[1:])
+            return main(*args, **kwargs)
+
+        return entry
 
     return decorate

@@ -3,11 +3,14 @@
     python -m rnnlab.predict "A wonderful film, great acting."          # the pipeline's champion
     python -m rnnlab.predict "Loved it." "A waste of time." --run-id <run id>
     python -m rnnlab.predict --file review.txt --tracking-uri sqlite:///mlflow.db
+    xclip -o | python -m rnnlab.predict --file -                         # stdin
 
 Without --run-id it uses models:/rnnlab-imdb@champion: the best run of the pipeline, which the compare stage
 of `dvc repro` registers. The store is --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
 Of the run's model it downloads two files, the checkpoint and tokenizer.json, and reads them into rnnlab's own
 classes: the weights with `weights_only=True`, so no code stored with a model runs here, whoever wrote it.
+A review file (or stdin) is UTF-8 text of at most 1 MB, a leading byte-order mark dropped; a device or FIFO
+given as a file is refused rather than read (it may never end): pipe it to `--file -`.
 Each review gets one tab-separated line on stdout: probability of positive, label (pos/neg), the review's start.
 Which run's model answered goes to stderr; an error is one `predict: error: ...` line there, and exit status 1.
 """
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from rnnlab.cli import ArgumentParser, first_line
 
@@ -37,19 +41,80 @@ class PredictError(Exception):
     pass
 
 
-def read_reviews(texts: list[str], files: list[Path]) -> list[str]:
-    """The reviews from the command line, then one per file; each must hold some text."""
+# A review is a few kilobytes (IMDB's longest is 14 kB); a file or stdin larger than this is not one review, and
+# reading it whole could fill the memory (`--file /dev/zero` grew to 10 GB in 12 s before this cap).
+MAX_REVIEW_BYTES = 1_000_000
+STDIN = "-"
+MAX_LEN = 2**31 - 1  # the largest data.max_len a run can have
+BOM = "\ufeff"  # Windows editors start UTF-8 files with it; left in, it joins the first word and changes the answer
+
+
+def file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_capped(stream: BinaryIO, name: str) -> bytes:
+    """At most MAX_REVIEW_BYTES of `stream`, refusing more: one byte beyond the cap is read to know."""
+    data = stream.read(MAX_REVIEW_BYTES + 1)
+    if len(data) > MAX_REVIEW_BYTES:
+        raise PredictError(f"{name} holds more than {MAX_REVIEW_BYTES:,} bytes (1 MB), the most one review may hold")
+    return data
+
+
+def read_file(path: Path) -> bytes:
+    """A review file's bytes: a regular file of at most MAX_REVIEW_BYTES.
+
+    Anything else is refused before a byte is read: a device (/dev/zero never ends) or a FIFO (opening one
+    waits for a writer, reading it waits for the writer to close: predict could hang). Piped text goes to
+    `--file -`. O_NONBLOCK makes opening a FIFO return at once instead of waiting; on a regular file it does
+    nothing. The kind is checked on the opened file (fstat), so the path cannot be swapped in between.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise PredictError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PredictError(f"{path} is {file_kind(info.st_mode)}, not a review file: "
+                               f"pass a regular file, or pipe the text to --file {STDIN}")
+        if info.st_size > MAX_REVIEW_BYTES:  # known without reading it
+            raise PredictError(f"{path} is {info.st_size:,} bytes: a review file may hold at most "
+                               f"{MAX_REVIEW_BYTES:,} bytes (1 MB)")
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            return read_capped(stream, str(path))  # capped all the same: the file may grow meanwhile
+    except OSError as e:
+        raise PredictError(f"cannot read {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+
+
+def decode(data: bytes, name: str) -> str:
+    """`data` as text: UTF-8 without its byte-order mark, holding no NUL."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PredictError(f"{name} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if "\0" in text:  # valid UTF-8, yet a binary file
+        raise PredictError(f"{name} is not UTF-8 text (it holds NUL bytes)")
+    return text.removeprefix(BOM)
+
+
+def read_reviews(texts: list[str], files: list[Path], stdin: BinaryIO | None = None) -> list[str]:
+    """The reviews from the command line, then one per file (`-`: stdin, read once); each must hold some text."""
     reviews = list(texts)
+    if [str(path) for path in files].count(STDIN) > 1:
+        raise PredictError(f"--file {STDIN} given more than once: stdin holds one review")
     for path in files:
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except OSError as e:
-            raise PredictError(f"cannot read {path}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise PredictError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
-        if "\0" in text:  # valid UTF-8, yet a binary file
-            raise PredictError(f"{path} is not UTF-8 text (it holds NUL bytes)")
-        reviews.append(text)
+        if str(path) == STDIN:
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            reviews.append(decode(read_capped(stream, "stdin"), "stdin"))
+        else:
+            reviews.append(decode(read_file(path), str(path)))
     if not reviews:
         raise PredictError("no review given: pass review text or --file PATH")
     for k, review in enumerate(reviews):
@@ -92,8 +157,10 @@ def data_settings(run: mlflow.entities.Run) -> tuple[int, str]:
         max_len, keep = int(params["data.max_len"]), params["data.keep"]
     except (KeyError, ValueError) as e:
         raise PredictError(f"run {run.info.run_id} is not an rnnlab IMDB run (no valid data.max_len, data.keep)") from e
-    if max_len < 1 or keep not in ("first", "last"):
-        raise PredictError(f"run {run.info.run_id} has data.max_len={max_len}, data.keep={keep!r}: not an rnnlab run")
+    # Review lengths are int32 (the prepared format): a longer cut is no cut, and overflows numpy's types.
+    if not 1 <= max_len <= MAX_LEN or keep not in ("first", "last"):
+        raise PredictError(f"run {run.info.run_id} has data.max_len={max_len}, data.keep={keep!r}: not an rnnlab run "
+                           f"(max_len is 1 to {MAX_LEN:,}, keep first or last)")
     return max_len, keep
 
 
@@ -167,7 +234,9 @@ def predict(reviews: list[str], run_id: str | None, tracking_uri: str | None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="predict", description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="review text; quote each review")
-    parser.add_argument("--file", type=Path, action="append", default=[], help="a file holding one review (repeatable)")
+    parser.add_argument("--file", type=Path, action="append", default=[],
+                        help=f"a UTF-8 file holding one review, at most {MAX_REVIEW_BYTES:,} bytes (1 MB); "
+                             f"'{STDIN}' reads stdin (repeatable; a device or FIFO is refused: pipe it to '{STDIN}')")
     parser.add_argument("--run-id", help="the MLflow run whose model to use (default: models:/rnnlab-imdb@champion)")
     parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     args = parser.parse_args(argv)

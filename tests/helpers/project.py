@@ -6,15 +6,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_module(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m module args` as a user would, capturing its output."""
+def run_module(module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: Any = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m module args` as a user would, capturing its output; `stdin`: an open file (or None)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout, stdin=stdin,
     )
 
 

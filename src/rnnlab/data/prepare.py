@@ -32,6 +32,7 @@ from rnnlab.cli import UserError, hydra_app
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.download import LABELS, REVIEW_NAME, DataError
 from rnnlab.data.text import UNK_ID, build_vocab, make_tokenizer, split_words
+from rnnlab.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def encode_all(paths: list[Path], workers: int) -> list[tuple[np.ndarray, np.nda
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
     if workers == 1:
         return [encode_locally(chunk) for chunk in chunks]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # Each reader ends with this process: an orphaned one (its parent killed) would wait on the task queue forever.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         return list(pool.map(encode_locally, chunks))
 
 

@@ -55,8 +55,8 @@ from rnnlab.files import write_atomically
 from rnnlab.findings.adding_report import plot, summarise, table
 from rnnlab.identity import settings_sha256
 from rnnlab.models.recurrent_module import TOLERANCE, TrainingDiverged
+from rnnlab.processes import die_with_parent
 from rnnlab.run.history import metric_by_step
-from rnnlab.run.signals import die_with_parent
 from rnnlab.train import build_data_and_model, train
 
 # Every run's budget. findings.adding.overrides come after it and the run's own settings, so they win.

@@ -17,7 +17,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from rnnlab.files import replacing
-from rnnlab.run.signals import Stopped, die_with_parent
+from rnnlab.processes import die_with_parent
+from rnnlab.run.signals import Stopped
 from rnnlab.tracking import sqlite_file
 
 LAST = "last.ckpt"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import signal
@@ -19,19 +17,6 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-def die_with_parent() -> None:
-    """Have the kernel kill this process when its parent dies (Linux). A ddp_spawn worker whose main process was
-    killed would otherwise train on, writing into a run and checkpoint folder that a rerun resumes meanwhile."""
-    PR_SET_PDEATHSIG = 1
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError, TypeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request was in place
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Stopped(BaseException):

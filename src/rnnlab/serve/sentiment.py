@@ -81,13 +81,18 @@ def load_classifier(checkpoint: str | Path) -> RecurrentModule:
 
     `weights_only=True`: tensors and plain values only. A file holding pickled objects (code, in effect) is
     refused rather than run, so a checkpoint from a store written by others can do no more than predict badly.
+    Its hyperparameters are checked against its weights before the network is built (`check_contents`): a
+    15 MB file claiming hidden_size=12000 would otherwise have 2.9 GB allocated before it is refused.
     """
     name = Path(checkpoint).name
     try:
         # Loading warns about a file's pickle protocol and the like; the caller's one line is the answer.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            check_contents(torch.load(checkpoint, map_location="cpu", weights_only=True), name)
             classifier = RecurrentModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    except UnusableModelFile:
+        raise
     except pickle.UnpicklingError as e:
         reason = unpickler_reason(e)
         if reason.startswith("Unsupported global"):  # a class or function to call: the pickle would run code
@@ -98,6 +103,40 @@ def load_classifier(checkpoint: str | Path) -> RecurrentModule:
     except Exception as e:
         raise UnusableModelFile(f"{name} is not an rnnlab checkpoint ({first_line(e)})") from e
     return classifier.eval()
+
+
+def check_contents(contents: Any, name: str) -> None:
+    """Refuse a checkpoint whose weights are not all finite, or whose hyperparameters describe other weights.
+
+    The network its hyperparameters describe is built on the meta device: shapes only, no memory. A
+    `num_layers` beyond the file's tensor count cannot be real, and is refused before that network is built
+    (building a billion layers takes long, even on meta).
+    """
+    if not isinstance(contents, dict) or not isinstance(contents.get("state_dict"), dict) \
+            or not isinstance(contents.get("hyper_parameters"), dict):
+        raise UnusableModelFile(f"{name} is not an rnnlab checkpoint (no state_dict and hyper_parameters)")
+    weights, hparams = contents["state_dict"], contents["hyper_parameters"]
+    for key, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise UnusableModelFile(f"{name} is not an rnnlab checkpoint ({key} is not a tensor)")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UnusableModelFile(f"{name} refused: its weights are not all finite numbers (NaN or inf in {key})")
+    layers = hparams.get("num_layers", 1)
+    if not isinstance(layers, int) or layers > len(weights):
+        raise UnusableModelFile(f"{name} is not an rnnlab checkpoint (num_layers={layers!r} for "
+                                f"{len(weights)} tensors)")
+    with torch.device("meta"):
+        expected = RecurrentModule(**hparams).state_dict()
+    settings = ", ".join(f"{k}={hparams[k]!r}" for k in ("cell", "impl", "vocab_size", "embedding_dim",
+                                                          "hidden_size", "num_layers") if k in hparams)
+    for key in sorted(expected.keys() | weights.keys()):
+        found = tuple(weights[key].shape) if key in weights else None
+        wanted = tuple(expected[key].shape) if key in expected else None
+        if found != wanted:
+            raise UnusableModelFile(
+                f"{name} is not an rnnlab checkpoint: its hyperparameters ({settings}) do not match its weights "
+                f"({key}: {'none' if wanted is None else list(wanted)} for those, "
+                f"{'none' if found is None else list(found)} in the file)")
 
 
 def unpickler_reason(error: pickle.UnpicklingError) -> str:
@@ -141,4 +180,10 @@ class Sentiment:
         for start in range(0, len(dataset), BATCH_SIZE):
             tokens, lengths, _ = collate([dataset[k] for k in range(start, min(start + BATCH_SIZE, len(dataset)))])
             chunks.append(torch.sigmoid(self.classifier(tokens, lengths)))
-        return torch.cat(chunks).double().numpy()
+        probability = torch.cat(chunks).double().numpy()
+        # Finite weights can still overflow to inf - inf; "nan neg" would be an answer, and a wrong one.
+        bad = ~np.isfinite(probability)
+        if bad.any():
+            raise ValueError(f"the model's answer is {probability[bad][0]}, not a probability, for {bad.sum()} of "
+                             f"{len(probability)} reviews: its weights are unusable")
+        return probability
