@@ -320,6 +320,24 @@ def test_a_finished_stage_is_exported_again_not_retrained(prepared_dir, tmp_path
     assert len(runs(tmp_path)) == 2
 
 
+def test_a_wrong_typed_value_in_params_yaml_is_refused_before_any_run(prepared_dir, tmp_path):
+    """`max_epochs: abc` typed into params.yaml, the file a train stage runs on: the stage's command refuses it in
+    one line, before a run exists (`dvc repro` has removed the stage's outputs by then: README "Reliability")."""
+    from rnnlab.params import compose_params
+
+    params = tmp_path / "params.yaml"
+    compose_params(params, tiny_overrides(prepared_dir, tmp_path))
+    text = params.read_text()
+    assert "  max_epochs: 2\n" in text
+    params.write_text(text.replace("  max_epochs: 2\n", "  max_epochs: abc\n"))
+    result = run_module("rnnlab.train", "--config-dir", str(tmp_path), "--config-name", "params",
+                        f"export_dir={tmp_path}/export", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "train: error: trainer: max_epochs='abc' must be a positive integer (-1 only with trainer.max_steps or "
+        "trainer.max_time as the budget)"), result.stderr[-3000:]
+    assert runs(tmp_path) == [] and not (tmp_path / "export").exists()
+
+
 def test_no_checkpoint_left_after_success(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path), output_dir=tmp_path / "work")
     assert not (tmp_path / "checkpoints").exists()  # the run's checkpoint folder went with its end
