@@ -24,7 +24,7 @@ from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.run.provenance import run_params
 from rnnlab.run.tags import END_REASON
 from rnnlab.train import train
-from tests.helpers.interrupts import InterruptTraining, start, stderr_of, wait_for_first_checkpoint
+from tests.helpers.interrupts import InterruptSecondEpoch, InterruptTraining, start, stderr_of, wait_for_first_checkpoint
 from tests.helpers.project import copy_project, run_dvc, run_module
 from tests.helpers.servers import mlflow_server
 from tests.helpers.training import (
@@ -267,6 +267,62 @@ def test_interrupted_run_resumes_into_the_same_run(prepared_dir, tmp_path):
     assert len(result.history["val_acc"]) == 2
     reference = train(compose_tiny(prepared_dir, tmp_path / "reference"))
     assert result.history["val_loss"] == reference.history["val_loss"]
+
+
+def wrong_shaped(good: bytes) -> bytes:
+    """A real Lightning checkpoint of the run, one weight of another shape (as another model's would be)."""
+    import io
+
+    import torch
+
+    checkpoint = torch.load(io.BytesIO(good), weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 5)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+# How the file is spoiled, and what the refusal says of it
+CORRUPTIONS = {
+    "truncated": (lambda good: good[: len(good) // 2], "not a readable torch checkpoint"),  # a copy cut short
+    "random": (lambda good: random.Random(0).randbytes(len(good)), "not a readable torch checkpoint"),  # garbage
+    "empty": (lambda good: b"", "the file is empty"),
+    "wrong-shaped": (wrong_shaped, "its weights are not this model's (names or shapes differ)"),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_corrupt_last_checkpoint_is_refused_and_the_run_kept(prepared_dir, tmp_path, corruption):
+    """A stopped run whose last.ckpt cannot be read: the rerun refuses in one line naming the file and changes
+    nothing (the run stays KILLED, best.ckpt and last.ckpt stay); a good copy put back, it resumes."""
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptSecondEpoch()])
+    [stopped] = runs(tmp_path)
+    folder = tmp_path / "checkpoints" / stopped.info.run_id
+    last, best = folder / "last.ckpt", folder / "best.ckpt"
+    good = last.read_bytes()
+    spoil, reason = CORRUPTIONS[corruption]
+    last.write_bytes(spoil(good))
+    kept = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert set(kept) == {"last.ckpt", "best.ckpt"}
+
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), f"hydra.run.dir={tmp_path}/out",
+                        cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"train: error: run {stopped.info.run_id} cannot resume from {last}: {reason}"), line
+    assert line.endswith("nothing was changed: put a good copy of that file back and rerun to resume the run, or "
+                         "resume=never for a new run"), line
+    [after] = runs(tmp_path)
+    assert after.info.status == "KILLED" and after.data.tags == stopped.data.tags  # attempt, end reason unchanged
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == kept
+
+    last.write_bytes(good)
+    resumed = train(compose_tiny(prepared_dir, tmp_path))
+    [run] = runs(tmp_path)
+    assert resumed.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["rnnlab.attempt"] == "2" and len(resumed.history["val_acc"]) == 2
 
 
 def test_resume_never_and_resume_by_run_id(prepared_dir, tmp_path):

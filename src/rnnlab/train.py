@@ -58,7 +58,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
         raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
     data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
     # Under torchrun or srun every rank runs this command: rank 0 chooses the run, the others follow (rnnlab.run)
-    plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None)
+    plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None, model)
     with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
         record = RunRecord(cfg, sweep_id)
         # The logger of the planned run joins once every rank knows the plan, through the trainer's process group

@@ -35,6 +35,10 @@ Conventions (README "Reliability"):
   `paths.checkpoint_dir`, or by default `checkpoints/` beside a sqlite store (in the working directory for a
   server; for several machines, point it at a shared file system). A run's folder goes when it ends FINISHED (its
   best checkpoint is in MLflow by then) or FAILED with an error; a stopped run keeps it until it is resumed.
+  A `last.ckpt` that cannot restore the model (truncated, overwritten, empty, another model's weights) is
+  refused before the run is claimed, in one line naming the file: the run stays as it was (KILLED, or FAILED
+  "died"), both checkpoints stay, and it resumes once a good copy is back; `resume=never` starts a new run. It
+  is not trained over from its start, which would log its finished epochs' metrics twice.
 - Owners: a run records its process (tags `rnnlab.host`, `rnnlab.pid`, `rnnlab.pid_started`; under SLURM also
   `rnnlab.slurm_job`, the job id and restart count, and in a job array `rnnlab.slurm_array_task`,
   <array>_<task>). Every train start ends the RUNNING runs whose process is gone (this host's, or an earlier

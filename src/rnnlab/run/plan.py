@@ -12,13 +12,14 @@ from pathlib import Path
 
 import mlflow
 import pytorch_lightning as pl
+import torch
 from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from rnnlab.cli import UserError
 from rnnlab.identity import run_key
-from rnnlab.run.checkpoints import LAST, checkpoint_root
+from rnnlab.run.checkpoints import LAST, check_resumable, checkpoint_root
 from rnnlab.run.owners import end_dead_runs, owner_alive, owner_tags, resumable
 from rnnlab.run.provenance import code_hash
 from rnnlab.run.tags import ATTEMPT, DIED, END_REASON, HOST, PID, RUN_KEY
@@ -77,9 +78,10 @@ class RunPlan:
             pass
 
 
-def plan_run(cfg: DictConfig, data_sha256: str | None) -> RunPlan:
+def plan_run(cfg: DictConfig, data_sha256: str | None, model: torch.nn.Module) -> RunPlan:
     """Open the store (created and migrated by one process at a time), end the runs whose process died, and decide
-    which run this command is, as `cfg.resume` says (module docstring)."""
+    which run this command is, as `cfg.resume` says (module docstring). A run to continue from a `last.ckpt` that
+    cannot restore `model` is refused, left as it was."""
     mode = str(cfg.get("resume") or "auto")
     if mode not in ("auto", "never") and not RUN_ID.fullmatch(mode):
         raise UserError(f"resume={mode!r}: choose auto | never | <the 32-character id of a run>")
@@ -96,6 +98,8 @@ def plan_run(cfg: DictConfig, data_sha256: str | None) -> RunPlan:
         if run is not None:
             plan.run_id, plan.finished = run.info.run_id, run.info.status == "FINISHED"
             if not plan.finished:
+                if plan.checkpoint is not None:
+                    check_resumable(plan.checkpoint, model, plan.run_id)
                 claim(plan, run)
     return plan
 
