@@ -394,6 +394,40 @@ def test_a_wrong_typed_value_in_params_yaml_is_refused_before_any_run(prepared_d
     assert runs(tmp_path) == [] and not (tmp_path / "export").exists()
 
 
+@contextlib.contextmanager
+def immutable(folder: Path):
+    """`folder` made immutable (`chattr +i`): nothing can be created in it, even by root, whom chmod does not stop."""
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not available here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("how", ["immutable", "under-a-file"])
+def test_an_unwritable_artifact_store_is_refused_before_training(prepared_dir, tmp_path, how):
+    """The artifact store beside the sqlite store (mlartifacts/) cannot be written: refused in one line before a run
+    exists, rather than after training (when the run ended FAILED without its model, its checkpoints deleted).
+    Made for real: an immutable folder, or (anywhere) an experiment whose artifact location lies under a file."""
+    command = ["rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), f"hydra.run.dir={tmp_path}/out"]
+    with contextlib.ExitStack() as stack:
+        if how == "immutable":
+            folder, why = tmp_path / "mlartifacts", "Operation not permitted"
+            folder.mkdir()
+            stack.enter_context(immutable(folder))
+        else:
+            (tmp_path / "a-file").write_text("")
+            folder, why = tmp_path / "a-file" / "mlartifacts", "Not a directory"
+            client_of(tmp_path).create_experiment(EXPERIMENT, artifact_location=folder.as_uri())
+        result = run_module(*command, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"train: error: the artifact store {folder} is not writable ({why}): a run would train, then fail to record "
+        "its model; make it writable, or use another store (logger.tracking_uri)"), result.stderr[-3000:]
+    assert runs(tmp_path) == [] and not (tmp_path / "checkpoints").exists()
+
+
 def test_no_checkpoint_left_after_success(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path), output_dir=tmp_path / "work")
     assert not (tmp_path / "checkpoints").exists()  # the run's checkpoint folder went with its end

@@ -6,13 +6,18 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 from mlflow.exceptions import MlflowException
+
+from rnnlab.cli import first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -103,6 +108,31 @@ def missing_store(tracking_uri: str) -> str | None:
     db = sqlite_file(tracking_uri)
     if db is not None and not db.is_file():
         return f"no MLflow store at {tracking_uri} ({db} does not exist)"
+    return None
+
+
+def local_artifact_folder(artifact_location: str) -> Path | None:
+    """The folder of a local artifact location (a file: URI or a path, as beside a sqlite store); None for one a
+    server or a cloud store holds (mlflow-artifacts:, s3:, ...), which only writing to it can check."""
+    parsed = urlparse(artifact_location)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(artifact_location) if parsed.scheme == "" else None
+
+
+def unwritable_artifacts(artifact_location: str) -> str | None:
+    """Why a run could not write its artifacts (model, checkpoint) to `artifact_location`, else None: tried by
+    writing a file there, since a run finds out only after training, and then loses what it trained."""
+    folder = local_artifact_folder(artifact_location)
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rnnlab-write-check-"):
+            pass
+    except OSError as e:
+        return (f"the artifact store {folder} is not writable ({e.strerror or first_line(e)}): a run would train, "
+                "then fail to record its model; make it writable, or use another store (logger.tracking_uri)")
     return None
 
 

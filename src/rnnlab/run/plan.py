@@ -23,7 +23,7 @@ from rnnlab.run.checkpoints import LAST, check_resumable, checkpoint_root
 from rnnlab.run.owners import end_dead_runs, owner_alive, owner_tags, resumable
 from rnnlab.run.provenance import code_hash
 from rnnlab.run.tags import ATTEMPT, DIED, END_REASON, HOST, PID, RUN_KEY
-from rnnlab.tracking import open_experiment, redact, resolve_tracking_uri, store_lock
+from rnnlab.tracking import open_experiment, redact, resolve_tracking_uri, store_lock, unwritable_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ def plan_run(cfg: DictConfig, data_sha256: str | None, model: torch.nn.Module) -
         for run_id in end_dead_runs(plan.client):
             log.warning("run %s: its process died; ended FAILED (rerun its command to resume it)", run_id)
         run = choose_run(plan.client, experiment_id, plan.key, mode, bool(cfg.export_dir))
+        if run is None or run.info.status != "FINISHED":  # it will train: can it keep what it trains?
+            why = unwritable_artifacts(client.get_experiment(experiment_id).artifact_location)
+            if why is not None:
+                raise UserError(why)
         if run is not None:
             plan.run_id, plan.finished = run.info.run_id, run.info.status == "FINISHED"
             if not plan.finished:
