@@ -466,6 +466,40 @@ def test_a_server_uri_with_credentials_is_not_recorded(prepared_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_tracking_server_down_mid_training_stops_resumably(prepared_dir, tmp_path):
+    """A real `mlflow server` stopped while a run trains against it: after a bounded wait (about a minute, not
+    MLflow's ~4 per call) the command ends in one line, exit 1, saying the run stays RUNNING there; its checkpoints
+    kept, the same command resumes it once a server answers for that store again (here on another port)."""
+    command = [sys.executable, "-m", "rnnlab.train", *untracked_overrides(prepared_dir, tmp_path), *RESUMABLE,
+               f"hydra.run.dir={tmp_path}/out"]
+    with mlflow_server(tmp_path) as url:
+        process = start([*command, f"logger.tracking_uri={url}"], tmp_path)
+        wait_for_first_checkpoint(process, tmp_path)
+    down = time.monotonic()  # the server is stopped
+    process.wait(timeout=150)
+    waited = time.monotonic() - down
+    lines = stderr_of(process).strip().splitlines()
+    assert process.returncode == 1 and "Traceback" not in stderr_of(process), lines[-30:]
+    [folder] = (tmp_path / "checkpoints").iterdir()
+    assert lines[-1] == (f"train: error: tracking server unreachable: {url} ([Errno 111] Connection refused): run "
+                         f"{folder.name} stays RUNNING there, its checkpoints kept; run the same command again once "
+                         "it answers, to resume it"), lines[-30:]
+    assert not [line for line in lines if "Retrying" in line], lines[-30:]
+    assert 30 < waited < 120, waited  # urllib3's backoff: 0 + 4 + 8 + 16 + 32 s, then the line
+    assert (folder / "last.ckpt").is_file() and (folder / "best.ckpt").is_file()
+    with mlflow_server(tmp_path) as url:  # the same store (tmp_path/server.db) on another port
+        client = mlflow.MlflowClient(url)
+        assert client.get_run(folder.name).info.status == "RUNNING"  # what the store holds, as the line says
+        again = subprocess.run([*command, f"logger.tracking_uri={url}"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        run = client.get_run(folder.name)
+        assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
+        assert len(client.get_metric_history(folder.name, "val_acc")) == EPOCHS
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
 def test_killed_dvc_repro_resumes_its_stage(tmp_path, tiny_archive):
     """kill -9 of `dvc repro` (and its training process) in the middle of a train stage; `dvc repro` again resumes
     the stage's run: one FINISHED run for the stage."""

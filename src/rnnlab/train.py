@@ -38,8 +38,10 @@ from rnnlab.run.record import RunRecord
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import StopAtBatchBoundaries, stopping_on_signals
 from rnnlab.run.timing import TrainingTimer
+from rnnlab.tracking import TRAINING_HTTP, quick_http
 
 
+@quick_http(TRAINING_HTTP)  # a server that stops answering: a bounded wait, then a resumable stop (tracking.py)
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
           sweep_id: str | None = None, tags: dict[str, str] | None = None) -> TrainResult:
     """Train, test and record one run as `cfg` says.

@@ -47,6 +47,8 @@ Conventions (README "Reliability"):
   the run at the next batch boundary (at once outside training): it ends KILLED (`rnnlab.end_reason` "signal
   SIGTERM"), its checkpoints kept, and the process exits with status 128 + the signal's number (143, 130, 138).
   Under SLURM with Lightning's auto-requeue (its default), SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
-  command, which resumes. A stopped epoch is trained again on resume: epoch ends are the points a run resumes
+  command, which resumes. A tracking server that stops answering ends the command after a bounded wait
+  (`tracking.TRAINING_HTTP`) with one line, `StoreUnreachable`: the run stays RUNNING in the store (nothing can
+  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it. A stopped epoch is trained again on resume: epoch ends are the points a run resumes
   from exactly.
 """
