@@ -7,8 +7,8 @@ import json
 import mlflow
 import pytest
 
-from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.composition import compose_config
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.train import check_trainer_settings, train
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import mlflow_server
@@ -115,8 +115,8 @@ def test_diverged_run_ends_failed(prepared_dir, tmp_path):
     ("callbacks.model_checkpoint=null", "train: error: callbacks.model_checkpoint is missing"),
     ("trainer.accelerator=tpu", "train: error: trainer: "),
     # Lightning reads these only once it fits, by when a run would be in the store (issue 21)
-    ("trainer.max_epochs=abc", "train: error: trainer: max_epochs='abc' must be a positive integer (-1 only with "
-                               "trainer.max_steps or trainer.max_time as the budget)"),
+    ("trainer.max_epochs=abc", ("train: error: trainer: max_epochs='abc' must be a positive integer (-1 only "
+                                "with trainer.max_steps or trainer.max_time as the budget)")),
     ("trainer.max_epochs=0", "train: error: trainer: max_epochs=0 must be a positive integer"),
     ("trainer.max_epochs=-1", "train: error: trainer: max_epochs=-1 must be a positive integer"),  # no end
     ("trainer.max_epochs=null", "train: error: trainer: max_epochs=None must be a positive integer"),

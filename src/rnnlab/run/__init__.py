@@ -49,6 +49,6 @@ Conventions (README "Reliability"):
   Under SLURM with Lightning's auto-requeue (its default), SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
   command, which resumes. A tracking server that stops answering ends the command after a bounded wait
   (`tracking.TRAINING_HTTP`) with one line, `StoreUnreachable`: the run stays RUNNING in the store (nothing can
-  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it. A stopped epoch is trained again on resume: epoch ends are the points a run resumes
-  from exactly.
+  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it. A stopped
+  epoch is trained again on resume: epoch ends are the points a run resumes from exactly.
 """
