@@ -8,9 +8,9 @@
     python -m rnnlab.train ...                               # again after a kill: resumes the same run
     python -m rnnlab.train resume=never                      # a new run, whatever happened before
 
-The recipe: settings checked -> seed -> datamodule -> model -> which run (new, resumed, or finished before: rnnlab.run) ->
-callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best checkpoint ->
-record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
+The recipe: settings checked -> seed -> datamodule -> model -> which run (new, resumed, or finished before:
+rnnlab.run) -> callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best
+checkpoint -> record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
 returns the best validation accuracy, what a Hydra sweeper maximises.
 """
 
