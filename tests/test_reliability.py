@@ -24,7 +24,13 @@ from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.run.provenance import run_params
 from rnnlab.run.tags import END_REASON
 from rnnlab.train import train
-from tests.helpers.interrupts import InterruptTraining, start, stderr_of, wait_for_first_checkpoint
+from tests.helpers.interrupts import (
+    InterruptSecondEpoch,
+    InterruptTraining,
+    start,
+    stderr_of,
+    wait_for_first_checkpoint,
+)
 from tests.helpers.project import copy_project, run_dvc, run_module
 from tests.helpers.servers import mlflow_server
 from tests.helpers.training import (
@@ -269,6 +275,62 @@ def test_interrupted_run_resumes_into_the_same_run(prepared_dir, tmp_path):
     assert result.history["val_loss"] == reference.history["val_loss"]
 
 
+def wrong_shaped(good: bytes) -> bytes:
+    """A real Lightning checkpoint of the run, one weight of another shape (as another model's would be)."""
+    import io
+
+    import torch
+
+    checkpoint = torch.load(io.BytesIO(good), weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 5)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+# How the file is spoiled, and what the refusal says of it
+CORRUPTIONS = {
+    "truncated": (lambda good: good[: len(good) // 2], "not a readable torch checkpoint"),  # a copy cut short
+    "random": (lambda good: random.Random(0).randbytes(len(good)), "not a readable torch checkpoint"),  # garbage
+    "empty": (lambda good: b"", "the file is empty"),
+    "wrong-shaped": (wrong_shaped, "its weights are not this model's (names or shapes differ)"),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_corrupt_last_checkpoint_is_refused_and_the_run_kept(prepared_dir, tmp_path, corruption):
+    """A stopped run whose last.ckpt cannot be read: the rerun refuses in one line naming the file and changes
+    nothing (the run stays KILLED, best.ckpt and last.ckpt stay); a good copy put back, it resumes."""
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptSecondEpoch()])
+    [stopped] = runs(tmp_path)
+    folder = tmp_path / "checkpoints" / stopped.info.run_id
+    last = folder / "last.ckpt"
+    good = last.read_bytes()
+    spoil, reason = CORRUPTIONS[corruption]
+    last.write_bytes(spoil(good))
+    kept = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert set(kept) == {"last.ckpt", "best.ckpt"}
+
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), f"hydra.run.dir={tmp_path}/out",
+                        cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"train: error: run {stopped.info.run_id} cannot resume from {last}: {reason}"), line
+    assert line.endswith("nothing was changed: put a good copy of that file back and rerun to resume the run, or "
+                         "resume=never for a new run"), line
+    [after] = runs(tmp_path)
+    assert after.info.status == "KILLED" and after.data.tags == stopped.data.tags  # attempt, end reason unchanged
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == kept
+
+    last.write_bytes(good)
+    resumed = train(compose_tiny(prepared_dir, tmp_path))
+    [run] = runs(tmp_path)
+    assert resumed.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["rnnlab.attempt"] == "2" and len(resumed.history["val_acc"]) == 2
+
+
 def test_resume_never_and_resume_by_run_id(prepared_dir, tmp_path):
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train(compose_tiny(prepared_dir, tmp_path), callbacks=[InterruptTraining()])
@@ -320,6 +382,58 @@ def test_a_finished_stage_is_exported_again_not_retrained(prepared_dir, tmp_path
     assert len(runs(tmp_path)) == 2
 
 
+def test_a_wrong_typed_value_in_params_yaml_is_refused_before_any_run(prepared_dir, tmp_path):
+    """`max_epochs: abc` typed into params.yaml, the file a train stage runs on: the stage's command refuses it in
+    one line, before a run exists (`dvc repro` has removed the stage's outputs by then: README "Reliability")."""
+    from rnnlab.params import compose_params
+
+    params = tmp_path / "params.yaml"
+    compose_params(params, tiny_overrides(prepared_dir, tmp_path))
+    text = params.read_text()
+    assert "  max_epochs: 2\n" in text
+    params.write_text(text.replace("  max_epochs: 2\n", "  max_epochs: abc\n"))
+    result = run_module("rnnlab.train", "--config-dir", str(tmp_path), "--config-name", "params",
+                        f"export_dir={tmp_path}/export", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "train: error: trainer: max_epochs='abc' must be a positive integer (-1 only with trainer.max_steps or "
+        "trainer.max_time as the budget)"), result.stderr[-3000:]
+    assert runs(tmp_path) == [] and not (tmp_path / "export").exists()
+
+
+@contextlib.contextmanager
+def immutable(folder: Path):
+    """`folder` made immutable (`chattr +i`): nothing can be created in it, even by root, whom chmod does not stop."""
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not available here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("how", ["immutable", "under-a-file"])
+def test_an_unwritable_artifact_store_is_refused_before_training(prepared_dir, tmp_path, how):
+    """The artifact store beside the sqlite store (mlartifacts/) cannot be written: refused in one line before a run
+    exists, rather than after training (when the run ended FAILED without its model, its checkpoints deleted).
+    Made for real: an immutable folder, or (anywhere) an experiment whose artifact location lies under a file."""
+    command = ["rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), f"hydra.run.dir={tmp_path}/out"]
+    with contextlib.ExitStack() as stack:
+        if how == "immutable":
+            folder, why = tmp_path / "mlartifacts", "Operation not permitted"
+            folder.mkdir()
+            stack.enter_context(immutable(folder))
+        else:
+            (tmp_path / "a-file").write_text("")
+            folder, why = tmp_path / "a-file" / "mlartifacts", "Not a directory"
+            client_of(tmp_path).create_experiment(EXPERIMENT, artifact_location=folder.as_uri())
+        result = run_module(*command, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"train: error: the artifact store {folder} is not writable ({why}): a run would train, then fail to record "
+        "its model; make it writable, or use another store (logger.tracking_uri)"), result.stderr[-3000:]
+    assert runs(tmp_path) == [] and not (tmp_path / "checkpoints").exists()
+
+
 def test_no_checkpoint_left_after_success(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path), output_dir=tmp_path / "work")
     assert not (tmp_path / "checkpoints").exists()  # the run's checkpoint folder went with its end
@@ -355,6 +469,40 @@ def test_a_server_uri_with_credentials_is_not_recorded(prepared_dir, tmp_path):
         assert "logger.tracking_uri" not in run.data.params  # where a run goes is not a setting of the run
         assert url.replace("http://", "http://***@") in result.stdout and "s3cret" not in result.stdout  # the log
         assert not (tmp_path / "checkpoints").exists()  # a server run's checkpoints: ./checkpoints, gone at the end
+
+
+@pytest.mark.slow
+def test_a_tracking_server_down_mid_training_stops_resumably(prepared_dir, tmp_path):
+    """A real `mlflow server` stopped while a run trains against it: after a bounded wait (about a minute, not
+    MLflow's ~4 per call) the command ends in one line, exit 1, saying the run stays RUNNING there; its checkpoints
+    kept, the same command resumes it once a server answers for that store again (here on another port)."""
+    command = [sys.executable, "-m", "rnnlab.train", *untracked_overrides(prepared_dir, tmp_path), *RESUMABLE,
+               f"hydra.run.dir={tmp_path}/out"]
+    with mlflow_server(tmp_path) as url:
+        process = start([*command, f"logger.tracking_uri={url}"], tmp_path)
+        wait_for_first_checkpoint(process, tmp_path)
+    down = time.monotonic()  # the server is stopped
+    process.wait(timeout=150)
+    waited = time.monotonic() - down
+    lines = stderr_of(process).strip().splitlines()
+    assert process.returncode == 1 and "Traceback" not in stderr_of(process), lines[-30:]
+    [folder] = (tmp_path / "checkpoints").iterdir()
+    assert lines[-1] == (f"train: error: tracking server unreachable: {url} ([Errno 111] Connection refused): run "
+                         f"{folder.name} stays RUNNING there, its checkpoints kept; run the same command again once "
+                         "it answers, to resume it"), lines[-30:]
+    assert not [line for line in lines if "Retrying" in line], lines[-30:]
+    assert 30 < waited < 120, waited  # urllib3's backoff: 0 + 4 + 8 + 16 + 32 s, then the line
+    assert (folder / "last.ckpt").is_file() and (folder / "best.ckpt").is_file()
+    with mlflow_server(tmp_path) as url:  # the same store (tmp_path/server.db) on another port
+        client = mlflow.MlflowClient(url)
+        assert client.get_run(folder.name).info.status == "RUNNING"  # what the store holds, as the line says
+        again = subprocess.run([*command, f"logger.tracking_uri={url}"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=600, check=False)
+        assert again.returncode == 0, again.stderr[-3000:]
+        run = client.get_run(folder.name)
+        assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
+        assert len(client.get_metric_history(folder.name, "val_acc")) == EPOCHS
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow

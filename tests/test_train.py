@@ -7,8 +7,9 @@ import json
 import mlflow
 import pytest
 
+from rnnlab.composition import compose_config
 from rnnlab.models.recurrent_module import TrainingDiverged
-from rnnlab.train import train
+from rnnlab.train import check_trainer_settings, train
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import mlflow_server
 from tests.helpers.training import EXPERIMENT, compose_tiny, runs, tiny_overrides, untracked_overrides
@@ -113,6 +114,16 @@ def test_diverged_run_ends_failed(prepared_dir, tmp_path):
     ("paths.prepared_dir=/nonexistent", "train: error: data: /nonexistent/tokenizer.json not found: run `dvc repro prepare` first"),
     ("callbacks.model_checkpoint=null", "train: error: callbacks.model_checkpoint is missing"),
     ("trainer.accelerator=tpu", "train: error: trainer: "),
+    # Lightning reads these only once it fits, by when a run would be in the store (issue 21)
+    ("trainer.max_epochs=abc", ("train: error: trainer: max_epochs='abc' must be a positive integer (-1 only "
+                                "with trainer.max_steps or trainer.max_time as the budget)")),
+    ("trainer.max_epochs=0", "train: error: trainer: max_epochs=0 must be a positive integer"),
+    ("trainer.max_epochs=-1", "train: error: trainer: max_epochs=-1 must be a positive integer"),  # no end
+    ("trainer.max_epochs=null", "train: error: trainer: max_epochs=None must be a positive integer"),
+    ("+trainer.max_steps=0", "train: error: trainer: max_steps=0 must be a positive integer, or -1 (no limit)"),
+    ("trainer.gradient_clip_val=-1", "train: error: trainer: gradient_clip_val=-1 must be a number >= 0, or null"),
+    ("trainer.gradient_clip_val=abc", "train: error: trainer: gradient_clip_val='abc' must be a number >= 0"),
+    ("seed=abc", "train: error: seed='abc' must be an integer"),
 ])
 def test_user_errors_are_one_line_and_create_no_run(prepared_dir, tmp_path, override, message):
     result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), override,
@@ -121,6 +132,30 @@ def test_user_errors_are_one_line_and_create_no_run(prepared_dir, tmp_path, over
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert runs(tmp_path) == []  # refused before any MLflow run exists
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer.max_epochs=-1", "+trainer.max_steps=3"],  # the budget in updates (experiment=adding)
+    ["trainer.max_epochs=-1", "+trainer.max_time=00:00:00:01"],
+    ["trainer.max_epochs=null", "+trainer.max_steps=3"],
+    ["trainer.gradient_clip_val=null"],
+    ["trainer.gradient_clip_val=0"],
+    ["debug=fdr"], ["debug=limit"], ["debug=overfit"],
+])
+def test_trainer_settings_users_rely_on_are_accepted(prepared_dir, tmp_path, overrides):
+    check_trainer_settings(compose_tiny(prepared_dir, tmp_path, *overrides))
+
+
+@pytest.mark.parametrize("experiment", ["adding", "article", "best"])
+def test_the_experiments_trainer_settings_are_accepted(experiment):
+    check_trainer_settings(compose_config([f"experiment={experiment}"]))  # adding: max_epochs -1, max_steps
+
+
+def test_an_unbounded_budget_trains_to_max_steps(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path, "trainer.max_epochs=-1", "+trainer.max_steps=5"))
+    # 8 reviews in batches of 4: 2 updates an epoch, so the 5th ends the run in its third epoch, before validation
+    assert runs(tmp_path)[0].info.status == "FINISHED" and result.metrics["epochs"] == 3
+    assert len(result.history["val_acc"]) == 2
 
 
 def test_divergence_is_one_line_from_the_command_line(prepared_dir, tmp_path):

@@ -75,6 +75,9 @@ NOISE = (
     # Lightning's default when a checkpoint is saved without saying (rnnlab.run.checkpoints' last.ckpt): full state, wanted
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to `False`"),
     ("mlflow.pyfunc", "Validating input example against model signature"),  # a check that passed
+    # urllib3's line per retry of a tracking server that does not answer: the wait is bounded (tracking.TRAINING_HTTP,
+    # QUICK_HTTP) and its end is one line that names the server
+    ("urllib3.connectionpool", "Retrying ("),
 )
 
 

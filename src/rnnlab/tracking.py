@@ -6,13 +6,18 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 from mlflow.exceptions import MlflowException
+
+from rnnlab.cli import UserError, first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -106,6 +111,31 @@ def missing_store(tracking_uri: str) -> str | None:
     return None
 
 
+def local_artifact_folder(artifact_location: str) -> Path | None:
+    """The folder of a local artifact location (a file: URI or a path, as beside a sqlite store); None for one a
+    server or a cloud store holds (mlflow-artifacts:, s3:, ...), which only writing to it can check."""
+    parsed = urlparse(artifact_location)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(artifact_location) if parsed.scheme == "" else None
+
+
+def unwritable_artifacts(artifact_location: str) -> str | None:
+    """Why a run could not write its artifacts (model, checkpoint) to `artifact_location`, else None: tried by
+    writing a file there, since a run finds out only after training, and then loses what it trained."""
+    folder = local_artifact_folder(artifact_location)
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rnnlab-write-check-"):
+            pass
+    except OSError as e:
+        return (f"the artifact store {folder} is not writable ({e.strerror or first_line(e)}): a run would train, "
+                "then fail to record its model; make it writable, or use another store (logger.tracking_uri)")
+    return None
+
+
 @contextmanager
 def use_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API (log_model, load_model, and the registry's own look-ups) at `uri`, then put
@@ -124,10 +154,40 @@ def use_tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
+# While training against a server: ride out a restart, but not MLflow's default of ~4 minutes of retries per call
+# (7 retries; urllib3 waits 0, 4, 8, 16, 32 s between 5 of them: about a minute), then stop, resumable.
+TRAINING_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+class StoreUnreachable(UserError):
+    """A run's tracking server stopped answering: nothing more can be written to the run, which stays RUNNING
+    there (the next start on this host ends it FAILED "died", and resumable), its checkpoints kept."""
+
+    def __init__(self, tracking_uri: str, run_id: str, error: BaseException) -> None:
+        found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
+        why = found.group(0) if found else first_line(error)[:200]
+        super().__init__(f"tracking server unreachable: {redact(tracking_uri)} ({why}): run {run_id} stays RUNNING "
+                         "there, its checkpoints kept; run the same command again once it answers, to resume it")
+
+
+def unreachable(error: BaseException | None) -> bool:
+    """Whether `error` is a request that got no answer from a tracking server: MLflow raises its own exception,
+    with requests' connection error or timeout as its cause or context."""
+    import requests
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 @contextmanager
-def quick_http() -> Iterator[None]:
-    """QUICK_HTTP for the duration, unless the user set those variables."""
-    added = {name: value for name, value in QUICK_HTTP.items() if name not in os.environ}
+def quick_http(limits: dict[str, str] = QUICK_HTTP) -> Iterator[None]:
+    """`limits` (QUICK_HTTP unless given) for the duration, unless the user set those variables."""
+    added = {name: value for name, value in limits.items() if name not in os.environ}
     os.environ.update(added)
     try:
         yield

@@ -8,14 +8,15 @@
     python -m rnnlab.train ...                               # again after a kill: resumes the same run
     python -m rnnlab.train resume=never                      # a new run, whatever happened before
 
-The recipe: seed -> datamodule -> model -> which run (new, resumed, or finished before: rnnlab.run) ->
-callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best checkpoint ->
-record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
+The recipe: settings checked -> seed -> datamodule -> model -> which run (new, resumed, or finished before:
+rnnlab.run) -> callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best
+checkpoint -> record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
 returns the best validation accuracy, what a Hydra sweeper maximises.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from rnnlab.checks import positive_int
 from rnnlab.cli import UserError, build, first_line, hydra_app
 from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from rnnlab.run.export import export_finished
@@ -36,8 +38,10 @@ from rnnlab.run.record import RunRecord
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import StopAtBatchBoundaries, stopping_on_signals
 from rnnlab.run.timing import TrainingTimer
+from rnnlab.tracking import TRAINING_HTTP, quick_http
 
 
+@quick_http(TRAINING_HTTP)  # a server that stops answering: a bounded wait, then a resumable stop (tracking.py)
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
           sweep_id: str | None = None, tags: dict[str, str] | None = None) -> TrainResult:
     """Train, test and record one run as `cfg` says.
@@ -48,6 +52,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     sweep_id: tags the runs of one sweep. tags: set when the run is created (a search trial: its parent run).
     With `test: false` in cfg (a search trial: chosen on validation only) the test split is never touched.
     """
+    check_trainer_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]
@@ -55,7 +60,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
         raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
     data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
     # Under torchrun or srun every rank runs this command: rank 0 chooses the run, the others follow (rnnlab.run)
-    plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None)
+    plan = plan_on_rank_zero(cfg, data_hash(data_dir) if data_dir is not None else None, model)
     with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
         record = RunRecord(cfg, sweep_id)
         # The logger of the planned run joins once every rank knows the plan, through the trainer's process group
@@ -90,6 +95,31 @@ def build_data_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.Li
     except (ValueError, TypeError) as e:
         raise UserError(f"model.optimizer: {first_line(e)}") from e
     return datamodule, model
+
+
+def check_trainer_settings(cfg: DictConfig) -> None:
+    """The seed and the trainer's budget and clipping, checked before any run exists (one `UserError` line if not):
+    Lightning reads them only once it fits, by when the run is in the store (and a DVC stage's outputs are gone)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"seed={seed!r} must be an integer")
+    trainer = cfg.trainer
+    max_steps, max_time = trainer.get("max_steps", -1), trainer.get("max_time")
+    if max_steps != -1:  # Lightning's "no limit"
+        try:
+            positive_int("max_steps", max_steps)
+        except ValueError as e:
+            raise UserError(f"trainer: {e}, or -1 (no limit)") from e
+    max_epochs = trainer.get("max_epochs")
+    # An unbounded epoch count (-1; null is Lightning's 1000) only where another setting ends the training
+    if not (max_epochs in (-1, None) and (max_steps != -1 or max_time is not None)):
+        try:
+            positive_int("max_epochs", max_epochs)
+        except ValueError as e:
+            raise UserError(f"trainer: {e} (-1 only with trainer.max_steps or trainer.max_time as the budget)") from e
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf):
+        raise UserError(f"trainer: gradient_clip_val={clip!r} must be a number >= 0, or null (no clipping)")
 
 
 @contextmanager

@@ -17,6 +17,14 @@ class InterruptTraining(pl.Callback):
         raise KeyboardInterrupt
 
 
+class InterruptSecondEpoch(pl.Callback):
+    """Ctrl-C as the second training epoch starts: the run stops with the first epoch's `last.ckpt` written."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
 def start(command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """Start `command`; its stderr goes to a file (a pipe nobody reads could fill and block it): `stderr_of`."""
     stderr = open(cwd / f"stderr-{time.monotonic_ns()}.txt", "w+")

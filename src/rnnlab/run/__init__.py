@@ -35,6 +35,10 @@ Conventions (README "Reliability"):
   `paths.checkpoint_dir`, or by default `checkpoints/` beside a sqlite store (in the working directory for a
   server; for several machines, point it at a shared file system). A run's folder goes when it ends FINISHED (its
   best checkpoint is in MLflow by then) or FAILED with an error; a stopped run keeps it until it is resumed.
+  A `last.ckpt` that cannot restore the model (truncated, overwritten, empty, another model's weights) is
+  refused before the run is claimed, in one line naming the file: the run stays as it was (KILLED, or FAILED
+  "died"), both checkpoints stay, and it resumes once a good copy is back; `resume=never` starts a new run. It
+  is not trained over from its start, which would log its finished epochs' metrics twice.
 - Owners: a run records its process (tags `rnnlab.host`, `rnnlab.pid`, `rnnlab.pid_started`; under SLURM also
   `rnnlab.slurm_job`, the job id and restart count, and in a job array `rnnlab.slurm_array_task`,
   <array>_<task>). Every train start ends the RUNNING runs whose process is gone (this host's, or an earlier
@@ -43,6 +47,8 @@ Conventions (README "Reliability"):
   the run at the next batch boundary (at once outside training): it ends KILLED (`rnnlab.end_reason` "signal
   SIGTERM"), its checkpoints kept, and the process exits with status 128 + the signal's number (143, 130, 138).
   Under SLURM with Lightning's auto-requeue (its default), SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
-  command, which resumes. A stopped epoch is trained again on resume: epoch ends are the points a run resumes
-  from exactly.
+  command, which resumes. A tracking server that stops answering ends the command after a bounded wait
+  (`tracking.TRAINING_HTTP`) with one line, `StoreUnreachable`: the run stays RUNNING in the store (nothing can
+  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it. A stopped
+  epoch is trained again on resume: epoch ends are the points a run resumes from exactly.
 """

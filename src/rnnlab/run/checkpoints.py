@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from rnnlab.cli import UserError, first_line
 from rnnlab.files import replacing
 from rnnlab.processes import die_with_parent
 from rnnlab.run.signals import Stopped
@@ -42,6 +43,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename: a crash of the machine leaves the old one whole
+
+
+def check_resumable(path: Path, model: torch.nn.Module, run_id: str) -> None:
+    """A `UserError` line unless `path` is a checkpoint `model` can continue from: read as `fit` reads it, with
+    the model's weights, of the model's names and shapes. Called before the run is claimed, so that a refused
+    resume changes nothing: the run stays stopped, its checkpoints stay (README "Reliability")."""
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch's own message is long, and for weights_only may advise unpickling code
+            raise ValueError(f"not a readable torch checkpoint, truncated or overwritten ({type(e).__name__}: "
+                             f"{first_line(e).split('. ')[0][:120]})") from e
+        if not isinstance(checkpoint, dict) or not {"state_dict", "loops", "optimizer_states"} <= checkpoint.keys():
+            raise ValueError("not a Lightning checkpoint of a training run")
+        found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+        if found != {name: tuple(t.shape) for name, t in model.state_dict().items()}:
+            raise ValueError("its weights are not this model's (names or shapes differ)")
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # the last two: a state_dict of other things
+        raise UserError(f"run {run_id} cannot resume from {path}: {first_line(e)}; nothing was changed: put a good "
+                        "copy of that file back and rerun to resume the run, or resume=never for a new run") from e
 
 
 def rng_states() -> dict[str, Any]:

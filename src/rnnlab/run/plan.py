@@ -12,17 +12,18 @@ from pathlib import Path
 
 import mlflow
 import pytorch_lightning as pl
+import torch
 from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from rnnlab.cli import UserError
 from rnnlab.identity import run_key
-from rnnlab.run.checkpoints import LAST, checkpoint_root
+from rnnlab.run.checkpoints import LAST, check_resumable, checkpoint_root
 from rnnlab.run.owners import end_dead_runs, owner_alive, owner_tags, resumable
 from rnnlab.run.provenance import code_hash
 from rnnlab.run.tags import ATTEMPT, DIED, END_REASON, HOST, PID, RUN_KEY
-from rnnlab.tracking import open_experiment, redact, resolve_tracking_uri, store_lock
+from rnnlab.tracking import open_experiment, redact, resolve_tracking_uri, store_lock, unwritable_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ class RunPlan:
             pass
 
 
-def plan_run(cfg: DictConfig, data_sha256: str | None) -> RunPlan:
+def plan_run(cfg: DictConfig, data_sha256: str | None, model: torch.nn.Module) -> RunPlan:
     """Open the store (created and migrated by one process at a time), end the runs whose process died, and decide
-    which run this command is, as `cfg.resume` says (module docstring)."""
+    which run this command is, as `cfg.resume` says (module docstring). A run to continue from a `last.ckpt` that
+    cannot restore `model` is refused, left as it was."""
     mode = str(cfg.get("resume") or "auto")
     if mode not in ("auto", "never") and not RUN_ID.fullmatch(mode):
         raise UserError(f"resume={mode!r}: choose auto | never | <the 32-character id of a run>")
@@ -93,9 +95,15 @@ def plan_run(cfg: DictConfig, data_sha256: str | None) -> RunPlan:
         for run_id in end_dead_runs(plan.client):
             log.warning("run %s: its process died; ended FAILED (rerun its command to resume it)", run_id)
         run = choose_run(plan.client, experiment_id, plan.key, mode, bool(cfg.export_dir))
+        if run is None or run.info.status != "FINISHED":  # it will train: can it keep what it trains?
+            why = unwritable_artifacts(client.get_experiment(experiment_id).artifact_location)
+            if why is not None:
+                raise UserError(why)
         if run is not None:
             plan.run_id, plan.finished = run.info.run_id, run.info.status == "FINISHED"
             if not plan.finished:
+                if plan.checkpoint is not None:
+                    check_resumable(plan.checkpoint, model, plan.run_id)
                 claim(plan, run)
     return plan
 

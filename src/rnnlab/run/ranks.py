@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities import rank_zero_only
@@ -31,12 +32,12 @@ def every_rank_runs_this_command(trainer: pl.Trainer) -> bool:
     return False
 
 
-def plan_on_rank_zero(cfg: DictConfig, data_sha256: str | None) -> RunPlan | None:
+def plan_on_rank_zero(cfg: DictConfig, data_sha256: str | None, model: torch.nn.Module) -> RunPlan | None:
     """`plan_run` in the process of global rank 0; None in the others. Under torchrun or srun every rank runs the
     training command, numbered by its launcher (RANK, SLURM_PROCID: Lightning's `rank_zero_only.rank`), and only
     rank 0 may choose the run and claim it in the store; the others learn its plan from it (`follow_rank_zero`).
     Called before the trainer exists, so that a bad `resume` is refused before Lightning prints anything."""
-    return plan_run(cfg, data_sha256) if rank_zero_only.rank == 0 else None
+    return plan_run(cfg, data_sha256, model) if rank_zero_only.rank == 0 else None
 
 
 def follow_rank_zero(trainer: pl.Trainer, plan: RunPlan | None) -> RunPlan:

@@ -39,7 +39,7 @@ from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import Stopped
 from rnnlab.run.tags import END_REASON, ERROR
 from rnnlab.serve.pyfunc import log_sentiment_model
-from rnnlab.tracking import redact
+from rnnlab.tracking import StoreUnreachable, redact, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,16 @@ class RunRecord(pl.Callback):
             yield
         except BaseException as e:
             exception = self.exception or e
+            if unreachable(exception):  # no status can be written: the run stays RUNNING, its checkpoints kept
+                raise StoreUnreachable(self.plan.tracking_uri, run_id, exception) from e
             status, reason = final_status(exception), end_reason(exception)
-            client.set_tag(run_id, END_REASON, reason)
-            client.set_terminated(run_id, status)
+            try:
+                client.set_tag(run_id, END_REASON, reason)
+                client.set_terminated(run_id, status)
+            except Exception as store_error:
+                if not unreachable(store_error):
+                    raise
+                raise StoreUnreachable(self.plan.tracking_uri, run_id, store_error) from e
             self.plan.end(resumable_after=not reason.startswith(ERROR))
             raise
         client.set_terminated(run_id, final_status(None))

@@ -16,6 +16,8 @@ from typing import Any
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 
+from rnnlab.tracking import StoreUnreachable
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
@@ -102,9 +104,13 @@ def stopping_on_signals() -> Iterator[SignalState]:
         if not received:
             raise
         requeued = received[0] == signal.SIGUSR1 and SLURMEnvironment.detect() and requeue_slurm_job()
-        print(f"train: stopped by {signal.Signals(received[0]).name}: the run ended KILLED; "
-              + ("its SLURM job was requeued" if requeued else "run the same command again to resume it"),
-              file=sys.stderr, flush=True)
+        name = signal.Signals(received[0]).name
+        if isinstance(e, StoreUnreachable):  # the store could not be told: say what it holds, not KILLED
+            print(f"train: stopped by {name}; {e}", file=sys.stderr, flush=True)
+        else:
+            print(f"train: stopped by {name}: the run ended KILLED; "
+                  + ("its SLURM job was requeued" if requeued else "run the same command again to resume it"),
+                  file=sys.stderr, flush=True)
         raise SystemExit(128 + received[0]) from e
     finally:
         for signum, old in previous.items():
