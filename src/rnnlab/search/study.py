@@ -50,12 +50,56 @@ def storage(settings: DictConfig) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+DRAW_ATTR = "draw"  # a trial's user attribute: which draw of the shared sequence it took (SharedDraws)
+
+
+class SharedDraws(optuna.samplers.RandomSampler):
+    """Random search with common random numbers across cells: the k-th draw of every cell's study takes the same
+    setting, each parameter drawn from a generator seeded by (search.seed, k, the parameter's name) and not by
+    the cell, so no cell's luck in the draws decides the ranking and the cells' curves can be compared draw by
+    draw. k counts a study's trials but its retries: a retry (an interrupted trial queued again, its user
+    attribute `retry_of`) repeats its original's setting and draw, so the cells stay in step. Each trial records
+    its k as user attribute `draw`. Each parameter is still an independent uniform draw from the space (what the
+    expected-maximum estimate assumes)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self._base = seed
+        self._draws: dict[int, int] = {}
+
+    def draw(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        if trial._trial_id not in self._draws:
+            others = study.get_trials(deepcopy=False)
+            original = trial.user_attrs.get("retry_of")
+            if original is not None:
+                first = next((t for t in others if t.number == original), None)
+                draw = first.user_attrs.get(DRAW_ATTR) if first is not None else None
+                if draw is None:  # the original predates shared draws
+                    draw = sum(t.number < original and "retry_of" not in t.user_attrs for t in others)
+            else:
+                draw = sum(t.number < trial.number and "retry_of" not in t.user_attrs for t in others)
+            self._draws[trial._trial_id] = int(draw)
+        return self._draws[trial._trial_id]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, DRAW_ATTR, self.draw(study, trial))
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: optuna.distributions.BaseDistribution) -> Any:
+        key = f"{self._base}:{self.draw(study, trial)}:{param_name}"
+        seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+        return optuna.samplers.RandomSampler(seed=seed).sample_independent(study, trial, param_name,
+                                                                            param_distribution)
+
+
 def sampler(settings: DictConfig, cell: str, trials_so_far: int) -> optuna.samplers.BaseSampler:
-    """The configured sampler, seeded from (search.seed, cell, trials so far): a later sitting draws new settings
-    rather than the first sitting's again, and the same sittings draw the same settings."""
-    seed = int(hashlib.sha256(f"{settings.seed}:{cell}:{trials_so_far}".encode()).hexdigest()[:8], 16)
+    """The configured sampler. random: SharedDraws, seeded by search.seed alone, so trial k of every cell draws
+    the same setting (common random numbers) and a later sitting goes on with the next draws. tpe: seeded from
+    (search.seed, cell, trials so far), so a later sitting draws new settings (TPE's draws follow each cell's own
+    results: they cannot be shared)."""
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return SharedDraws(seed=int(settings.seed))
+    seed = int(hashlib.sha256(f"{settings.seed}:{cell}:{trials_so_far}".encode()).hexdigest()[:8], 16)
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     raise UserError(f"search.sampler={settings.sampler!r}: choose random | tpe")
