@@ -23,19 +23,60 @@ from scipy import stats
 POWER_SEEDS = (5, 10, 20, 40)  # the seed counts at which the search's claims.md gives decide_probability
 
 
+def max_weights(size: int, budgets: int | None = None) -> np.ndarray:
+    """(budgets, size): row n - 1 gives the probability that the best of n draws from `size` sorted values is the
+    i-th smallest, (i/size)^n - ((i-1)/size)^n."""
+    ranks = np.arange(1, size + 1) / size
+    return np.array([ranks**n - (ranks - 1 / size) ** n for n in range(1, (budgets or size) + 1)])
+
+
 def expected_max(values: list[float], budgets: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of the best of n trials, for n = 1 .. budgets (default: len(values))."""
     v = np.sort(np.asarray(values, dtype=float))
     if v.size == 0:
         raise ValueError("no trial values")
-    ranks = np.arange(1, v.size + 1) / v.size
     means, sds = [], []
-    for n in range(1, (budgets or v.size) + 1):
-        weights = ranks**n - (ranks - 1 / v.size) ** n
+    for weights in max_weights(v.size, budgets):
         mean = float(weights @ v)
         means.append(mean)
         sds.append(float(np.sqrt(max(weights @ (v - mean) ** 2, 0.0))))
     return np.array(means), np.array(sds)
+
+
+def bootstrap_expected_max(samples: dict[str, list[float]], resamples: int = 2000, seed: int = 0,
+                           paired: bool = False) -> dict[str, np.ndarray]:
+    """The uncertainty of the expected-maximum curve itself (its sd is the spread of one search's best, not
+    that): per cell, the curve n = 1 .. N of each of `resamples` bootstrap resamples of its N values (drawn with
+    replacement; a numpy Generator seeded with `seed`), an array (resamples, N). paired: every cell resamples the
+    same positions (the cells' values are paired draw by draw, common random numbers: equal N needed);
+    otherwise each cell resamples its own, the cells' trials being independent."""
+    rng = np.random.default_rng(seed)
+    sizes = {len(values) for values in samples.values()}
+    if 0 in sizes:
+        raise ValueError("no trial values")
+    if paired and len(sizes) > 1:
+        raise ValueError("paired resampling needs the same number of values in every cell")
+    shared = rng.integers(0, sizes.pop(), (resamples, len(next(iter(samples.values()))))) if paired else None
+    out = {}
+    for cell, values in samples.items():
+        v = np.asarray(values, dtype=float)
+        positions = shared if paired else rng.integers(0, v.size, (resamples, v.size))
+        out[cell] = np.sort(v[positions], axis=1) @ max_weights(v.size).T
+    return out
+
+
+def percentile_band(curves: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The `level` percentile band of bootstrap curves (resamples, n), at each n."""
+    tail = 100 * (1 - level) / 2
+    return np.percentile(curves, tail, axis=0), np.percentile(curves, 100 - tail, axis=0)
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Bootstrap curves of two cells (resamples, n) -> at each n, the `level` percentile interval of a - b and the
+    bootstrap probability P(a - b > 0)."""
+    diff = a - b
+    low, high = percentile_band(diff, level)
+    return {"low": low, "high": high, "p_positive": np.mean(diff > 0, axis=0)}
 
 
 def seeds_to_decide(a: list[float], b: list[float], margin: float, most: int = 1000) -> int | None:
