@@ -1,0 +1,207 @@
+"""The search report's uncertainty, time axis, edges and draws, on constructed trials (optuna.trial.create_trial:
+no training), and the common-random-numbers sampler on in-memory studies (no training either)."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, create_trial
+
+from rnnlab.search import report
+from rnnlab.search.budget import bootstrap_expected_max, expected_max, percentile_band
+from rnnlab.search.study import DRAW_ATTR, requeue_interrupted, sampler, suggest
+
+SPACE = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/search/default.yaml").space)
+DISTRIBUTIONS = {"model.optimizer.lr": FloatDistribution(1e-4, 3e-2, log=True),
+                 "model.hidden_size": CategoricalDistribution([32, 64, 128]),
+                 "model.embedding_dim": CategoricalDistribution([32, 64, 128]),
+                 "model.pooling": CategoricalDistribution(["last", "max", "mean"]),
+                 "model.dropout": FloatDistribution(0.0, 0.5)}
+
+
+def trials_of(values, seconds=10.0, draws=False, params=None) -> list[FrozenTrial]:
+    made = []
+    for number, value in enumerate(values):
+        setting = params[number] if params else {"model.optimizer.lr": 1e-3, "model.hidden_size": 64,
+                                                  "model.embedding_dim": 64, "model.pooling": "mean",
+                                                  "model.dropout": 0.2}
+        attrs = {"fit_time_s": seconds, "best_epoch": 1, **({DRAW_ATTR: number} if draws else {})}
+        trial = create_trial(value=float(value), params=setting, distributions=DISTRIBUTIONS, user_attrs=attrs)
+        trial.number = number
+        made.append(trial)
+    return made
+
+
+def uniform(low, high, size, seed=0) -> list[float]:
+    return list(np.random.default_rng(seed).uniform(low, high, size))
+
+
+def test_the_bootstrap_band_contains_the_curve_and_narrows_with_more_trials():
+    few, many = uniform(0.6, 0.9, 10, seed=1), uniform(0.6, 0.9, 80, seed=2)
+    table = report.curves({"few": trials_of(few), "many": trials_of(many)})
+    assert (table.band_low <= table.expected_best_val_acc + 1e-12).all()
+    assert (table.expected_best_val_acc <= table.band_high + 1e-12).all()
+    width = {cell: (rows.band_high - rows.band_low).to_numpy()[:10] for cell, rows in table.groupby("cell")}
+    assert (width["many"] < width["few"]).all()  # the same budgets n = 1..10, judged on 8x the trials
+    # the band is the curve's uncertainty, not the sd of one search's best: at n = N the sd is small, the band not
+    assert table.sd.iloc[9] < (table.band_high - table.band_low).iloc[9]
+    # a seeded Generator: the same band again
+    again = report.curves({"few": trials_of(few), "many": trials_of(many)})
+    assert again.band_low.equals(table.band_low) and again.band_high.equals(table.band_high)
+
+
+def test_bootstrap_curves_are_expected_max_curves_of_resamples():
+    values = uniform(0.6, 0.9, 12)
+    boot = bootstrap_expected_max({"a": values}, resamples=50, seed=3)["a"]
+    assert boot.shape == (50, 12) and np.all(np.diff(boot, axis=1) >= -1e-12)
+    positions = np.random.default_rng(3).integers(0, 12, (50, 12))
+    assert boot[0] == pytest.approx(expected_max(list(np.asarray(values)[positions[0]]))[0])
+    low, high = percentile_band(boot)
+    assert (low <= high).all()
+    with pytest.raises(ValueError):
+        bootstrap_expected_max({"a": values, "b": values[:5]}, paired=True)
+
+
+def test_the_difference_interval_has_the_sign_of_clearly_separated_cells():
+    trials = {"weak": trials_of(uniform(0.70, 0.72, 20, seed=4)),
+              "strong": trials_of(uniform(0.85, 0.86, 20, seed=5))}
+    boot = report.bootstrap(trials)
+    diffs = report.differences(report.curves(trials, boot), boot)
+    assert set(zip(diffs.a, diffs.b)) == {("strong", "weak")}  # the one ahead at n = N first
+    assert (diffs.low > 0).all() and (diffs.difference > diffs.low).all() and (diffs.p_positive == 1).all()
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE},
+                           report.curves(trials, boot), report.best_trials(trials), diffs,
+                           report.leads(report.curves(trials, boot), boot))
+    assert "strong ahead of weak beyond the 95% interval at every budget shown" in text
+
+
+def test_identical_cells_are_ahead_of_each_other_half_the_time():
+    values = uniform(0.7, 0.9, 20, seed=6)
+    trials = {"a": trials_of(values), "b": trials_of(values)}
+    boot = report.bootstrap(trials)
+    diffs = report.differences(report.curves(trials, boot), boot)
+    assert diffs.difference.abs().max() < 1e-12
+    assert diffs.p_positive.between(0.4, 0.6).all()
+    assert (diffs.low < 0).all() and (diffs.high > 0).all()
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE},
+                           report.curves(trials, boot), report.best_trials(trials), diffs)
+    assert "the 95% interval includes 0 at every budget shown" in text and "not resolved by 20 trials" in text
+
+
+def test_trials_sharing_draws_are_resampled_in_pairs():
+    values = uniform(0.7, 0.9, 20, seed=7)
+    trials = {"a": trials_of(values, draws=True), "b": trials_of([v - 0.01 for v in values], draws=True)}
+    assert report.shared_draws(trials) and not report.shared_draws({"a": trials_of(values), "b": trials["b"]})
+    boot = report.bootstrap(trials)
+    diffs = report.differences(report.curves(trials, boot), boot)
+    # paired draw by draw, a constant difference has no uncertainty
+    assert diffs.low.to_numpy() == pytest.approx(0.01) and diffs.high.to_numpy() == pytest.approx(0.01)
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE},
+                           report.curves(trials, boot), report.best_trials(trials), diffs, paired=True)
+    assert "common random numbers (every cell's k-th trial drew the same setting" in text
+
+
+def test_edges_of_the_space():
+    best = {"gru": {"setting": {"model.optimizer.lr": 0.029, "model.hidden_size": 128, "model.embedding_dim": 64,
+                                "model.pooling": "last", "model.dropout": 0.25}},
+            "rnn": {"setting": {"model.optimizer.lr": 1.1e-4, "model.hidden_size": 32, "model.embedding_dim": 32,
+                                "model.pooling": "mean", "model.dropout": 0.49}},
+            "lstm": {"setting": {"model.optimizer.lr": 0.0149, "model.hidden_size": 64, "model.embedding_dim": 64,
+                                 "model.pooling": "max", "model.dropout": 0.34}}}
+    found = report.edges(best, SPACE)
+    assert found["gru"] == ["lr=0.029 (within 5% of the high end, 0.03)", "hidden_size=128 (the highest of 32, 64, 128)"]
+    assert found["rnn"] == ["lr=0.00011 (within 5% of the low end, 0.0001)",
+                            "hidden_size=32 (the lowest of 32, 64, 128)", "embedding_dim=32 (the lowest of 32, 64, 128)",
+                            "dropout=0.49 (within 5% of the high end, 0.5)"]
+    assert found["lstm"] == []  # lr 0.0149 is 12% of log-range from the top; pooling's choices have no order
+    trials = {"gru": trials_of([0.8, 0.85], params=[best["lstm"]["setting"], best["gru"]["setting"]])}
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE},
+                           report.curves(trials), report.best_trials(trials))
+    assert ("At the edge of the space (the best setting may lie beyond it): gru: lr=0.029 (within 5% of the high "
+            "end, 0.03), hidden_size=128 (the highest of 32, 64, 128).") in text
+
+
+def test_the_time_axis():
+    fast, slow = trials_of(uniform(0.7, 0.8, 10, seed=8), seconds=10), trials_of(uniform(0.8, 0.9, 10, seed=9),
+                                                                                 seconds=30)
+    # a trial without a recorded fit time: its wall time in the study
+    del slow[0].user_attrs["fit_time_s"]
+    slow[0].datetime_start = datetime.datetime(2025, 1, 1, 12, 0, 0)
+    slow[0].datetime_complete = datetime.datetime(2025, 1, 1, 12, 0, 30)
+    assert report.trial_time(slow[0]) == 30 and report.trial_time(fast[0]) == 10
+    table = report.curves({"fast": fast, "slow": slow})
+    by = {cell: rows.set_index("trials") for cell, rows in table.groupby("cell")}
+    assert by["fast"].expected_time_s[10] == pytest.approx(100) and by["slow"].expected_time_s[4] == pytest.approx(120)
+    assert report.shown_times(table) == [60, 100]  # from one slow trial (30 s) to all fast ones (100 s)
+    read = report.at_time(table, 60)
+    assert read["fast"][0] == pytest.approx(by["fast"].expected_best_val_acc[6])
+    assert read["slow"][0] == pytest.approx(by["slow"].expected_best_val_acc[2])
+    assert np.isnan(report.at_time(table, 200)["fast"][0])  # past the fast cell's 10 trials
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE}, table,
+                           report.best_trials({"fast": fast, "slow": slow}))
+    assert "| fast | 10 | 100 | 10.0 |" in text and "| slow | 10 | 300 | 30.0 |" in text
+
+
+def test_draws_in_the_region_of_the_best_trials_are_counted():
+    inside = {"model.optimizer.lr": 5e-3, "model.hidden_size": 64, "model.embedding_dim": 64, "model.pooling": "max",
+              "model.dropout": 0.1}
+    last = {**inside, "model.pooling": "last"}
+    low = {**inside, "model.optimizer.lr": 1e-3}
+    trials = {"a": trials_of([0.8] * 3, params=[inside, last, low]), "b": trials_of([0.8] * 3, params=[inside] * 3)}
+    assert report.region_counts(trials) == {"a": 1, "b": 3}
+    text = report.markdown({"sampler": "random", "proxy": [], "overrides": [], "seed": 0, "space": SPACE},
+                           report.curves(trials), report.best_trials(trials), region=report.region_counts(trials))
+    assert "these trials predate common random numbers" in text and "a 1 of 3, b 3 of 3." in text
+
+
+def test_every_cell_draws_the_same_settings_in_turn():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = OmegaConf.create({"seed": 0, "sampler": "random"})
+    space = OmegaConf.create(SPACE)
+    drawn = {}
+    for cell in ("rnn", "gru"):
+        study = optuna.create_study(direction="maximize", sampler=sampler(settings, cell, 0))
+        drawn[cell] = []
+        for _ in range(3):
+            trial = study.ask()
+            drawn[cell].append(suggest(trial, space))
+            study.tell(trial, 0.5)
+        assert [t.user_attrs[DRAW_ATTR] for t in study.trials] == [0, 1, 2]
+    assert drawn["rnn"] == drawn["gru"]  # trial k of every cell: the same setting
+    assert drawn["rnn"][0] != drawn["rnn"][1]  # and each trial its own
+    # another search seed: other draws
+    other = optuna.create_study(sampler=sampler(OmegaConf.create({"seed": 1, "sampler": "random"}), "rnn", 0))
+    assert suggest(other.ask(), space) != drawn["rnn"][0]
+    # a later sitting (a new sampler on the same study) goes on with the next draws
+    study = optuna.create_study(direction="maximize", sampler=sampler(settings, "lstm", 0))
+    trial = study.ask()
+    assert suggest(trial, space) == drawn["rnn"][0]
+    study.tell(trial, 0.5)
+    study.sampler = sampler(settings, "lstm", 1)
+    assert suggest(study.ask(), space) == drawn["rnn"][1]
+
+
+def test_a_retried_trial_keeps_the_cells_in_step():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings, space = OmegaConf.create({"seed": 0, "sampler": "random"}), OmegaConf.create(SPACE)
+    steady = optuna.create_study(direction="maximize", sampler=sampler(settings, "rnn", 0))
+    expected = []
+    for _ in range(2):
+        trial = steady.ask()
+        expected.append(suggest(trial, space))
+        steady.tell(trial, 0.5)
+    study = optuna.create_study(direction="maximize", sampler=sampler(settings, "gru", 0))
+    suggest(study.ask(), space)  # left RUNNING: a process died during it
+    assert requeue_interrupted(study) == [0]
+    retry = study.ask()
+    assert suggest(retry, space) == expected[0] and retry.user_attrs["retry_of"] == 0
+    study.tell(retry, 0.5)
+    after = study.ask()
+    assert after.number == 2 and suggest(after, space) == expected[1]
+    assert [t.user_attrs[DRAW_ATTR] for t in study.trials] == [0, 0, 1]
