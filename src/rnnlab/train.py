@@ -41,7 +41,6 @@ from rnnlab.run.timing import TrainingTimer
 from rnnlab.tracking import TRAINING_HTTP, quick_http
 
 
-@quick_http(TRAINING_HTTP)  # a server that stops answering: a bounded wait, then a resumable stop (tracking.py)
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
           sweep_id: str | None = None, tags: dict[str, str] | None = None) -> TrainResult:
     """Train, test and record one run as `cfg` says.
@@ -52,6 +51,16 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
     sweep_id: tags the runs of one sweep. tags: set when the run is created (a search trial: its parent run).
     With `test: false` in cfg (a search trial: chosen on validation only) the test split is never touched.
     """
+    # A server that stops answering: a bounded wait, then a resumable stop (tracking.py). A `with`, not a
+    # decorator: a decorating context manager holds a generator, and a sweep's launcher (joblib, submitit)
+    # must pickle this function when the command runs as __main__.
+    with quick_http(TRAINING_HTTP):
+        return train_and_record(cfg, callbacks, output_dir, sweep_id, tags)
+
+
+def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_dir: Path | None,
+                     sweep_id: str | None, tags: dict[str, str] | None) -> TrainResult:
+    """`train`'s recipe, top to bottom."""
     check_trainer_settings(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
