@@ -35,10 +35,7 @@ from optuna.trial import FrozenTrial  # noqa: E402
 
 from rnnlab.cells import CELLS  # noqa: E402
 from rnnlab.cli import UserError, hydra_app  # noqa: E402
-from rnnlab.files import (
-    replacing,
-    write_atomically,  # noqa: E402
-)
+from rnnlab.files import replacing, write_atomically  # noqa: E402
 from rnnlab.search.budget import (  # noqa: E402
     bootstrap_expected_max,
     difference_interval,
