@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+UMASK = os.umask(0o022)  # read once (there is no way to read it without setting it), put back at once
+os.umask(UMASK)
+
 
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
@@ -22,6 +25,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
     os.close(handle)
+    os.chmod(name, 0o666 & ~UMASK)  # mkstemp makes it 0600: the output gets the mode a plain write would give
     temporary = Path(name)
     try:
         yield temporary
