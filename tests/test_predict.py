@@ -18,14 +18,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 from mlflow.exceptions import MlflowException
 from tokenizers import Tokenizer
 
 from rnnlab.predict import model_files
+from rnnlab.models.recurrent_module import RecurrentModule
 from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
-from rnnlab.serve.sentiment import Sentiment
+from rnnlab.serve.sentiment import Sentiment, load_classifier
 from rnnlab.tracking import use_tracking_uri
 from rnnlab.train import train
 from tests.helpers.project import run_module
@@ -447,3 +449,16 @@ def test_a_non_finite_answer_is_refused(store, tmp_path):
         sentiment.classifier.net.decoder.bias.fill_(float("nan"))  # as an overflow inside the network would leave it
     with pytest.raises(ValueError, match=r"^the model's answer is nan, not a probability, for 2 of 2 reviews"):
         sentiment.predict(TEXTS)
+
+
+@pytest.mark.parametrize("init", ["pytorch", "keras"])
+def test_a_checkpoint_of_either_init_loads(tmp_path, init):
+    # The file check builds the described network on the meta device; Keras's init draws its seed there too
+    # (experiment=article), which once made every such checkpoint "not an rnnlab checkpoint".
+    torch.manual_seed(0)
+    trained = RecurrentModule(cell="gru", impl="fused", vocab_size=50, embedding_dim=4, hidden_size=3, init=init)
+    path = tmp_path / "best.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "hyper_parameters": dict(trained.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    loaded = load_classifier(path)
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in trained.state_dict().items())

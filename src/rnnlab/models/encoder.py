@@ -37,7 +37,7 @@ LAYER_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 def new_seed() -> int:
     """A seed drawn from torch's global generator: what `torch.manual_seed` decides, made private to one use."""
-    return int(torch.randint(0, 2**62, ()).item())
+    return int(torch.randint(0, 2**62, (), device="cpu").item())  # on CPU also where a model is built on meta
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
