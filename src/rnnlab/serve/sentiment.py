@@ -6,8 +6,8 @@
 
 Every IMDB training run also logs it as an MLflow pyfunc model under the name "model" (see `rnnlab.run.record`),
 for `mlflow models predict` and pyfunc users. That model is "models from code": the file
-`rnnlab/serve/served_model.py`, this package's code, the best checkpoint and the tokenizer; nothing pickled. It needs
-nothing but its pip requirements:
+`rnnlab/serve/served_model.py`, the part of rnnlab it imports, the best checkpoint and the tokenizer; nothing
+pickled. It needs nothing but its pip requirements:
 
     mlflow.pyfunc.load_model("runs:/<run id>/model").predict(pd.DataFrame({"text": ["A wonderful film."]}))
     mlflow models predict -m runs:/<run id>/model -i reviews.json --content-type json --env-manager local
