@@ -5,12 +5,14 @@
 #   make ui      the MLflow UI on the project's store, http://127.0.0.1:5000 (UI_PORT=... for another port)
 #   make server  a team's tracking server (PostgreSQL + mlflow server on 127.0.0.1); make server-stop
 #   make slurm-up  a one-node SLURM cluster on this machine, for hydra/launcher=slurm; make slurm-down
+#   make plots-offline  `dvc plots show` whose page works without a network (Vega inline, not from a CDN)
 PYTHON ?= python3
 VENV := .venv
 # Stage commands say `python`/`dvc`: the venv's, whoever runs make.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test bench-prepare search search-final ui adding article server server-stop slurm-up slurm-down
+.PHONY: setup repro test bench-prepare search search-final ui adding article server server-stop slurm-up slurm-down \
+	plots-offline
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,21 @@ bench-prepare: setup
 # Afterwards `make repro` reuses them.
 adding: setup
 	dvc repro adding
+
+# DVC's plots page loads Vega, Vega-Lite and vega-embed from a CDN: without a network its two data plots stay
+# blank. This fetches their current 5, 5 and 6 releases (DVC pins 5.20.2, 5.2.0, 6.18.2) from npm once (npm and a network needed then) into .dvc/tmp/vega/ and
+# writes a page template holding them inline; `dvc plots show` with it (or with `dvc config --local
+# plots.html_template tmp/vega/offline.html`) writes a dvc_plots/index.html that needs no network.
+VEGA_DIR := .dvc/tmp/vega
+plots-offline: setup $(VEGA_DIR)/offline.html
+	dvc plots show --html-template $(VEGA_DIR)/offline.html
+
+$(VEGA_DIR)/offline.html:
+	npm install --silent --no-audit --no-fund --prefix $(VEGA_DIR) vega@5 vega-lite@5 vega-embed@6
+	{ echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>DVC Plot</title>'; \
+	  for js in vega/build/vega.min.js vega-lite/build/vega-lite.min.js vega-embed/build/vega-embed.min.js; do \
+	    echo '<script>'; cat $(VEGA_DIR)/node_modules/$$js; echo '</script>'; done; \
+	  echo '</head><body>{plot_divs}</body></html>'; } > $@.tmp && mv $@.tmp $@
 
 UI_PORT ?= 5000
 # The store training writes to (rnnlab.tracking: its experiments keep their artifacts in mlartifacts/); this machine only

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import mlflow
@@ -21,11 +23,16 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from fastapi.testclient import TestClient
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+from packaging.requirements import Requirement
 from tokenizers import Tokenizer
 
 from rnnlab.predict import model_files
 from rnnlab.models.recurrent_module import RecurrentModule
+from rnnlab.serve.pyfunc import SERVED_CODE
 from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model, register_champion
 from rnnlab.serve.sentiment import Sentiment, load_classifier
 from rnnlab.tracking import use_tracking_uri
@@ -85,6 +92,128 @@ def test_run_logs_a_model_with_a_signature(store, model):
     assert "served_model.py" in files and not any(name.endswith((".pkl", ".pickle")) for name in files)
 
 
+def test_registered_version_is_linked_to_the_logged_model(store):
+    # Both pages agree: the run page (the version's run_id) and the logged model's page (its mlflow.modelVersions).
+    client = mlflow.MlflowClient(store["uri"])
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, ALIAS)
+    model = logged_model(client, store["run_id"])
+    # The version's link to the logged model is its source: MLflow's sqlite registry does not store model_id.
+    assert version.run_id == store["run_id"] and version.source == f"models:/{model.model_id}"
+    assert json.loads(model.tags[MLFLOW_MODEL_VERSIONS]) == [{"name": REGISTERED_MODEL, "version": version.version}]
+    register_champion(store["uri"], store["run_id"])  # compare rerun: same version, listed once
+    listed = json.loads(logged_model(client, store["run_id"]).tags[MLFLOW_MODEL_VERSIONS])
+    assert listed == [{"name": REGISTERED_MODEL, "version": version.version}]
+
+
+def test_model_carries_only_the_code_it_serves(store):
+    with use_tracking_uri(store["uri"]):
+        folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{store['run_id']}/model"))
+    package = folder / "code" / "rnnlab"
+    carried = sorted(str(path.relative_to(package)) for path in package.rglob("*") if path.is_file())
+    assert carried == sorted(SERVED_CODE)
+
+
+# The served model loaded as in an environment built from its own requirements.txt: run with `python -S`, so
+# site-packages is not on the path, and given instead a folder (argv[2]) mirroring only the files of the
+# distributions those requirements install; rnnlab comes from the model's own code folder, as nothing else has
+# it. Prints the file of every module imported.
+LOAD_APART = """
+import json, site, sys
+site.addsitedir(sys.argv[2])
+import mlflow, pandas
+model = mlflow.pyfunc.load_model(sys.argv[1])
+model.predict(pandas.DataFrame({"text": ["A wonderful film.", "Awful."]}))
+print(json.dumps({name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}))
+"""
+
+
+def mirror_installed(distributions: set[str], folder: Path) -> None:
+    """Symbolic links in `folder` to every installed file of `distributions`, laid out as in site-packages."""
+    for name in distributions:
+        try:
+            files = distribution(name).files or []
+        except PackageNotFoundError:  # a dependency only on another platform
+            continue
+        for file in files:
+            if file.parts[0] == "..":  # scripts in bin/, not importable
+                continue
+            source = Path(file.locate())
+            if source.exists():
+                (folder / file).parent.mkdir(parents=True, exist_ok=True)
+                (folder / file).unlink(missing_ok=True)
+                (folder / file).symlink_to(source)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distributions_installed_with(requirements: list[str]) -> set[str]:
+    """The distributions pip installs for `requirements` (their dependencies, with extras and markers followed),
+    as installed here."""
+    found: set[str] = set()
+    pending = [Requirement(line) for line in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonical(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = distribution(requirement.name).requires or []
+        except PackageNotFoundError:  # an optional dependency on another platform
+            continue
+        for line in requires:
+            dependency = Requirement(line)
+            extras = requirement.extras or {""}
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(dependency)
+    return found
+
+
+def test_served_model_imports_only_what_it_declares(store, tmp_path):
+    uri = f"runs:/{store['run_id']}/model"
+    with use_tracking_uri(store["uri"]):
+        requirements_file = Path(mlflow.pyfunc.get_model_dependencies(uri))
+    requirements = [line for line in requirements_file.read_text().splitlines() if line and not line.startswith("#")]
+    installed = distributions_installed_with(requirements)
+    assert {"mlflow", "torch", "pytorch-lightning", "tokenizers"} <= installed
+    assert not {"hydra-core", "omegaconf", "rnnlab"} & installed
+    mirror_installed(installed, tmp_path / "site")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"MLFLOW_TRACKING_URI": store["uri"]}
+    result = subprocess.run([sys.executable, "-S", "-c", LOAD_APART, uri, str(tmp_path / "site")], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    modules = json.loads(result.stdout.splitlines()[-1])
+    assert "hydra" not in modules and "omegaconf" not in modules
+    # Every rnnlab module came from the model's own code: what it carries is enough.
+    served = {name: file for name, file in modules.items() if name.split(".")[0] == "rnnlab"}
+    assert "rnnlab.serve.sentiment" in served
+    assert all(f"{os.sep}code{os.sep}rnnlab{os.sep}" in file for file in served.values()), served
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_model_loads_in_a_venv_made_from_its_requirements(store, model, tmp_path):
+    # The real thing the test above stands in for: a new virtual environment, `pip install -r requirements.txt`
+    # (torch==2.13.0 and the rest, from the index pip is configured with), the model loaded from its folder.
+    with use_tracking_uri(store["uri"]):
+        folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{store['run_id']}/model", dst_path=str(tmp_path)))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    pip = [str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(folder / "requirements.txt")]
+    installed = subprocess.run(pip, env=env, capture_output=True, text=True, timeout=3000)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    load = ("import json, sys, mlflow, pandas; model = mlflow.pyfunc.load_model(sys.argv[1]); "
+            "print(json.dumps(model.predict(pandas.DataFrame({'text': sys.argv[2:]}))['probability'].tolist()))")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", load, str(folder), *TEXTS], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = model.predict(pd.DataFrame({"text": TEXTS}))["probability"].tolist()
+    assert json.loads(result.stdout.splitlines()[-1]) == pytest.approx(served, abs=1e-6)
+
+
 def test_tracking_uri_is_put_back(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     before = mlflow.get_tracking_uri()
@@ -124,15 +253,18 @@ def test_text_is_cut_and_mapped_as_in_training(store, model):
     ("just a string", "list of str"),
 ])
 def test_pyfunc_rejects_bad_input(model, bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(MlflowException, match=message):
         model.unwrap_python_model().predict(None, bad)
 
 
 def test_served_model_checks_its_input(model):
-    with pytest.raises(ValueError, match="review 0 is NoneType"):
-        model.predict(pd.DataFrame({"text": [None]}))
-    with pytest.raises(ValueError, match="no reviews"):
-        model.predict(pd.DataFrame({"text": []}, dtype=str))
+    # As MlflowException INVALID_PARAMETER_VALUE: what MLflow's scoring server answers as a plain message.
+    for bad, message in ((pd.DataFrame({"text": [None]}), "review 0 is NoneType"),
+                         (pd.DataFrame({"text": []}, dtype=str), "no reviews"),
+                         (pd.DataFrame({"text": [""]}), "review 0 has no words")):
+        with pytest.raises(MlflowException, match=message) as raised:
+            model.predict(bad)
+        assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException, match="missing inputs"):  # the signature, before the model sees it
         model.predict(pd.DataFrame({"review": ["A wonderful film."]}))
 
@@ -256,6 +388,19 @@ def test_mlflow_models_predict_serves_the_model(store, tmp_path):
     assert len(predictions) == 2
     for row in predictions:
         assert 0 <= row["probability"] <= 1 and row["label"] in ("pos", "neg")
+
+
+def test_scoring_server_answers_bad_input_without_a_traceback(model, monkeypatch):
+    # The app `mlflow models serve` runs, given requests without a port.
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "false")  # init sets it; put back afterwards
+    server = TestClient(scoring_server.init(model))
+    answer = server.post("/invocations", json={"dataframe_records": [{"text": ""}]})
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE" and "stack_trace" not in body
+    assert body["message"].endswith("Error: review 0 has no words: ''")
+    answer = server.post("/invocations", json={"dataframe_records": [{"text": t} for t in TEXTS]})
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
 
 
 def test_usage_mistakes_are_one_line(tmp_path):

@@ -27,11 +27,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+# Defined where the served model can import them without Hydra; the commands keep importing them from here.
+from rnnlab.errors import UserError, first_line  # noqa: F401
 from rnnlab.params import CONFIG_DIR
-
-
-class UserError(Exception):
-    """A mistake the user can fix; reported as one line."""
 
 
 def fail(command: str, message: str) -> NoReturn:
@@ -45,11 +43,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(self.prog, message)
-
-
-def first_line(error: BaseException) -> str:
-    message = str(error).strip()
-    return message.splitlines()[0] if message else type(error).__name__
 
 
 def build(config: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from rnnlab.cli import UserError, first_line
+from rnnlab.errors import UserError, first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

@@ -29,7 +29,7 @@ from torchmetrics.classification import BinaryAccuracy
 from torchmetrics.regression import MeanSquaredError
 
 from rnnlab.checks import one_of
-from rnnlab.cli import UserError
+from rnnlab.errors import UserError
 from rnnlab.data.base import TASKS
 from rnnlab.models.network import RecurrentNetwork
 

@@ -6,12 +6,15 @@ The compare stage points the alias at the pipeline's best run (highest test_acc)
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 from mlflow.entities import LoggedModel
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-from rnnlab.cli import first_line
+from rnnlab.errors import first_line
 from rnnlab.tracking import NoStore, missing_store, quick_http, redact, use_tracking_uri
 
 REGISTERED_MODEL = "rnnlab-imdb"
@@ -47,6 +50,19 @@ def champion(client: mlflow.MlflowClient) -> ModelVersion | None:
         raise
 
 
+def link_to_version(client: mlflow.MlflowClient, model: LoggedModel, version: ModelVersion) -> None:
+    """Name `version` on the logged model's own page, which otherwise says "Not registered".
+
+    MLflow's UI reads a logged model's versions from its tag "mlflow.modelVersions" (a JSON list of name and
+    version); `mlflow.register_model` sets it, `MlflowClient.create_model_version` does not. That function is
+    used anyway because it keeps the run id on the version (the run page's "rnnlab-imdb v1").
+    """
+    entry = {"name": version.name, "version": version.version}  # as mlflow.register_model writes it
+    listed = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+    if entry not in listed:
+        client.set_logged_model_tags(model.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})
+
+
 def register_champion(tracking_uri: str, run_id: str, tags: dict[str, str] | None = None) -> tuple[ModelVersion, bool]:
     """Make run `run_id`'s logged model the champion: (its version, whether the alias moved).
 
@@ -65,6 +81,8 @@ def register_champion(tracking_uri: str, run_id: str, tags: dict[str, str] | Non
                 raise NoStore(f"run {run_id} logged no model {LOGGED_MODEL!r}")
             current = champion(client)
             if current is not None and current.run_id == run_id:
+                if current.model_id == model.model_id:  # registered before the link was written
+                    link_to_version(client, model, current)
                 return current, False
             try:
                 client.create_registered_model(
@@ -75,6 +93,7 @@ def register_champion(tracking_uri: str, run_id: str, tags: dict[str, str] | Non
                     raise
             version = client.create_model_version(REGISTERED_MODEL, f"models:/{model.model_id}", run_id=run_id,
                                                   model_id=model.model_id, tags=tags)
+            link_to_version(client, model, version)
             client.set_registered_model_alias(REGISTERED_MODEL, ALIAS, version.version)
             return version, True
         except MlflowException as e:

@@ -6,8 +6,8 @@
 
 Every IMDB training run also logs it as an MLflow pyfunc model under the name "model" (see `rnnlab.run.record`),
 for `mlflow models predict` and pyfunc users. That model is "models from code": the file
-`rnnlab/serve/served_model.py`, this package's code, the best checkpoint and the tokenizer; nothing pickled. It needs
-nothing but its pip requirements:
+`rnnlab/serve/served_model.py`, the part of rnnlab it imports, the best checkpoint and the tokenizer; nothing
+pickled. It needs nothing but its pip requirements:
 
     mlflow.pyfunc.load_model("runs:/<run id>/model").predict(pd.DataFrame({"text": ["A wonderful film."]}))
     mlflow models predict -m runs:/<run id>/model -i reviews.json --content-type json --env-manager local
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer
 
-from rnnlab.cli import first_line
+from rnnlab.errors import first_line
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.data.imdb import ReviewDataset, collate
 from rnnlab.models.recurrent_module import RecurrentModule
@@ -41,23 +41,27 @@ TEXT_COLUMN = "text"
 BATCH_SIZE = 256
 
 
+class BadInput(ValueError):
+    """Input that is not review text (no reviews, a review not a str or without words); one line says which."""
+
+
 def review_texts(model_input: Any) -> list[str]:
     """The reviews in `model_input`: a DataFrame with a string column `text`, or a list of str."""
     if isinstance(model_input, pd.DataFrame):
         if TEXT_COLUMN not in model_input.columns:
-            raise ValueError(f"expected a column {TEXT_COLUMN!r} of review text, "
-                             f"got columns {list(model_input.columns)}")
+            raise BadInput(f"expected a column {TEXT_COLUMN!r} of review text, "
+                           f"got columns {list(model_input.columns)}")
         texts = model_input[TEXT_COLUMN].tolist()
     elif isinstance(model_input, (list, tuple)):
         texts = list(model_input)
     else:
-        raise ValueError(f"expected a DataFrame with a {TEXT_COLUMN!r} column or a list of str, "
-                         f"got {type(model_input).__name__}")
+        raise BadInput(f"expected a DataFrame with a {TEXT_COLUMN!r} column or a list of str, "
+                       f"got {type(model_input).__name__}")
     if not texts:
-        raise ValueError("no reviews given")
+        raise BadInput("no reviews given")
     for k, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"review {k} is {type(text).__name__} {text!r}, not text")
+            raise BadInput(f"review {k} is {type(text).__name__} {text!r}, not text")
     return texts
 
 
@@ -67,7 +71,7 @@ def token_ids(tokenizer: Tokenizer, texts: list[str]) -> PreparedSplit:
     ids = [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
     for k, review in enumerate(ids):
         if len(review) == 0:
-            raise ValueError(f"review {k} has no words: {texts[k][:60]!r}")
+            raise BadInput(f"review {k} has no words: {texts[k][:60]!r}")
     unknown = np.zeros(len(ids), dtype=np.int8)
     return PreparedSplit(np.concatenate(ids), np.array([len(r) for r in ids], dtype=np.int32), unknown, unknown)
 
