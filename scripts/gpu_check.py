@@ -343,19 +343,20 @@ def timed_epochs(ctx: dict, cell: str, impl: str, epochs: int, batches: int | No
             self.epochs = []
 
         def on_train_epoch_start(self, trainer, module) -> None:
+            self.batches = []
             synchronize(device)
-            self.start, self.samples, self.real_tokens, self.padded_tokens = time.perf_counter(), 0, 0, 0
+            self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            tokens, lengths, _ = batch  # counted after the step: no extra sync inside the timed epoch
-            self.samples += len(lengths)
-            self.real_tokens += int(lengths.sum())
-            self.padded_tokens += tokens.numel()
+            tokens, lengths, _ = batch  # kept, and read once the clock has stopped: no wait for the GPU meanwhile
+            self.batches.append((tokens.numel(), lengths))
 
         def on_train_epoch_end(self, trainer, module) -> None:
             synchronize(device)
-            self.epochs.append({"seconds": time.perf_counter() - self.start, "samples": self.samples,
-                                "real_tokens": self.real_tokens, "padded_tokens": self.padded_tokens})
+            seconds = time.perf_counter() - self.start
+            self.epochs.append({"seconds": seconds, "samples": sum(len(lengths) for _, lengths in self.batches),
+                                "real_tokens": sum(int(lengths.sum()) for _, lengths in self.batches),
+                                "padded_tokens": sum(padded for padded, _ in self.batches)})
 
     cfg = article_config(cell, ctx, [f"model.impl={impl}"])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -532,14 +533,19 @@ def end_to_end(ctx: dict) -> dict:
         command = [sys.executable, "-m", "rnnlab.train", f"trainer={trainer}", "experiment=article", "resume=never",
                    f"paths.prepared_dir={data_dir(ctx['bundle'])}", f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db",
                    f"paths.checkpoint_dir={tmp}/checkpoints", f"hydra.run.dir={tmp}/hydra", "trainer.max_epochs=1",
-                   f"+trainer.limit_train_batches={batches}", f"+trainer.limit_val_batches={batches}",
-                   f"+trainer.limit_test_batches={batches}", "trainer.enable_progress_bar=false"]
+                   f"++trainer.limit_train_batches={batches}", f"++trainer.limit_val_batches={batches}",
+                   f"++trainer.limit_test_batches={batches}", "callbacks.progress_bar=null",
+                   "++trainer.enable_progress_bar=false"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp,
                               timeout=max(30.0, ctx["budget_left"]()))
-    return {"command": " ".join(command[1:]), "returncode": done.returncode, "seconds": time.perf_counter() - start,
-            "stderr_tail": done.stderr[-3000:]}
+    result = {"command": " ".join(command[1:]), "returncode": done.returncode,
+              "seconds": time.perf_counter() - start, "stderr_tail": done.stderr[-3000:]}
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [""]
+        result.update(status="failed", error=f"rnnlab.train exited with {done.returncode}: {last[0]}")
+    return result
 
 
 # ------------------------------------------------------------------------------------------------------ main
