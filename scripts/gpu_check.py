@@ -426,9 +426,9 @@ def ddp_model(ctx: dict, max_len: int):
 
 def one_process_evaluation(module, datamodule, device: torch.device) -> dict:
     """Accuracy and mean loss over every validation review once, with no sampler: the reference."""
-    dataset = datamodule.datasets["val"]
     from rnnlab.data.imdb import collate
 
+    dataset = datamodule.datasets["val"]
     correct, loss_sum, n = 0, 0.0, len(dataset)
     net = module.net.to(device).eval()
     with torch.no_grad():
