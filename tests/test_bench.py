@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rnnlab.bench.flops import fastest_seconds, flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops
+from rnnlab.bench.machine import gpu_kind
 from rnnlab.bench.report import check_targets
 from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.data.download import extract_reviews
@@ -179,5 +180,34 @@ def test_each_committed_result_is_named_after_the_cpu_it_ran_on():
     assert committed
     for path in committed:
         kind = path.stem.removeprefix("train-")
-        device = json.loads(path.read_text())["machine"]["device"]
-        assert {"intel": "Intel", "amd": "AMD"}[kind] in device, (path, device)
+        machine = json.loads(path.read_text())["machine"]
+        if kind.startswith("cuda-"):  # a GPU's result, named after its model
+            assert gpu_kind(machine["gpu"]["name"]) == kind, (path, machine["gpu"])
+        else:
+            assert {"intel": "Intel", "amd": "AMD"}[kind] in machine["device"], (path, machine["device"])
+
+
+def test_a_gpu_result_is_named_after_the_gpu_model():
+    from rnnlab.bench.__main__ import default_out
+
+    assert gpu_kind("NVIDIA H100 80GB HBM3") == "cuda-nvidia-h100-80gb-hbm3"
+    assert default_out("NVIDIA H200") == "data/bench/train-cuda-nvidia-h200.json"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--impls", "fused,sequence"], "--device cuda: sequence run on a CPU only"),
+    (["--variants", "plain_padded_flush"], "--device cuda: plain_padded_flush run on a CPU only"),
+])
+def test_bench_cuda_mode_refuses_what_runs_on_a_cpu_only(tmp_path, args, message):
+    result = run_module("rnnlab.bench", "--device", "cuda", *args, "--out", str(tmp_path / "b.json"), cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_cuda_mode_without_a_gpu_says_so_in_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_module("rnnlab.bench", "--device", "cuda", "--out", str(tmp_path / "b.json"), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == ["bench: error: --device cuda: torch sees no CUDA device here"]
+    assert not (tmp_path / "b.json").exists()

@@ -26,6 +26,16 @@ reference everywhere; overhead <= 5%. Issue 14's (SEQUENCE_TARGETS): at E=H=128 
 the fused LSTM's GFLOP/s or more and >= 40% of the peak, its LSTM >= 50%, its RNN >= 2x the fused RNN's speed;
 at the article's setting every cell's kernel at least as fast as its fastest other implementation; the explicit
 cells within 1.5x of the fused cells' time.
+
+    python -m rnnlab.bench --device cuda                     # on a GPU: fused and explicit cells, trainer=gpu
+
+On a GPU (--device cuda) every run is a spawned process, the project path runs with trainer=gpu, the plain loops
+and layers on the GPU, and every clock read follows a torch.cuda.synchronize. The flush-denormal variants (a CPU
+matter) and the sequence kernel (CPU only) are left out; the peak is the GPU's matmul in TF32 (what cuDNN's
+recurrent layers run in by default), with fp32 and bf16 beside it. Writes data/bench/train-cuda-<GPU model>.json
+with the GPU, its driver and torch's CUDA and cuDNN versions. Issue 23's targets, reported: an LSTM epoch of 25,000
+reviews at the article setting <= 3 s (on an H200; estimated from the timed window's samples/s), and the LSTM/GRU
+time ratio (the article: about 2x; DeepBench, V100: about 1.3x).
 """
 
 from __future__ import annotations
@@ -39,14 +49,22 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
+from rnnlab.bench import variants as variants_module
+from rnnlab.bench.flops import (
+    flops_per_token,
+    gpu_matmul_peaks,
+    matmul_ceiling_gflops,
+    recurrent_step_gflops,
+    sgemm_peak,
+)
 from rnnlab.bench.load import OtherLoad
-from rnnlab.bench.machine import cpu_kind, cpu_model, has_avx512
-from rnnlab.bench.report import check_targets, print_table
+from rnnlab.bench.machine import cpu_kind, cpu_model, gpu_description, gpu_kind, has_avx512
+from rnnlab.bench.report import check_targets, cuda_targets, print_table
 from rnnlab.bench.variants import (
     BatchPlan,
     Measurement,
@@ -81,12 +99,17 @@ VARIANTS = ("project", "plain_padded", "plain_padded_flush", "plain_bucketed", "
 # The variants the targets compare run --repeats times, the fastest counting; those that only break the
 # speed-up down run once, to keep the benchmark to a few minutes.
 REPEATED = ("project", "plain_padded", "plain_project")
+# On a GPU: denormal floats are a CPU's cost, and the sequence kernel runs on CPUs only.
+CPU_ONLY_VARIANTS = ("plain_padded_flush", "plain_bucketed_flush")
+CPU_ONLY_IMPLS = ("sequence",)
 
 
-def bench_config(cell: str, setting: str, data_dir: str | None, tracking_uri: str, overrides: list[str]):
-    """The run the benchmark times: conf/ with the cell, the setting's sizes and a store of its own."""
+def bench_config(cell: str, setting: str, data_dir: str | None, tracking_uri: str, overrides: list[str],
+                 device: str = "cpu"):
+    """The run the benchmark times: conf/ with the cell, the setting's sizes and a store of its own; on a GPU,
+    trainer=gpu."""
     args = [f"model={cell}", *BENCH_SETTINGS[setting], f"logger.tracking_uri={tracking_uri}",
-            "logger.experiment_name=bench"]
+            "logger.experiment_name=bench", *(["trainer=gpu"] if device == "cuda" else [])]
     if data_dir:
         args.append(f"paths.prepared_dir={data_dir}")
     return compose_config([*args, *overrides])
@@ -111,8 +134,8 @@ def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size:
 
 def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> list[dict]:
     """One result per implementation in args.impls, all trained on the same planned batches, interleaved."""
-    cfgs = {impl: bench_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"])
-            for impl in args.impls}
+    cfgs = {impl: bench_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"],
+                               args.device) for impl in args.impls}
     cfg = cfgs[args.impls[0]]
     try:
         datamodule = build(cfg.data, "data")  # not the model: this process must not start OpenMP's threads
@@ -142,8 +165,8 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
             fits[impl].append(fit)
             for name, (batches, pad, flush, project_settings) in plain.items():
                 if name in measured[impl] and (repeat == 0 or name in REPEATED):
-                    measured[impl][name].append(
-                        in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush, project_settings))
+                    measured[impl][name].append(in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush,
+                                                                 project_settings, args.device))
     shapes = batch_shapes(datamodule, plan)
     return [{**summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl]),
              "timed_batch_shapes": shapes} for impl in args.impls]
@@ -177,17 +200,21 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
     return result
 
 
-def default_out() -> str:
-    """One committed result per CPU kind: a run on an Intel machine never overwrites the AMD figures."""
-    return f"data/bench/train-{cpu_kind()}.json"
+def default_out(gpu_name: str | None = None) -> str:
+    """One committed result per CPU kind (a run on an Intel machine never overwrites the AMD figures), and per
+    GPU model."""
+    return f"data/bench/train-{gpu_kind(gpu_name) if gpu_name else cpu_kind()}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
     parser.add_argument("--settings", default=",".join(BENCH_SETTINGS), help="comma-separated: article,h128")
-    parser.add_argument("--impls", default=",".join(IMPL_NAMES),
-                        help=f"comma-separated: {','.join(IMPL_NAMES)} (the plain-loop variants run with fused)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the first GPU, spawned processes, synchronized clock reads")
+    parser.add_argument("--impls", default=None,
+                        help=f"comma-separated: {','.join(IMPL_NAMES)} (default: all; on cuda those but "
+                             f"{','.join(CPU_ONLY_IMPLS)}; the plain-loop variants run with fused)")
     steps_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_STEPS.items())
     parser.add_argument("--steps", type=int, default=None, help=f"timed batches per variant (default: {steps_help})")
     warmup_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_WARMUP.items())
@@ -195,15 +222,22 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"untimed batches before them (default: {warmup_help})")
     parser.add_argument("--repeats", type=int, default=3,
                         help=f"runs of {', '.join(REPEATED)}, interleaved; the fastest counts")
-    parser.add_argument("--variants", default=",".join(VARIANTS[1:]),
-                        help="plain-loop variants to run besides the project path (comma-separated, may be empty)")
+    parser.add_argument("--variants", default=None,
+                        help="plain-loop variants to run besides the project path (comma-separated, may be empty; "
+                             f"default: all; on cuda those but {','.join(CPU_ONLY_VARIANTS)})")
     parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the sgemm peak measurement")
     parser.add_argument("--data-dir", default=None, help="prepared data (default: the config's paths.prepared_dir)")
     parser.add_argument("--out", default=None,
-                        help=f"where the JSON goes (default: data/bench/train-<CPU kind>.json, here {default_out()})")
+                        help="where the JSON goes (default: data/bench/train-<CPU kind>.json, here "
+                             f"{default_out()}; on cuda data/bench/train-cuda-<GPU model>.json)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides applied after the setting's, e.g. data.batch_size=64")
     args = parser.parse_args(argv)
+    cuda = args.device == "cuda"
+    if args.impls is None:
+        args.impls = ",".join(i for i in IMPL_NAMES if not (cuda and i in CPU_ONLY_IMPLS))
+    if args.variants is None:
+        args.variants = ",".join(v for v in VARIANTS[1:] if not (cuda and v in CPU_ONLY_VARIANTS))
     cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
     args.variants = [v for v in args.variants.split(",") if v]
     for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, BENCH_SETTINGS),
@@ -211,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [g for g in given if g not in known]
         if unknown:
             parser.error(f"unknown {name} {', '.join(unknown)}: choose from {', '.join(known)}")
+    if cuda:
+        cpu_only = [x for x in [*args.impls, *args.variants] if x in CPU_ONLY_IMPLS + CPU_ONLY_VARIANTS]
+        if cpu_only:
+            parser.error(f"--device cuda: {', '.join(cpu_only)} run on a CPU only")
     for name in ("steps", "warmup", "repeats", "peak_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -222,9 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
     started, load_before = time.perf_counter(), os.getloadavg()
+    gpu = None
+    if cuda:
+        # This process never touches CUDA itself: the GPU is described and used by spawned children only.
+        variants_module.START_METHOD = "spawn"
+        gpu = in_fresh_process(gpu_description)
+        if gpu is None:
+            fail("bench", "--device cuda: torch sees no CUDA device here")
+    measure_peak = partial(in_fresh_process, gpu_matmul_peaks) if cuda else partial(in_fresh_process, sgemm_peak)
     # Nothing in this process may start OpenMP's threads before the runs are forked: see in_fresh_process.
     # The peak is taken at the start and at the end: a shared VM's varies over minutes.
-    peaks = [in_fresh_process(sgemm_peak, args.peak_size)]
+    peaks = [measure_peak(args.peak_size)]
     # Compiled (first use) or loaded here, once, rather than in each run's warm-up: no OpenMP threads start.
     kernel_problem = load_kernel() if "sequence" in args.impls else None
     if kernel_problem:
@@ -245,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                         row["vs_fused"] = (row["variants"]["project"]["samples_per_s"]
                                            / fused["variants"]["project"]["samples_per_s"])
                 results += rows
-    peaks.append(in_fresh_process(sgemm_peak, args.peak_size))
-    peak = max(peaks)
+    peaks.append(measure_peak(args.peak_size))
+    # On a GPU the reference is TF32's peak: what cuDNN's recurrent layers run in unless told otherwise.
+    peak = max(p["tf32"] for p in peaks) if cuda else max(peaks)
     step_rates = {}
     for result in results:
         for variant in result["variants"].values():
@@ -254,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
         shape = (result["batch_size"], result["hidden_size"], CELLS[result["cell"]].gates)
         if shape not in step_rates:
-            step_rates[shape] = in_fresh_process(recurrent_step_gflops, *shape)
+            step_rates[shape] = in_fresh_process(recurrent_step_gflops, *shape, 400, 5, args.device)
         ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,
                                         step_rates[shape])
         result["matmul_ceiling"] = {
@@ -269,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         length = round(first["real_tokens"] / first["samples"])
         with OtherLoad() as other:
             seconds = in_fresh_process(run_layers_only, cell, [r["impl"] for r in rows], rows[0]["batch_size"],
-                                       length, rows[0]["embedding_dim"], rows[0]["hidden_size"])
+                                       length, rows[0]["embedding_dim"], rows[0]["hidden_size"], 5, args.device)
         for result in rows:
             layer_gflops = result["batch_size"] * length * result["flops_per_token"] / seconds[result["impl"]] / 1e9
             result["layer_only"] = {
@@ -283,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes = [tuple(shape) for shape in rows[0]["timed_batch_shapes"]]
         with OtherLoad() as other:
             seconds = in_fresh_process(run_layers_on_shapes, cell, [r["impl"] for r in rows], shapes,
-                                       rows[0]["embedding_dim"], rows[0]["hidden_size"])
+                                       rows[0]["embedding_dim"], rows[0]["hidden_size"], 3, args.device)
         for result in rows:
             real_tokens = result["variants"]["project"]["real_tokens"]
             layer_gflops = real_tokens * result["flops_per_token"] / seconds[result["impl"]] / 1e9
@@ -292,20 +339,24 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": seconds[result["impl"]], "useful_gflops": layer_gflops, "peak_pct": 100 * layer_gflops / peak,
                 "project_pct_of_layer": 100 * result["variants"]["project"]["useful_gflops"] / layer_gflops,
                 "other_processes_cpu_pct": round(other.pct, 1)}
+    machine = {"device": f"{gpu['name']} (CUDA)" if cuda else device_description("cpu"), "cpu_model": cpu_model(),
+               "cpu_kind": cpu_kind(), "avx512": has_avx512(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],
+               "load_after": [round(x, 2) for x in os.getloadavg()]}
+    if cuda:
+        machine["gpu"] = gpu
     report = {
-        "machine": {"device": device_description("cpu"), "cpu_model": cpu_model(), "cpu_kind": cpu_kind(),
-                    "avx512": has_avx512(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],
-                    "load_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine,
         "sgemm_peak_gflops": peak,
+        "peak_kind": "tf32 matmul on the GPU" if cuda else "sgemm",
         "sequence_kernel_problem": kernel_problem,
-        "sgemm_peak_start_end_gflops": [round(p, 1) for p in peaks],
+        "sgemm_peak_start_end_gflops": peaks if cuda else [round(p, 1) for p in peaks],
         "wall_seconds": time.perf_counter() - started,
-        "targets": check_targets(results),
+        "targets": cuda_targets(results) if cuda else check_targets(results),
         "results": results,
     }
     print_table(report)
-    out = Path(args.out or default_out())
+    out = Path(args.out or default_out(gpu["name"] if cuda else None))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out} ({report['wall_seconds']:.0f} s)")

@@ -30,6 +30,24 @@ def sgemm_peak(size: int = 4096, repeats: int = 4) -> float:
     return 2 * size**3 / fastest_seconds(lambda: torch.mm(a, b, out=out), repeats) / 1e9
 
 
+def gpu_matmul_peaks(size: int = 8192, repeats: int = 4) -> dict[str, float]:
+    """GFLOP/s of a large matmul on the GPU in fp32 (TF32 off), TF32 (cuDNN's default for recurrent layers) and
+    bf16, the fastest of `repeats` each (see fastest_seconds: torch's Timer synchronizes the GPU around a call)."""
+    device = torch.device("cuda")
+    saved = torch.backends.cuda.matmul.allow_tf32
+    peaks = {}
+    try:
+        for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                                  ("bf16", torch.bfloat16, False)):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+            out = torch.empty(size, size, device=device, dtype=dtype)
+            peaks[name] = 2 * size**3 / fastest_seconds(lambda: torch.mm(a, b, out=out), repeats) / 1e9
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return peaks
+
+
 def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
     """Forward + backward matmul FLOPs one real token costs a one-layer, one-direction cell.
 
@@ -41,15 +59,16 @@ def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
     return 3 * 2 * CELLS[cell].gates * hidden_size * (embedding_dim + hidden_size)
 
 
-def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5) -> float:
+def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5,
+                          device: str = "cpu") -> float:
     """GFLOP/s of the recurrence's own matmul: a chain of `steps` [batch, H] x [H, gates*H] products, each
     taking the previous one's output, as h_t needs h_{t-1}. The fastest chain of `repeats` (see fastest_seconds).
 
     These products are small (at B=128, H=128, g=4: 17 MFLOP each) and cannot be batched over time, so
     they run far below the large-matmul peak: thread start-up and synchronisation cost as much as the maths.
     """
-    weight = torch.randn(hidden, gates * hidden) / hidden**0.5
-    state = torch.randn(batch, gates * hidden)
+    weight = torch.randn(hidden, gates * hidden, device=device) / hidden**0.5
+    state = torch.randn(batch, gates * hidden, device=device)
 
     def chain() -> torch.Tensor:
         out = state

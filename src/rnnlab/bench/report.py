@@ -65,10 +65,35 @@ def check_targets(results: list[dict]) -> dict:
     return checks
 
 
+# Issue 23's, on a GPU at the article setting: the time of an LSTM epoch of 25,000 reviews (on an H200), and the
+# LSTM/GRU time ratio beside the article's "about 2x" and DeepBench's ~1.3x (V100, fp32), reported without a verdict.
+CUDA_LSTM_EPOCH_S = 3.0
+EPOCH_REVIEWS = 25_000
+
+
+def cuda_targets(results: list[dict]) -> dict:
+    """The GPU's targets from the fused cells' project rows: an epoch's time estimated from the timed window's
+    samples/s (met is None, a figure to read, where no target is set)."""
+    rows = {(r["cell"], r["setting"]): r["variants"]["project"] for r in results if r["impl"] == "fused"}
+    checks = {}
+    if ("lstm", "article") in rows:
+        seconds = EPOCH_REVIEWS / rows[("lstm", "article")]["samples_per_s"]
+        checks[f"lstm/article/fused epoch of {EPOCH_REVIEWS:,} reviews (s, estimated) <= {CUDA_LSTM_EPOCH_S:g} on an "
+               "H200"] = {"value": seconds, "met": seconds <= CUDA_LSTM_EPOCH_S}
+    for setting in ("article", "h128"):
+        if ("lstm", setting) in rows and ("gru", setting) in rows:
+            ratio = rows[("gru", setting)]["samples_per_s"] / rows[("lstm", setting)]["samples_per_s"]
+            checks[f"lstm/{setting}/fused time over gru's (article ~2, DeepBench V100 ~1.3)"] = {"value": ratio,
+                                                                                               "met": None}
+    return checks
+
+
 def print_table(report: dict) -> None:
     machine = report["machine"]
     kind = machine.get("cpu_kind", "unknown kind")
-    print(f"\n{machine['device']} [{kind}{', AVX-512' if machine.get('avx512') else ''}]; sgemm peak {report['sgemm_peak_gflops']:.1f} GFLOP/s "
+    peak_kind = report.get("peak_kind", "sgemm")
+    print(f"\n{machine['device']} [{kind}{', AVX-512' if machine.get('avx512') else ''}]; {peak_kind} peak "
+          f"{report['sgemm_peak_gflops']:.1f} GFLOP/s "
           f"(start, end: {report['sgemm_peak_start_end_gflops']}); load average "
           f"{machine['load_before']} before, {machine['load_after']} after")
     print("The project path's samples/s, real tokens/s, useful GFLOP/s and % of the sgemm peak, and its speed "
@@ -104,7 +129,8 @@ def print_table(report: dict) -> None:
                lambda r: "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items()))
     print("\ntargets:")
     for name, check in report["targets"].items():
-        print(f"  {'met   ' if check['met'] else 'MISSED'} {name}: {check['value']:.2f}")
+        verdict = "      " if check["met"] is None else "met   " if check["met"] else "MISSED"
+        print(f"  {verdict} {name}: {check['value']:.2f}")
 
 
 def print_rows(report: dict, heading: str, row: Callable[[dict], str]) -> None:

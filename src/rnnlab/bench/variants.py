@@ -12,6 +12,10 @@
 Every variant trains `warmup` batches first and is timed from the end of the last warm-up step to the end
 of the last step: data loading, collation, forward, backward, clipping, optimizer step and bookkeeping.
 Each run happens in a fresh process (`in_fresh_process`), as a real `python -m rnnlab.train` would.
+
+On a GPU (`device="cuda"`) the clock is read only at those two points, each after `torch.cuda.synchronize`
+(CUDA calls return before their kernels end), and nothing inside the window waits for the GPU on the benchmark's
+behalf: losses and lengths are read once the window has ended.
 """
 
 from __future__ import annotations
@@ -50,11 +54,17 @@ class Measurement:
     computed_tokens: int = 0  # batch x time steps actually run, padding included
     losses: list[float] = field(default_factory=list)
 
-    def add(self, lengths: torch.Tensor, tokens: torch.Tensor, loss: float) -> None:
-        self.samples += len(lengths)
+    def add(self, lengths: torch.Tensor, computed_tokens: int, loss: float) -> None:
+        self.samples += len(lengths)  # one process, one device: each review of a batch counts once
         self.real_tokens += int(lengths.sum())
-        self.computed_tokens += tokens.numel()
+        self.computed_tokens += computed_tokens
         self.losses.append(loss)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the GPU's queued work before a clock read; nothing to wait for on a CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -86,6 +96,12 @@ def plan_batches(datamodule: IMDBDataModule, warmup: int, steps: int, seed: int)
     return BatchPlan(warmup, bucketed, shuffled)
 
 
+# How in_fresh_process starts its child: forked on a CPU (see there); on a GPU spawned, a new interpreter, since a
+# forked child cannot use CUDA once anything in the parent has touched it. `python -m rnnlab.bench --device cuda`
+# sets "spawn".
+START_METHOD = "fork"
+
+
 def in_fresh_process(fn: Callable, *args):
     """fn(*args) in a child forked from this process, which must not have run a parallel torch op yet.
 
@@ -96,7 +112,7 @@ def in_fresh_process(fn: Callable, *args):
     lets runs with and without flushing share one benchmark. The child also starts with the same memory state each
     time.
     """
-    pool = multiprocessing.get_context("fork").Pool(1)
+    pool = multiprocessing.get_context(START_METHOD).Pool(1)
     try:
         return pool.apply(fn, args)
     finally:
@@ -107,34 +123,38 @@ def in_fresh_process(fn: Callable, *args):
 class WindowTimer(pl.Callback):
     """Times the steps after warm-up inside Lightning, and checks that they were the planned batches.
 
-    Each batch's lengths and labels are kept (references, no copy) and compared with the planned reviews' at
-    the end of training, so that the check costs nothing inside the timed window.
+    Each batch's lengths, labels and loss are kept (references, no copy) and read at the end of training (the
+    figures, and the check against the planned reviews), so that they cost nothing inside the timed window.
     """
 
     def __init__(self, plan: BatchPlan) -> None:
         self.plan = plan
         self.measurement = Measurement()
         self.start = 0.0
-        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.seen: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        now = time.perf_counter()
+        if batch_idx in (self.plan.warmup - 1, len(self.plan.bucketed) - 1):  # the window's ends
+            synchronize(pl_module.device)
+            now = time.perf_counter()
+            if batch_idx == self.plan.warmup - 1:
+                self.start = now
+            else:
+                self.measurement.seconds = now - self.start
         tokens, lengths, labels = batch
-        self.seen.append((lengths, labels))
-        if batch_idx >= self.plan.warmup:
-            self.measurement.add(lengths, tokens, float(outputs["loss"]))
-            self.measurement.seconds = now - self.start
-        if batch_idx == self.plan.warmup - 1:
-            self.start = time.perf_counter()
+        self.seen.append((tokens.numel(), lengths, labels, outputs["loss"].detach()))
 
     def on_train_end(self, trainer, pl_module) -> None:
         dataset = trainer.datamodule.datasets["train"]
         if len(self.seen) != len(self.plan.bucketed):
             raise RuntimeError(f"trained {len(self.seen)} batches, {len(self.plan.bucketed)} were planned")
-        for k, ((lengths, labels), reviews) in enumerate(zip(self.seen, self.plan.bucketed)):
+        for k, ((computed, lengths, labels, loss), reviews) in enumerate(zip(self.seen, self.plan.bucketed)):
+            lengths, labels = lengths.cpu(), labels.cpu()
             if not (np.array_equal(lengths.numpy(), dataset.lengths[reviews])
                     and np.array_equal(labels.numpy(), dataset.split.labels[reviews].astype(np.float32))):
                 raise RuntimeError(f"batch {k} is not the planned one: the datamodule's batches changed")
+            if k >= self.plan.warmup:
+                self.measurement.add(lengths, computed, float(loss))
 
 
 def run_project(cfg: DictConfig, plan: BatchPlan) -> tuple[Measurement, dict]:
@@ -172,8 +192,9 @@ def collate_to(items: list, max_len: int) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_max: bool, flush_denormal: bool,
-              project_settings: bool = False) -> Measurement:
-    """A plain PyTorch loop: the same data, initial weights, optimizer, loss and clipping as the project path.
+              project_settings: bool = False, device: str = "cpu") -> Measurement:
+    """A plain PyTorch loop: the same data, initial weights, optimizer, loss and clipping as the project path,
+    on `device` (each batch copied there as Lightning does).
 
     project_settings: run as the project does (flush_denormal is then implied); else PyTorch's defaults,
     flush-denormal aside. Either way before the process's first parallel op: see in_fresh_process.
@@ -187,36 +208,43 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
     datamodule, module = build_data_and_model(cfg)
     datamodule.setup("fit")
     dataset = datamodule.datasets["train"]
-    net, clip = module.net, cfg.trainer.gradient_clip_val
+    net, clip = module.net.to(device), cfg.trainer.gradient_clip_val
     optimizer = module.optimizer_factory(net.parameters())
     loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batches],
                         collate_fn=partial(collate_to, max_len=dataset.max_len) if pad_to_max else collate)
-    measurement, start = Measurement(), 0.0
+    measurement, start, seen = Measurement(), 0.0, []
     net.train()
     for step, (tokens, lengths, labels) in enumerate(loader):
+        tokens, lengths, labels = tokens.to(device), lengths.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = F.binary_cross_entropy_with_logits(net(tokens, lengths), labels)
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimizer.step()
-        now = time.perf_counter()
+        if step in (warmup - 1, len(batches) - 1):  # the window's ends
+            synchronize(device)
+            now = time.perf_counter()
+            if step == warmup - 1:
+                start = now
+            else:
+                measurement.seconds = now - start
         if step >= warmup:
-            measurement.add(lengths, tokens, loss.item())
-            measurement.seconds = now - start
-        if step == warmup - 1:
-            start = time.perf_counter()
+            seen.append((lengths, tokens.numel(), loss.detach()))
+    for lengths, computed, loss in seen:
+        measurement.add(lengths.cpu(), computed, float(loss))
     return measurement
 
 
-def make_layers(cell: str, impls: list[str], embedding_dim: int, hidden_size: int) -> dict[str, torch.nn.Module]:
+def make_layers(cell: str, impls: list[str], embedding_dim: int, hidden_size: int,
+                device: str = "cpu") -> dict[str, torch.nn.Module]:
     """One recurrent layer of each implementation, as the encoder builds it."""
     layers = {}
     for impl in impls:
         if impl == "fused":
-            layers[impl] = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True)
+            layers[impl] = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True).to(device)
         else:
-            layers[impl] = LAYER_CELLS[impl][cell](embedding_dim, hidden_size)
+            layers[impl] = LAYER_CELLS[impl][cell](embedding_dim, hidden_size).to(device)
     return layers
 
 
@@ -227,24 +255,24 @@ def layer_step(impl: str, layer: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 def run_layers_only(cell: str, impls: list[str], batch: int, length: int, embedding_dim: int, hidden_size: int,
-                    repeats: int = 5) -> dict[str, float]:
+                    repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """Seconds of the fastest forward + backward of one recurrent layer of each implementation alone on a
     [batch, length, E] input. Each implementation's own speed at this shape, which the project path cannot beat.
     The implementations take turns, `repeats` rounds (see fastest_seconds), so that they compare back to back;
     with the project's process settings, in a fresh process.
     """
-    return run_layers_on_shapes(cell, impls, [(batch, length)], embedding_dim, hidden_size, repeats)
+    return run_layers_on_shapes(cell, impls, [(batch, length)], embedding_dim, hidden_size, repeats, device)
 
 
 def run_layers_on_shapes(cell: str, impls: list[str], shapes: list[tuple[int, int]], embedding_dim: int,
-                         hidden_size: int, repeats: int = 3) -> dict[str, float]:
+                         hidden_size: int, repeats: int = 3, device: str = "cpu") -> dict[str, float]:
     """As `run_layers_only`, over a list of [batch, length] shapes in turn: the seconds of the fastest round
     through all of them. Given the project's timed batches' shapes (`batch_shapes`), it is what the layer alone
     costs on the real, bucketed and padded batches, whose lengths vary from batch to batch."""
     apply_training_settings()
     torch.manual_seed(0)
-    inputs = [torch.randn(batch, length, embedding_dim, requires_grad=True) for batch, length in shapes]
-    layers = make_layers(cell, impls, embedding_dim, hidden_size)
+    inputs = [torch.randn(batch, length, embedding_dim, device=device, requires_grad=True) for batch, length in shapes]
+    layers = make_layers(cell, impls, embedding_dim, hidden_size, device)
     seconds = {impl: float("inf") for impl in impls}
     for _ in range(repeats):
         for impl in impls:
