@@ -178,6 +178,7 @@ def test_the_bag_appears_in_compares_outputs(tmp_path):
     rows = {row[0]: row for row in table_rows(table)}
     assert list(rows) == ["rnn", "lstm", "gru", "bag"]
     assert rows["bag"][:4] == ["bag", "plain", "3", "0.8600 ± 0.0010"]
+    assert rows["rnn"][5] == "1.00x" and rows["bag"][5] == f"{21 / 51:.2f}x"  # against the fastest cell
     e, h = compose_config([]).model.embedding_dim, compose_config([]).model.hidden_size
     assert rows["bag"][-1] == "0"  # recurrent parameters
     for cell in CELL_NAMES:
