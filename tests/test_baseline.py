@@ -14,14 +14,15 @@ import json
 
 import pytest
 import torch
+from matplotlib.colors import to_hex
 
-from rnnlab.cells import BASELINE_NAMES, CELL_NAMES, CELLS, IMPL_NAMES
+from rnnlab.cells import BASELINE_NAMES, CELL_NAMES, CELLS, IMPL_NAMES, IMPLEMENTATIONS
 from rnnlab.composition import compose_config
 from rnnlab.models.network import RecurrentNetwork
 from rnnlab.parameters import matched_hidden_size, recurrent_parameters, with_matched_model
 from rnnlab.pipeline import planned_runs
 from rnnlab.train import train
-from tests.helpers.project import run_module
+from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.training import compose_tiny, runs, tiny_overrides
 from tests.test_compare import SEEDS, claims, run_command, run_compare, table_rows, write_run, write_runs
 
@@ -218,3 +219,13 @@ def test_a_matched_pipeline_is_checked_against_each_cells_solved_size(tmp_path):
     result = run_command(tmp_path, *pipeline)
     assert result.returncode == 1
     assert "was trained with model.hidden_size=64; the pipeline now says 77" in result.stderr
+
+
+def test_the_dvc_plot_templates_colour_every_cell_as_the_figures_do():
+    """`dvc plots show` draws with .dvc/plots/ templates: their cell colours are rnnlab.cells' (the PNGs')."""
+    for name in ("cells_linear.json", "cells_scatter.json"):
+        template = json.loads((PROJECT_ROOT / ".dvc" / "plots" / name).read_text())
+        scale = template["encoding"]["color"]["scale"]
+        assert scale["domain"] == list(CELLS) and scale["range"] == [to_hex(cell.colour) for cell in CELLS.values()]
+    shapes = json.loads((PROJECT_ROOT / ".dvc" / "plots" / "cells_scatter.json").read_text())["encoding"]["shape"]
+    assert shapes["scale"]["domain"] == list(IMPLEMENTATIONS)
