@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from rnnlab.cells import CELLS, PLAIN
 from rnnlab.cli import UserError
 from rnnlab.composition import compose_config
 from rnnlab.train import build_data_and_model
@@ -35,7 +36,7 @@ def test_every_group_option_composes_and_builds(override, prepared_dir):
 
 
 def test_group_options_exist():
-    assert options("model") == ["gru", "lstm", "rnn"]
+    assert options("model") == ["bag", "gru", "lstm", "rnn"]
     assert {"default", "gpu", "ddp", "ddp_sim"} <= set(options("trainer"))
     assert {"article", "best"} <= set(options("experiment"))
 
@@ -57,15 +58,17 @@ def test_article_experiment_is_the_keras_setup():
 
 
 def test_choosing_a_cell_by_group_or_by_key_is_the_same():
-    """The DVC train stages set `model.cell=<cell>` on params.yaml; Hydra users pick `model=<cell>`."""
+    """The DVC train stages set `model.cell=<cell>` on params.yaml (the baseline stage also `model.impl=plain`, a
+    cell without recurrence's one implementation); Hydra users pick `model=<cell>`."""
     for cell in options("model"):
-        assert compose_config([f"model={cell}"]) == compose_config([f"model.cell={cell}"])
+        impl = [] if CELLS[cell].recurrent else [f"model.impl={PLAIN}"]
+        assert compose_config([f"model={cell}"]) == compose_config([f"model.cell={cell}", *impl])
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.cell=transformer", "model: cell='transformer' is unknown: choose rnn | lstm | gru"),
+        ("model.cell=transformer", "model: cell='transformer' is unknown: choose rnn | lstm | gru | bag"),
         ("model.impl=cuda", "model: impl='cuda' is unknown: choose fused | explicit | sequence"),
         ("model.pooling=median", "model: pooling='median' is unknown: choose last | max | mean"),
         ("model.hidden_size=0", "model: hidden_size=0 must be a positive integer"),
@@ -94,7 +97,7 @@ def test_train_cli_refuses_bad_config_in_one_line(tmp_path, prepared_dir):
                         f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert errors == ["train: error: model: cell='transformer' is unknown: choose rnn | lstm | gru"]
+    assert errors == ["train: error: model: cell='transformer' is unknown: choose rnn | lstm | gru | bag"]
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
 
 

@@ -59,9 +59,10 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     client = mlflow.MlflowClient(uri)
     # An explicit artifact folder: MLflow's default for a sqlite store is ./mlruns, i.e. the project root's.
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=str(tmp_path / "artifacts"))
-    # Two GRU seeds of one setting, and a GRU run of another setting (max_len), which must not join them
+    # Two GRU seeds of one setting, and a GRU run of another setting (max_len), which must not join them; the
+    # bag of embeddings (no recurrence, impl plain) beside the cells
     for overrides in (["model=rnn"], ["model=lstm"], ["model=gru"], ["model=gru", "seed=1"],
-                      ["model=gru", "data.max_len=5"]):
+                      ["model=gru", "data.max_len=5"], ["model=bag"]):
         train(compose_tiny(prepared_dir, tmp_path, *overrides))
     # A run that did not finish must be left out, however good its numbers.
     failed = client.create_run(experiment_id, tags={"cell": "crashed", "impl": "fused"})
@@ -73,13 +74,13 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     notebook = execute(PROJECT_ROOT / "notebooks", probe="print(summary.to_json(orient='records'))")
 
     table = text(tagged(notebook, "summary-table").outputs)
-    for cell in ("rnn", "lstm", "gru"):
+    for cell in ("rnn", "lstm", "gru", "bag"):
         assert cell in table
     assert "crashed" not in table
     rows = json.loads(notebook.cells[-1].outputs[-1]["text"])
     assert {(row["cell"], row["setting"]): row["runs"] for row in rows} == {
         ("rnn", "data.max_len=400"): 1, ("lstm", "data.max_len=400"): 1, ("gru", "data.max_len=400"): 2,
-        ("gru", "data.max_len=5"): 1}
+        ("gru", "data.max_len=5"): 1, ("bag", "data.max_len=400"): 1}
     [gru] = [row for row in rows if row["cell"] == "gru" and row["runs"] == 2]
     assert "±" in gru["test_acc"] and "±" in gru["fit_time_s"]  # two seeds: mean ± sd
     for tag in ("accuracy-vs-time", "learning-curves", "gradient-decay"):

@@ -37,12 +37,13 @@ def test_dvc_repro_data_stages(tmp_path, tiny_archive):
 
 @pytest.mark.slow
 def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
-    """download -> prepare -> train x3 -> gradients, adding -> compare, with params.yaml composed for a tiny run
-    (as `dvc exp run -S` would compose it), a metrics table listing every cell, and a change of code rerunning
-    exactly the stages that execute it."""
+    """download -> prepare -> train x3, baseline (the bag) -> gradients, adding -> compare, with params.yaml
+    composed for a tiny run (as `dvc exp run -S` would compose it), a metrics table listing every cell and the
+    bag, and a change of code rerunning exactly the stages that execute it."""
     archive, sha = tiny_archive
     project = copy_project(tmp_path / "project")
-    small = ["pipeline.seeds=[0]", "pipeline.impls=[fused]", "trainer.max_epochs=1", "data.batch_size=4",
+    small = ["pipeline.seeds=[0]", "pipeline.impls=[fused]", "pipeline.baselines=[bag]",
+             "trainer.max_epochs=1", "data.batch_size=4",
              "model.embedding_dim=8", "model.hidden_size=8", "callbacks.progress_bar=null",
              "findings.gradients.length=6", "findings.adding.lengths=[10]", "findings.adding.seeds=[0]",
              "findings.adding.lr_search.lrs=[0.01]", "findings.adding.workers=1",
@@ -69,8 +70,13 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
         run = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db").get_run(metrics["mlflow_run_id"])
         assert run.info.run_name == f"{cell}-fused-seed0" and run.data.tags["cell"] == cell
     assert not (project / "data" / "train" / "rnn-explicit-0").exists()  # only the planned runs train
+    # the bag of embeddings: once per seed under its one implementation, beside the cells, never per impl
+    assert "Running stage 'baseline@bag-0'" in result.stdout and "bag-fused" not in result.stdout
+    bag = json.loads((project / "data" / "train" / "bag-plain-0" / "metrics.json").read_text())
+    assert (bag["cell"], bag["impl"], bag["seed"]) == ("bag", "plain", 0)
     table = (project / "data" / "compare" / "table.md").read_text()
-    assert all(f"| {cell} | fused | 1 |" in table for cell in CELLS)
+    assert all(f"| {cell} | fused | 1 |" in table for cell in CELLS) and "| bag | plain | 1 |" in table
+    assert "| bag (no recurrence, impl plain) | 1 |" in (project / "data" / "compare" / "claims.md").read_text()
     claims = (project / "data" / "compare" / "claims.md").read_text()
     assert "(a) RNN fastest but least accurate:** not testable" in claims  # one seed: no intervals
     gradients = json.loads((project / "data" / "findings" / "gradients.json").read_text())
@@ -78,7 +84,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     shown = json.loads(run_dvc("metrics", "show", "--json", cwd=project).stdout)[""]["data"]
     assert list(shown) == ["data/compare/scores.json"]  # one row: the means per cell, not every run's numbers
     scores = shown["data/compare/scores.json"]["data"]
-    assert sorted(scores) == sorted(f"{cell}-fused" for cell in CELLS)
+    assert sorted(scores) == sorted([*(f"{cell}-fused" for cell in CELLS), "bag-plain"])
     assert all(set(row) == {"test_acc", "fit_time_s"} and all(isinstance(v, (int, float)) for v in row.values())
                for row in scores.values())
 
@@ -92,7 +98,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     status = run_dvc("status", "--json", cwd=project)
     assert status.returncode == 0, status.stderr
     changed = json.loads(status.stdout)
-    assert {f"train@{cell}-fused-0" for cell in CELLS} | {"adding"} <= set(changed), changed
+    assert {f"train@{cell}-fused-0" for cell in CELLS} | {"baseline@bag-0", "adding"} <= set(changed), changed
     assert not {"download", "prepare"} & set(changed), changed
     for stage, changes in changed.items():
         assert changes == [{"changed deps": {"src/rnnlab/run/cpu.py": "modified"}}], (stage, changes)

@@ -8,15 +8,17 @@ metrics.json and config.yaml. Any other folder there (a run of an earlier pipeli
 that is missing, or that was trained with other data, model or trainer settings than the config's, stops the
 stage with one line saying which. Optional: gradients.json and adding.json in paths.findings_dir.
 Writes, in paths.compare_dir:
-    table.md              accuracy, training time and throughput per cell and implementation (mean ± sd),
-                          then the settings, the runs and the device(s) behind them
-    claims.md             each of the article's four claims: figures, intervals, verdict (holds / does not hold /
-                          inconclusive, by the rule of rnnlab.comparison.claims, Holm-adjusted over the report's
-                          interval tests; settings: `compare`)
+    table.md              accuracy, training time, throughput and parameters (all, and the recurrent layers')
+                          per cell and implementation (mean ± sd), then the settings, the runs and the
+                          device(s) behind them; the baselines (pipeline.baselines: no recurrence) as rows too
+    claims.md             each of the article's four claims on the recurrent cells (the baselines: extra rows):
+                          figures, intervals, verdict (holds / does not hold / inconclusive, by the rule of
+                          rnnlab.comparison.claims, Holm-adjusted over the report's interval tests; settings:
+                          `compare`)
     claims.json           the same, as data
     scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s
     accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
-    learning_curves.csv   validation accuracy by epoch and cell (fused, mean over seeds; a DVC plot)
+    learning_curves.csv   validation accuracy by epoch and cell (fused and plain, mean over seeds; a DVC plot)
 Then it registers the pipeline's best run (highest test_acc) in the MLflow store that run went to, as
 models:/rnnlab-imdb@champion, the model `python -m rnnlab.predict` uses (rnnlab.serve.registry). Without that store
 (runs pulled through DVC from another machine, a moved database) it says so in one note and carries on.
@@ -29,9 +31,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rnnlab.cells import CELLS
 from rnnlab.cli import hydra_app
 from rnnlab.comparison.champion import register_best
-from rnnlab.comparison.claims import judge_all, rule_settings
+from rnnlab.comparison.claims import baseline_figures, judge_all, rule_settings
 from rnnlab.comparison.claims_report import claims_markdown
 from rnnlab.comparison.figures import plot_accuracy_vs_time
 from rnnlab.comparison.runs import load_runs, read_optional
@@ -51,7 +54,10 @@ def compare(cfg: DictConfig) -> str:
     runs = load_runs(cfg)
     findings_dir = Path(cfg.paths.findings_dir)
     gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
-    report = judge_all(runs, gradients, adding, **settings)
+    # The claims are about the article's recurrent cells; the baselines (no recurrence) are extra rows beside them.
+    recurrent = [run for run in runs if CELLS[run["cell"]].recurrent]
+    report = judge_all(recurrent, gradients, adding, **settings)
+    report["baselines"] = baseline_figures([run for run in runs if not CELLS[run["cell"]].recurrent])
     out = Path(cfg.paths.compare_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)

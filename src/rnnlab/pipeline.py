@@ -1,9 +1,12 @@
 """The runs `dvc repro` trains, and where each one's outputs live.
 
 `pipeline.cells` x `pipeline.impls` x `pipeline.seeds` (conf/config.yaml) is the DVC matrix of train stages;
-stage `train@<cell>-<impl>-<seed>` writes `<paths.train_dir>/<cell>-<impl>-<seed>/`. The stages after training
-(gradients, compare) read exactly these folders and nothing else, so a folder left from an earlier pipeline
-(another seed list, another machine) never enters a table.
+stage `train@<cell>-<impl>-<seed>` writes `<paths.train_dir>/<cell>-<impl>-<seed>/`. The cells without
+recurrence (`pipeline.baselines`, e.g. the bag of embeddings) have one implementation, `plain`, so they train
+once per seed, not once per implementation: `pipeline.baselines` x `pipeline.seeds` is the matrix of stage
+`baseline@<cell>-<seed>`, which writes `<paths.train_dir>/<cell>-plain-<seed>/` (DVC's matrix is a full product,
+so the two lists are kept apart). The stages after training (gradients, compare) read exactly these folders and
+nothing else, so a folder left from an earlier pipeline (another seed list, another machine) never enters a table.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rnnlab.cells import CELL_NAMES, IMPL_NAMES
+from rnnlab.cells import BASELINE_NAMES, CELL_NAMES, IMPL_NAMES, PLAIN
 from rnnlab.checks import one_of
 
 
@@ -30,15 +33,25 @@ class PlannedRun:
 
 
 def planned_runs(pipeline: DictConfig) -> list[PlannedRun]:
-    """Every run of the pipeline section, in the article's cell order; ValueError on an unknown cell or impl."""
+    """Every run of the pipeline section: the recurrent cells' (per implementation, in the article's cell order),
+    then the baselines'; ValueError on an unknown cell or impl, or a cell in the other list than its own."""
+    baselines = list(pipeline.get("baselines") or [])  # absent in configs older than the baselines
     for cell in pipeline.cells:
+        if cell in BASELINE_NAMES:
+            raise ValueError(f"pipeline.cells lists {cell}, which has no recurrence (one implementation, {PLAIN}): "
+                             f"list it in pipeline.baselines")
         one_of("pipeline.cells", cell, CELL_NAMES)
+    for cell in baselines:
+        if cell in CELL_NAMES:
+            raise ValueError(f"pipeline.baselines lists {cell}, a recurrent cell: list it in pipeline.cells")
+        one_of("pipeline.baselines", cell, BASELINE_NAMES)
     for impl in pipeline.impls:
         one_of("pipeline.impls", impl, IMPL_NAMES)
     if not (pipeline.cells and pipeline.impls and pipeline.seeds):
         raise ValueError("pipeline.cells, pipeline.impls and pipeline.seeds must each list at least one value")
-    return [PlannedRun(cell, impl, int(seed))
-            for impl, cell, seed in itertools.product(pipeline.impls, pipeline.cells, pipeline.seeds)]
+    recurrent = [PlannedRun(cell, impl, int(seed))
+                 for impl, cell, seed in itertools.product(pipeline.impls, pipeline.cells, pipeline.seeds)]
+    return recurrent + [PlannedRun(cell, PLAIN, int(seed)) for cell in baselines for seed in pipeline.seeds]
 
 
 def run_folder(train_dir: str | Path, run: PlannedRun) -> Path:

@@ -30,6 +30,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from rnnlab.checks import positive_int
 from rnnlab.cli import UserError, build, first_line, hydra_app
+from rnnlab.parameters import network_settings, with_matched_model
 from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from rnnlab.run.export import export_finished
 from rnnlab.run.provenance import data_hash
@@ -62,6 +63,10 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
                      sweep_id: str | None, tags: dict[str, str] | None) -> TrainResult:
     """`train`'s recipe, top to bottom."""
     check_trainer_settings(cfg)
+    try:  # experiment=matched: the cell's hidden size solved before anything records the settings
+        cfg = with_matched_model(cfg)
+    except ValueError as e:
+        raise UserError(f"model.match: {first_line(e)}") from e
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]
@@ -98,7 +103,7 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
 def build_data_and_model(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The datamodule and the model, every setting checked before any run exists (one `UserError` line if not)."""
     datamodule = build(cfg.data, "data")
-    model = build(cfg.model, "model", task=datamodule.task, **datamodule.network_inputs)
+    model = build(network_settings(cfg.model), "model", task=datamodule.task, **datamodule.network_inputs)
     try:  # the optimizer and scheduler are only built at fit time: try their settings now
         model.configure_optimizers()
     except (ValueError, TypeError) as e:

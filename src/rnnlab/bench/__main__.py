@@ -76,7 +76,7 @@ from rnnlab.bench.variants import (
     run_plain,
     run_project,
 )
-from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
+from rnnlab.cells import BASELINE_NAMES, CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.cli import UserError, build, fail
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         args.variants = ",".join(v for v in VARIANTS[1:] if not (cuda and v in CPU_ONLY_VARIANTS))
     cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
     args.variants = [v for v in args.variants.split(",") if v]
+    without_recurrence = [cell for cell in cells if cell in BASELINE_NAMES]
+    if without_recurrence:  # the bench times recurrent layers against their FLOPs: the bag has neither
+        parser.error(f"{', '.join(without_recurrence)} has no recurrence to benchmark: choose from "
+                     f"{', '.join(CELL_NAMES)} (its training time is in compare's table)")
     for name, given, known in (("cell", cells, CELL_NAMES), ("setting", settings, BENCH_SETTINGS),
                                ("impl", args.impls, IMPL_NAMES), ("variant", args.variants, VARIANTS[1:])):
         unknown = [g for g in given if g not in known]

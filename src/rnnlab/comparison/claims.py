@@ -286,3 +286,14 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
     report["d_rnn_gradients_vanish"] = judge_gradients(gradients, adding)
     report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
     return report
+
+
+def baseline_figures(runs: list[dict]) -> dict:
+    """The cells without recurrence (the floor): per cell, test accuracy and training time over seeds, as the
+    claims' tables describe each cell. The claims are about the article's recurrent cells and never judge these."""
+    cells: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        cells[run["cell"]].append(run)
+    return {cell: {"impl": cells[cell][0]["impl"], "test_acc": describe([r["test_acc"] for r in cells[cell]]),
+                   "fit_time_s": describe([r["fit_time_s"] for r in cells[cell]]),
+                   "seeds": sorted(int(r["seed"]) for r in cells[cell])} for cell in sorted(cells, key=cell_rank)}

@@ -57,6 +57,15 @@ def margin_line(claim: dict) -> str | None:
     return "; ".join(f"at {margin_words(float(m))}: {verdict}" for m, verdict in shown.items())
 
 
+def baseline_rows(report: dict) -> list[str]:
+    """The cells without recurrence as extra rows of every implementation's table: the floor the recurrent cells
+    are read against (their one implementation, plain; the claims do not judge them)."""
+    return [f"| {cell} (no recurrence, impl {figures['impl']}) | {figures['test_acc']['n']} "
+            f"| {figures['test_acc']['mean']:.4f} {interval(figures['test_acc'])} "
+            f"| {figures['fit_time_s']['mean']:.0f} {interval(figures['fit_time_s'], '{:.0f}')} |"
+            for cell, figures in (report.get("baselines") or {}).items()]
+
+
 def claims_markdown(report: dict) -> str:
     lines = ["# The article's claims, measured", "", family_note(report), ""]
     for impl, result in report["implementations"].items():
@@ -66,6 +75,7 @@ def claims_markdown(report: dict) -> str:
             acc, time = figures["test_acc"], figures["fit_time_s"]
             lines.append(f"| {cell} | {acc['n']} | {acc['mean']:.4f} {interval(acc)} "
                          f"| {time['mean']:.0f} {interval(time, '{:.0f}')} |")
+        lines += baseline_rows(report)
         a = result["a_rnn_fastest_least_accurate"]
         b = result["b_lstm_gru_similar_accuracy"]
         c = result["c_lstm_twice_gru_time"]

@@ -11,9 +11,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnlab.cells import IMPL_NAMES, cell_rank
+from rnnlab.cells import CELLS, cell_rank, impl_rank
 from rnnlab.cli import UserError, first_line
 from rnnlab.identity import RESULT_SECTIONS, result_settings, sha256_of
+from rnnlab.parameters import recurrent_parameters, with_matched_model
 from rnnlab.pipeline import PlannedRun, planned_runs, run_folder
 
 # What the train stage writes in metrics.json and this stage reads ("a.b": key b of the mapping a).
@@ -27,7 +28,8 @@ REPRO = "run `dvc repro`"
 
 
 def load_runs(cfg: DictConfig) -> list[dict]:
-    """The metrics of every run the pipeline section plans, each checked against the current settings."""
+    """The metrics of every run the pipeline section plans, each checked against the current settings, with
+    `recurrent_params` added: its recurrent layers' parameter count, from the sizes it was trained with."""
     try:
         planned = planned_runs(cfg.pipeline)
     except ValueError as e:
@@ -37,9 +39,14 @@ def load_runs(cfg: DictConfig) -> list[dict]:
         folder = run_folder(cfg.paths.train_dir, run)
         if not folder.is_dir():
             raise UserError(f"{folder} is missing: run {run.name} of the pipeline has not been trained; {REPRO}")
-        runs.append(read_metrics(folder / "metrics.json", run))
-        trained_as_planned(cfg, run, folder / "config.yaml")
-    return sorted(runs, key=lambda r: (IMPL_NAMES.index(r["impl"]), cell_rank(r["cell"]), r["seed"]))
+        metrics = read_metrics(folder / "metrics.json", run)
+        model = trained_as_planned(cfg, run, folder / "config.yaml")["model"]
+        metrics["recurrent_params"] = recurrent_parameters(run.cell, model["embedding_dim"], model["hidden_size"],
+                                                           model["num_layers"], model["bidirectional"])
+        if CELLS[run.cell].recurrent:  # the bag has no hidden layer: its hidden_size is not a size of anything
+            metrics["hidden_size"] = model["hidden_size"]
+        runs.append(metrics)
+    return sorted(runs, key=lambda r: (impl_rank(r["impl"]), cell_rank(r["cell"]), r["seed"]))
 
 
 def read_metrics(path: Path, run: PlannedRun) -> dict:
@@ -69,9 +76,10 @@ def has_key(mapping: dict, dotted: str) -> bool:
     return True
 
 
-def trained_as_planned(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
-    """UserError unless the run's config.yaml has the result settings (rnnlab.identity) the pipeline would train
-    it with now: the current config with the run's cell, implementation and seed. The message names the first
+def trained_as_planned(cfg: DictConfig, run: PlannedRun, path: Path) -> dict:
+    """The run's config.yaml, as data; UserError unless it has the result settings (rnnlab.identity) the pipeline
+    would train it with now: the current config with the run's cell, implementation and seed (and, with
+    `model.match`, the cell's matched hidden size, as rnnlab.train solves it). The message names the first
     setting that differs."""
     trained = read_config(path, run)
     expected = copy.deepcopy(cfg)
@@ -79,6 +87,10 @@ def trained_as_planned(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
         expected.model.cell, expected.model.impl, expected.seed = run.cell, run.impl, run.seed
         if "seed" in expected.data:  # params.yaml holds it resolved; the train stage sets it as dvc.yaml says
             expected.data.seed = run.seed
+    try:
+        expected = with_matched_model(expected)
+    except ValueError as e:
+        raise UserError(f"model.match: {first_line(e)}") from e
     for section in RESULT_SECTIONS:
         if section not in trained:
             raise UserError(f"{path} lacks key '{section}': {REPRO} to train {run.name} again")
@@ -88,7 +100,7 @@ def trained_as_planned(cfg: DictConfig, run: PlannedRun, path: Path) -> None:
         raise UserError(f"{first_line(e)}") from e
     then = result_settings(trained)
     if sha256_of(then) == sha256_of(now):
-        return
+        return trained
     for section in RESULT_SECTIONS:
         difference = first_difference(then[section], now[section], section)
         if difference:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.cells import cell_rank
+from rnnlab.cells import CELLS, PLAIN, cell_rank
 from rnnlab.files import replacing, write_atomically
 
 
@@ -24,9 +24,12 @@ def markdown_table(runs: list[dict]) -> str:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         groups[(run["cell"], run["impl"])].append(run)
-    fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in groups.values())
+    # "vs fastest": against the fastest recurrent cell, so that adding the baselines changes no cell's figure
+    # (a bag, faster than any cell, shows below 1x)
+    recurrent = [group for (cell, _), group in groups.items() if cell not in CELLS or CELLS[cell].recurrent]
+    fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in recurrent or groups.values())
     columns = ["cell", "impl", "seeds", "test accuracy", "training time (s)", "vs fastest", "train samples/s",
-               "epochs", "parameters"]
+               "epochs", "parameters", "recurrent parameters"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for (cell, impl), group in groups.items():
         times = [r["fit_time_s"] for r in group]
@@ -34,7 +37,7 @@ def markdown_table(runs: list[dict]) -> str:
             f"| {cell} | {impl} | {len(group)} | {mean_sd([r['test_acc'] for r in group], '{:.4f}')} "
             f"| {mean_sd(times, '{:.0f}')} | {np.mean(times) / fastest:.2f}x "
             f"| {np.mean([r['train_samples_per_s'] for r in group]):.0f} | {group[0]['epochs']} "
-            f"| {group[0]['n_params']:,} |"
+            f"| {group[0]['n_params']:,} | {group[0]['recurrent_params']:,} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -51,11 +54,32 @@ def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:
                 f"{'bidirectional' if model.bidirectional else 'unidirectional'}, {model.pooling} pooling, "
                 f"max_len {data.max_len}, vocabulary {vocabulary}, batch {data.batch_size}, {training}, "
                 f"{cfg.trainer.max_epochs} epochs at most.")
+    if model.get("match"):
+        hidden = ", ".join(f"{cell} {size}" for cell, size in matched_sizes(runs).items())
+        settings += (f" Hidden size matched per cell for as many recurrent parameters as the "
+                     f"{model.match.cell} at hidden {model.match.hidden_size}: {hidden}.")
     lists = " x ".join(", ".join(str(v) for v in pipeline[name]) for name in ("cells", "impls", "seeds"))
+    baselines = list(pipeline.get("baselines") or [])
+    recurrent = len(runs) - len(baselines) * len(pipeline.seeds)
     count = (f"{len(runs)} runs = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
-             f"x {len(pipeline.seeds)} seeds ({lists}).")
+             f"x {len(pipeline.seeds)} seeds ({lists})")
+    if baselines:
+        count = (f"{len(runs)} runs: {recurrent} = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
+                 f"x {len(pipeline.seeds)} seeds ({lists}), and {len(runs) - recurrent} without recurrence, "
+                 f"once per seed ({', '.join(baselines)}: impl {PLAIN})")
+        settings += (" Without recurrence, " + ", ".join(f"{cell} ({CELLS[cell].title})" for cell in baselines)
+                     + ": the mean of the embeddings, then the linear output; hidden size, layers and pooling do "
+                       "not apply to it.")
     devices = sorted({str(r["device"] or "unknown") for r in runs})
-    return f"{settings}\n{count}\n{'Device' if len(devices) == 1 else 'Devices'}: {'; '.join(devices)}.\n"
+    return (f"{settings}\n{count}.\nParameters: the trained model's (embedding and output layer included); "
+            f"recurrent: the recurrent layers' alone.\n"
+            f"{'Device' if len(devices) == 1 else 'Devices'}: {'; '.join(devices)}.\n")
+
+
+def matched_sizes(runs: list[dict]) -> dict[str, int]:
+    """Each recurrent cell's hidden size in a parameter-matched pipeline, as its runs recorded it."""
+    return {run["cell"]: run["hidden_size"] for run in sorted(runs, key=lambda r: cell_rank(r["cell"]))
+            if "hidden_size" in run}
 
 
 MEAN_SCORES = ("test_acc", "fit_time_s")  # what the article compares; here means over seeds
@@ -84,11 +108,11 @@ def write_accuracy_vs_time(runs: list[dict], path: Path) -> None:
 
 
 def write_learning_curves(runs: list[dict], path: Path) -> None:
-    """Validation accuracy by epoch, one row per epoch and cell (fused runs, mean over seeds): the long form,
-    so that `dvc plots` can give each cell its own colour."""
+    """Validation accuracy by epoch, one row per epoch and cell (fused runs, and the baselines' plain ones; mean
+    over seeds): the long form, so that `dvc plots` can give each cell its own colour."""
     curves: dict[str, list[list[float]]] = defaultdict(list)
     for run in runs:
-        if run["impl"] == "fused":
+        if run["impl"] in ("fused", PLAIN):
             curves[run["cell"]].append(run["history"]["val_acc"])
     with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.writer(f)

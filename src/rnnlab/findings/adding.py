@@ -48,7 +48,7 @@ import mlflow
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.cells import CELLS
+from rnnlab.cells import CELL_NAMES
 from rnnlab.cli import UserError, build, hydra_app, quiet_noise
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
@@ -256,9 +256,10 @@ def validate_sweep_settings(cfg: DictConfig) -> None:
     for name in ("workers", "threads"):
         if not integers([settings[name]], 1):
             raise UserError(f"findings.adding.{name}={settings[name]} must be a positive integer")
-    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELLS]
+    # The recurrent cells only: the baselines (pipeline.baselines, no recurrence) have no memory to test here
+    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELL_NAMES]
     if unknown:
-        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELLS)}")
+        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELL_NAMES)}")
 
 
 @hydra_app("adding")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rnnlab.cells import CELLS, cell_rank
+from rnnlab.cells import CELL_NAMES, CELLS, cell_rank
 from rnnlab.cli import UserError, hydra_app
 from rnnlab.comparison.claims import describe
 from rnnlab.composition import command_overrides, compose_config
@@ -82,9 +82,10 @@ def main(cfg: DictConfig) -> None:
     settings = cfg.findings.article
     if not settings.seeds or any(not isinstance(s, int) for s in settings.seeds):
         raise UserError(f"findings.article.seeds={list(settings.seeds)} must list integer seeds")
-    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELLS]
+    # The recurrent cells only: the baselines (pipeline.baselines, no recurrence) have no memory to test here
+    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELL_NAMES]
     if unknown:
-        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELLS)}")
+        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELL_NAMES)}")
     out = Path(cfg.paths.findings_dir) / "article"
     results = run_all(cfg, out)
     text = markdown(results)

@@ -11,6 +11,8 @@ never does). Tiny gradients are measured, not zeroed: denormal flushing is a tra
 
 Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`,
 fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
+The baselines (`pipeline.baselines`: the bag of embeddings) are left out: without recurrence a token's gradient
+does not depend on its distance from the end (the mean weighs every token alike), so there is no decay to measure.
 
     python -m rnnlab.findings.gradients [findings.gradients.length=...]
 """

@@ -1,5 +1,10 @@
 """The network: embedding -> recurrent encoder -> pooling over time -> linear -> one output.
 
+A cell without recurrence (`cell=bag`, the bag of embeddings: rnnlab.cells) has no encoder: the mean of the
+review's embeddings over its real tokens goes straight to the linear output. Its one implementation is `plain`;
+the encoder's settings (hidden_size, num_layers, bidirectional, forget_bias) and `pooling` do not apply to it (a
+bag is the mean), as forget_bias does not apply to the RNN and GRU: one config serves every cell.
+
 Token ids (IMDB) are embedded first; continuous features (the adding problem) take `input_size` instead of
 `vocab_size` and go straight into the encoder. The output is a logit or, for regression, the prediction.
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnlab.cells import CELLS, IMPLEMENTATIONS
 from rnnlab.checks import fraction, one_of, positive_int
 from rnnlab.data.text import PAD_ID
 from rnnlab.models.encoder import INITS, RecurrentEncoder, new_seed, padding_mask
@@ -47,6 +53,12 @@ class RecurrentNetwork(nn.Module):
         self.pooling = one_of("pooling", pooling, POOLINGS)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         fraction("dropout", dropout)
+        self.recurrent = CELLS[one_of("cell", cell, CELLS)].recurrent
+        if impl in IMPLEMENTATIONS and impl not in CELLS[cell].impls:
+            kind = "a recurrent cell" if self.recurrent else "it has no recurrence"
+            raise ValueError(f"impl={impl!r} does not apply to cell {cell!r} ({kind}): choose "
+                             f"{' | '.join(CELLS[cell].impls)}")
+        one_of("impl", impl, CELLS[cell].impls)
         # Drawn first, as in the encoder: the same seed gives the same embedding and output layer in every impl.
         keras = torch.Generator().manual_seed(new_seed()) if one_of("init", init, INITS) == "keras" else None
         if input_size is None:
@@ -55,11 +67,16 @@ class RecurrentNetwork(nn.Module):
             input_size = embedding_dim
         else:
             self.embedding = None  # the features are the encoder's input as they are
-        self.encoder = RecurrentEncoder(cell=cell, impl=impl, input_size=input_size, hidden_size=hidden_size,
-                                        num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
-                                        forget_bias=forget_bias, init=init)
+        if self.recurrent:
+            self.encoder = RecurrentEncoder(cell=cell, impl=impl, input_size=input_size, hidden_size=hidden_size,
+                                            num_layers=num_layers, bidirectional=bidirectional, dropout=dropout,
+                                            forget_bias=forget_bias, init=init)
+            features = self.encoder.output_size
+        else:
+            self.encoder = None  # the bag of embeddings: the mean of its inputs is the feature vector
+            features = input_size
         self.dropout = nn.Dropout(dropout)
-        self.decoder = nn.Linear(self.encoder.output_size, 1)
+        self.decoder = nn.Linear(features, 1)
         if keras is not None:
             self.init_keras(keras)
 
@@ -91,5 +108,9 @@ class RecurrentNetwork(nn.Module):
         """inputs: tokens [B, T] (PAD_ID after each review's end) or features [B, T, input_size];
         lengths [B] -> outputs [B]."""
         x = inputs if self.embedding is None else self.embedding(inputs)
-        states = self.encoder(x, lengths)
-        return self.decoder(self.dropout(self.pool(states, lengths))).squeeze(-1)
+        if self.encoder is None:  # no recurrence: the mean over real tokens, padding masked out
+            real = padding_mask(lengths, x.shape[1])[:, :, None]
+            pooled = (x * real).sum(dim=1) / lengths[:, None].to(x.dtype)
+        else:
+            pooled = self.pool(self.encoder(x, lengths), lengths)
+        return self.decoder(self.dropout(pooled)).squeeze(-1)

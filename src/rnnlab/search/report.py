@@ -49,6 +49,8 @@ SHOWN_TIMES = (60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)  # s: those a t
 RESAMPLES = 2000  # bootstrap resamples of each cell's trials
 LEVEL = 0.95  # the bands' and intervals' coverage (percentile bootstrap)
 BOOTSTRAP_SEED = 0
+# Settings of the recurrent encoder and its pooling: the bag of embeddings ignores them (rnnlab.models.network)
+NOT_FOR_A_BAG = ("model.hidden_size", "model.num_layers", "model.bidirectional", "model.pooling", "model.forget_bias")
 EDGE = 0.05  # a float parameter is at an edge within this fraction of its range (of log(range) with log: true)
 # Where every cell's best trials lie (README "A fair comparison"): how many of each cell's draws landed there.
 REGION = {"model.optimizer.lr": (3e-3, 2e-2), "model.pooling": ("max", "mean")}
@@ -178,6 +180,8 @@ def edges(best: dict[str, dict], space: dict[str, Any], fraction: float = EDGE) 
         notes = []
         for key, value in row["setting"].items():
             spec, name = space.get(key), key.split(".")[-1]
+            if key in NOT_FOR_A_BAG and cell in CELLS and not CELLS[cell].recurrent:
+                continue  # a setting the cell without recurrence ignores has no edge worth widening
             if isinstance(spec, list):
                 numbers = [c for c in spec if isinstance(c, (int, float)) and not isinstance(c, bool)]
                 if len(numbers) < 2 or len(numbers) != len(spec) or value not in numbers:

@@ -29,6 +29,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from rnnlab.cells import CELLS, PLAIN
 from rnnlab.cli import UserError, first_line
 from rnnlab.composition import command_overrides, compose_config
 from rnnlab.models.recurrent_module import TrainingDiverged
@@ -228,8 +229,13 @@ def log_progress(cfg: DictConfig, parent_id: str, study: optuna.Study) -> None:
 
 def run_overrides(cfg: DictConfig, cell: str) -> list[str]:
     """What every run of the search shares: the cell, search.overrides, and the command's own overrides but
-    search.* (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them)."""
-    return [*command_overrides("search."), f"model={cell}", *cfg.search.overrides]
+    search.* (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them).
+    A cell without recurrence (the bag) keeps its one implementation whatever search.overrides picks for the
+    recurrent cells; the space's hidden size and pooling do not apply to it (rnnlab.models.network)."""
+    overrides = [*command_overrides("search."), f"model={cell}", *cfg.search.overrides]
+    if cell in CELLS and not CELLS[cell].recurrent:
+        overrides.append(f"model.impl={PLAIN}")
+    return overrides
 
 
 def train_trial(cfg: DictConfig, cell: str, trial: optuna.Trial, parent_id: str) -> float:
