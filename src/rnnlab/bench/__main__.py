@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.bench.flops import flops_per_token, matmul_ceiling_gflops, recurrent_step_gflops, sgemm_peak
-from rnnlab.bench.load import OtherLoad
+from rnnlab.run.load import OtherLoad
 from rnnlab.bench.machine import cpu_kind, cpu_model, has_avx512
 from rnnlab.bench.report import check_targets, print_table
 from rnnlab.bench.variants import (
