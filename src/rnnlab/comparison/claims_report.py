@@ -86,8 +86,9 @@ def claims_markdown(report: dict) -> str:
                   "| --- | --- | --- | --- |" + (" --- |" if controlled else "")]
         for cell, figures in result["cells"].items():
             acc, time = figures["test_acc"], figures["fit_time_s"]
-            flagged = figures.get("runs_not_comparable") or []
-            flag = f" (seed{'s' if len(flagged) > 1 else ''} {', '.join(map(str, flagged))} under load)" if flagged else ""
+            flagged = figures.get("runs_not_comparable") or []  # seeds whose load makes their time not comparable
+            seeds = f"seed{'s' if len(flagged) > 1 else ''} {', '.join(map(str, flagged))}"
+            flag = f" ({seeds} under load)" if flagged else ""
             row = (f"| {cell} | {acc['n']} | {acc['mean']:.4f} {interval(acc)} "
                    f"| {time['mean']:.0f} {interval(time, '{:.0f}')}{flag} |")
             if controlled:
