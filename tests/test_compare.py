@@ -30,6 +30,7 @@ from rnnlab.comparison.claims import (
     t_interval,
 )
 from rnnlab.composition import compose_config
+from rnnlab.identity import timing_settings_sha256
 from rnnlab.serve.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
 from tests.helpers.project import run_module
 
@@ -64,7 +65,7 @@ def write_runs(train_dir: Path, impl: str, figures: dict[str, tuple[list[float],
 
 def folders(tmp_path: Path) -> list[str]:
     return [f"paths.train_dir={tmp_path / 'train'}", f"paths.findings_dir={tmp_path / 'findings'}",
-            f"paths.compare_dir={tmp_path / 'compare'}"]
+            f"paths.timing_dir={tmp_path / 'timing'}", f"paths.compare_dir={tmp_path / 'compare'}"]
 
 
 def run_compare(tmp_path: Path, *overrides: str) -> str:
@@ -108,7 +109,7 @@ def test_the_articles_world_passes_every_claim(tmp_path):
     assert report["c_lstm_twice_gru_time"]["lstm_over_gru_time"]["mean"] == pytest.approx(
         (200 / 100 + 210 / 104 + 204 / 103) / 3)
     text = (tmp_path / "compare" / "claims.md").read_text()
-    assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** holds" in text
+    assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** on this CPU (test): holds" in text
     assert "(trained; at initialisation): rnn 5 (3), lstm 50 (3), gru 60 (3)" in text
     assert (tmp_path / "compare" / "accuracy_vs_time.png").stat().st_size > 0
     assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == ["epoch,cell,val_acc"]  # no fused
@@ -483,3 +484,121 @@ def test_holm_steps_down_in_order():
     holm(tests)
     assert [t["verdict"] for t in tests] == ["holds", "inconclusive", "inconclusive"]
     assert tests[2]["level"] == pytest.approx(1 - 0.05 / 2)  # judged where the step-down stopped
+
+
+# The timing claims (a) and (c) from the controlled timing measurement (data/timing/timing.json), when there is one.
+
+def timing_of(epoch_s: dict[str, list[float]], impl: str = "sequence", disturbed: bool = False) -> dict:
+    """timing.json as `python -m rnnlab.timing` writes it, for the pipeline's current settings: per cell, its epoch
+    time in each round (the rounds interleaved: rnn, lstm, gru, rnn, ...)."""
+    rounds = len(next(iter(epoch_s.values())))
+    measurements = [{"round": r + 1, "position": k + 1, "cell": cell, "impl": impl, "epoch_s": times[r],
+                     "samples_per_s": 22500 / times[r]}
+                    for r in range(rounds) for k, (cell, times) in enumerate(epoch_s.items())]
+    return {"settings_sha256": timing_settings_sha256(compose_config([])), "rounds": rounds,
+            "machine": {"cpu_model": "AMD EPYC", "device": "CPU AMD EPYC (2 cores, 2 threads)", "accelerator": "cpu"},
+            "window": {"disturbed": disturbed, "other_cpu_pct": 40.0 if disturbed else 0.5,
+                       "load_avg_before": [0.2, 0.1, 0.1], "load_avg_after": [2.1, 1.0, 0.4]},
+            "order": [f"{m['cell']}-{impl}" for m in measurements], "measurements": measurements}
+
+
+TIMED_WORLD = {"rnn": [5.0, 5.2, 5.1, 5.0, 5.1], "lstm": [20.0, 20.4, 19.8, 20.1, 20.2],
+               "gru": [10.0, 10.1, 9.9, 10.2, 10.0]}  # the article's world: RNN fastest, LSTM twice the GRU
+
+
+@pytest.mark.parametrize(("claim", "timed", "verdict"), [
+    ("a_rnn_fastest_least_accurate", {}, "holds"),
+    ("a_rnn_fastest_least_accurate", {"rnn": [30.0, 31.0, 30.5, 30.2, 30.8]}, "does not hold"),  # slower than both
+    ("a_rnn_fastest_least_accurate", {"rnn": [2.0, 25.0, 4.0, 22.0, 12.0]}, "inconclusive"),  # too noisy to say
+    ("c_lstm_twice_gru_time", {}, "holds"),
+    ("c_lstm_twice_gru_time", {"lstm": [10.1, 10.0, 10.0, 10.3, 10.1]}, "does not hold"),  # ratio 1
+    ("c_lstm_twice_gru_time", {"lstm": [5.0, 35.0, 12.0, 30.0, 18.0]}, "inconclusive"),  # ratios 0.5 ... 3.5
+])
+def test_the_timing_claims_come_from_the_controlled_measurement(claim, timed, verdict):
+    # The runs' own fit times say the opposite of the article everywhere: the RNN slowest, the LSTM as fast as
+    # the GRU. Only the controlled measurement can give these verdicts.
+    runs = runs_of({"rnn": (WORLD["rnn"][0], [300, 310, 305]), "lstm": (WORLD["lstm"][0], [100, 101, 99]),
+                    "gru": (WORLD["gru"][0], [100, 100, 101])})
+    assert judge_all(runs)["implementations"]["sequence"][claim]["verdict"] == "does not hold"
+    report = judge_all(runs, timing=timing_of({**TIMED_WORLD, **timed}))
+    result = report["implementations"]["sequence"][claim]
+    assert result["verdict"] == verdict
+    time_tests = [p for p in result["parts"] if "time" in p["name"]] if "parts" in result else [result["test"]]
+    assert time_tests and all(t["source"] == "controlled timing" for t in time_tests)
+    assert report["timing"]["where"] == "on this CPU (AMD EPYC)" and report["timing"]["source"] == "controlled timing"
+
+
+def test_the_controlled_times_pair_the_cells_by_round():
+    # Every round slower than the one before (a load building up): by round, the RNN is always 1 s faster; over
+    # all rounds at once its times would overlap the LSTM's.
+    timed = {"rnn": [5.0, 10.0, 15.0, 20.0], "lstm": [6.0, 11.0, 16.0, 21.0], "gru": [5.5, 10.5, 15.5, 20.5]}
+    report = judge_all(runs_of(WORLD), timing=timing_of(timed))["implementations"]["sequence"]
+    rnn_lstm = report["a_rnn_fastest_least_accurate"]["parts"][0]
+    assert rnn_lstm["name"] == "rnn − lstm epoch time" and rnn_lstm["estimate"] == pytest.approx(-1.0)
+    assert rnn_lstm["verdict"] == "holds" and rnn_lstm["interval"] == pytest.approx([-1.0, -1.0])
+    c = report["c_lstm_twice_gru_time"]
+    assert c["lstm_over_gru_time"]["mean"] == pytest.approx(sum(l / g for l, g in zip(timed["lstm"], timed["gru"])) / 4)
+    assert report["cells"]["lstm"]["controlled_epoch_s"]["mean"] == pytest.approx(13.5)
+
+
+def test_compare_judges_time_from_timing_json_and_says_where(tmp_path):
+    pipeline = write_runs(tmp_path / "train", "sequence", {
+        "rnn": ([0.750, 0.760, 0.755], [300, 310, 305]),  # under load: the runs' own times say the RNN is slowest
+        "lstm": ([0.870, 0.871, 0.872], [100, 101, 99]),
+        "gru": ([0.871, 0.870, 0.872], [100, 100, 101]),
+    })
+    (tmp_path / "timing").mkdir()
+    (tmp_path / "timing" / "timing.json").write_text(json.dumps(timing_of(TIMED_WORLD, disturbed=True)))
+    table = run_compare(tmp_path, *pipeline)
+    report = claims(tmp_path / "compare")["sequence"]
+    assert report["a_rnn_fastest_least_accurate"]["verdict"] == "holds"
+    assert report["c_lstm_twice_gru_time"]["verdict"] == "holds"
+    text = (tmp_path / "compare" / "claims.md").read_text()
+    assert "**(a) RNN fastest but least accurate:** on this CPU (AMD EPYC): holds" in text
+    assert "**(c) LSTM ≈ 2x GRU's time:** on this CPU (AMD EPYC): holds" in text
+    assert "judged from the controlled timing measurement" in text and "its window was disturbed" in text
+    assert "were made on a GPU with cuDNN" in text
+    assert "fit time of the run, under its load" in text and "epoch time, controlled timing" in text
+    assert "fit time of the run, under its load (s)" in table
+
+
+def test_without_a_timing_measurement_the_runs_fit_times_judge_and_say_so(tmp_path):
+    pipeline = write_runs(tmp_path / "train", "sequence", WORLD)
+    run_compare(tmp_path, *pipeline)
+    text = (tmp_path / "compare" / "claims.md").read_text()
+    assert "judged from the runs' own fit times" in text and "on this CPU (test)" in text
+    c = claims(tmp_path / "compare")["sequence"]["c_lstm_twice_gru_time"]
+    assert c["verdict"] == "holds" and c["test"]["source"] == "fit time of the runs"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.update(settings_sha256="0" * 64), "was measured with other data, model, trainer or callbacks "
+                                                   "settings than the pipeline now has: run `dvc repro timing`"),
+    (lambda t: t.update(measurements=[m for m in t["measurements"] if m["cell"] != "gru"]), "lacks gru-sequence"),
+    (lambda t: t.pop("window"), "is not a timing measurement of rnnlab.timing"),
+])
+def test_a_timing_measurement_of_other_settings_is_one_error_line(tmp_path, change, message):
+    pipeline = write_runs(tmp_path / "train", "sequence", WORLD)
+    timing = timing_of(TIMED_WORLD)
+    change(timing)
+    (tmp_path / "timing").mkdir()
+    (tmp_path / "timing" / "timing.json").write_text(json.dumps(timing))
+    result = run_command(tmp_path, *pipeline)
+    [line] = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and line.startswith(f"compare: error: {tmp_path / 'timing' / 'timing.json'} ")
+    assert line.endswith(message) if message.startswith("was") else message in line
+    assert not (tmp_path / "compare").exists()
+
+
+def test_the_table_flags_runs_whose_load_makes_their_times_not_comparable(tmp_path):
+    pipeline = write_runs(tmp_path / "train", "sequence", WORLD)
+    for cell, seed, timing in (("rnn", 0, "not comparable: load average 3.10 > 2 cores"), ("rnn", 1, "comparable"),
+                               ("rnn", 2, "comparable")):
+        path = tmp_path / "train" / f"{cell}-sequence-{seed}" / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "timing": timing}))
+    table = run_compare(tmp_path, *pipeline)
+    rows = {row[0]: row for row in table_rows(table)}
+    assert rows["rnn"][-1] == "1 of 3" and rows["lstm"][-1] == "not recorded"  # runs before the load was recorded
+    assert "- rnn-sequence-0: not comparable: load average 3.10 > 2 cores" in table
+    text = (tmp_path / "compare" / "claims.md").read_text()
+    assert "| rnn | 3 |" in text and "(seed 0 under load)" in text

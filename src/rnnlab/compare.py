@@ -6,15 +6,18 @@
 Reads exactly the runs of the pipeline section (rnnlab.pipeline): `<paths.train_dir>/<cell>-<impl>-<seed>/`
 metrics.json and config.yaml. Any other folder there (a run of an earlier pipeline) is ignored; a planned run
 that is missing, or that was trained with other data, model or trainer settings than the config's, stops the
-stage with one line saying which. Optional: gradients.json and adding.json in paths.findings_dir.
+stage with one line saying which. Optional: gradients.json and adding.json in paths.findings_dir, and the
+controlled timing measurement, paths.timing_dir/timing.json (stage `timing`): when it is there, the time parts
+of claims (a) and (c) are judged from it (rnnlab.comparison.claims), else from the runs' own fit times.
 Writes, in paths.compare_dir:
-    table.md              accuracy, training time, throughput and parameters (all, and the recurrent layers')
-                          per cell and implementation (mean ± sd), then the settings, the runs and the
-                          device(s) behind them; the baselines (pipeline.baselines: no recurrence) as rows too
+    table.md              accuracy, the runs' own fit times (each under its load; runs whose load made them not
+                          comparable flagged), throughput and parameters (all, and the recurrent layers') per
+                          cell and implementation (mean ± sd), then the settings, the runs and the device(s)
+                          behind them; the baselines (pipeline.baselines: no recurrence) as rows too
     claims.md             each of the article's four claims on the recurrent cells (the baselines: extra rows):
                           figures, intervals, verdict (holds / does not hold / inconclusive, by the rule of
                           rnnlab.comparison.claims, Holm-adjusted over the report's interval tests; settings:
-                          `compare`)
+                          `compare`); the timing claims from the timing stage's controlled measurement
     claims.json           the same, as data
     scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s
     accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
@@ -37,8 +40,9 @@ from rnnlab.comparison.champion import register_best
 from rnnlab.comparison.claims import baseline_figures, judge_all, rule_settings
 from rnnlab.comparison.claims_report import claims_markdown
 from rnnlab.comparison.figures import plot_accuracy_vs_time
-from rnnlab.comparison.runs import load_runs, read_optional
+from rnnlab.comparison.runs import load_runs, load_timing, read_optional
 from rnnlab.comparison.table import (
+    load_notes,
     markdown_table,
     what_the_table_shows,
     write_accuracy_vs_time,
@@ -52,15 +56,18 @@ def compare(cfg: DictConfig) -> str:
     """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
     settings = rule_settings(cfg)  # a bad setting stops the stage before it reads anything
     runs = load_runs(cfg)
+    timing = load_timing(cfg)
     findings_dir = Path(cfg.paths.findings_dir)
     gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
     # The claims are about the article's recurrent cells; the baselines (no recurrence) are extra rows beside them.
     recurrent = [run for run in runs if CELLS[run["cell"]].recurrent]
-    report = judge_all(recurrent, gradients, adding, **settings)
+    report = judge_all(recurrent, gradients, adding, **settings, timing=timing)
     report["baselines"] = baseline_figures([run for run in runs if not CELLS[run["cell"]].recurrent])
     out = Path(cfg.paths.compare_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)
+    if load_notes(runs):
+        table += "\n" + load_notes(runs)
     write_atomically(out / "table.md", table)
     write_atomically(out / "claims.md", claims_markdown(report))
     write_atomically(out / "claims.json", json.dumps(report, indent=2) + "\n")

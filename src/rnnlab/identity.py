@@ -9,7 +9,8 @@ with the same `settings_sha256` train the same model to the same numbers, given 
 - the adding sweep, the article's runs and the search's final runs store `settings_sha256` beside each result
   and train again only where it differs.
 - compare (`rnnlab.comparison.runs`) refuses a run whose stored config has other result settings than the
-  pipeline's, naming the first setting that differs.
+  pipeline's, naming the first setting that differs, and a timing measurement made with other settings
+  (`timing_settings_sha256`).
 """
 
 from __future__ import annotations
@@ -61,4 +62,17 @@ def run_key(cfg: DictConfig, data_sha256: str | None, code_sha256: str) -> str:
     settings = result_settings(cfg)
     settings.update(test=cfg.get("test"), export_dir=cfg.get("export_dir"), experiment=cfg.logger.experiment_name,
                     data_sha256=data_sha256, code_sha256=code_sha256)
+    return sha256_of(settings)
+
+
+def timing_settings_sha256(config: DictConfig | Mapping[str, Any]) -> str:
+    """The identity of the settings a timing measurement of the pipeline's cells ran with (`python -m rnnlab.timing`):
+    the result settings less the cell, the implementation and the seeds, which the measurement sets itself. compare
+    uses the measurement only where this equals the pipeline's."""
+    settings = result_settings(config)
+    settings["seed"] = None
+    if isinstance(settings.get("model"), dict):
+        settings["model"] = {k: v for k, v in settings["model"].items() if k not in ("cell", "impl")}
+    if isinstance(settings.get("data"), dict):
+        settings["data"].pop("seed", None)
     return sha256_of(settings)

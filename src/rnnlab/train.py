@@ -33,6 +33,7 @@ from rnnlab.cli import UserError, build, first_line, hydra_app
 from rnnlab.parameters import network_settings, with_matched_model
 from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from rnnlab.run.export import export_finished
+from rnnlab.run.load import RunLoad
 from rnnlab.run.provenance import data_hash
 from rnnlab.run.ranks import follow_rank_zero, plan_on_rank_zero
 from rnnlab.run.record import RunRecord
@@ -80,7 +81,7 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
         # The logger of the planned run joins once every rank knows the plan, through the trainer's process group
         trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=False, default_root_dir=output_dir,
                                     plugins=[AtomicCheckpointIO()],
-                                    callbacks=[*configured, TrainingTimer(), record, LastCheckpoint(),
+                                    callbacks=[*configured, TrainingTimer(), RunLoad(), record, LastCheckpoint(),
                                                StopAtBatchBoundaries(signals), *callbacks])
         plan = follow_rank_zero(trainer, plan)
         if plan.finished:

@@ -11,7 +11,9 @@ from rnnlab.composition import compose_config
 from rnnlab.run.history import metric_histories
 
 EXPERIMENT = "imdb-cells"
-TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s")  # clocks: never identical from run to run
+# clocks, and the load they ran under (rnnlab.run.load): never identical from run to run
+TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s", "fit_load_avg", "fit_cpu_share", "fit_other_cpu_pct",
+           "epoch_load_avg", "epoch_cpu_share", "epoch_other_cpu_pct")
 
 
 def tiny_overrides(prepared_dir: Path, store: Path) -> list[str]:

@@ -62,9 +62,9 @@ from rnnlab.bench.flops import (
     recurrent_step_gflops,
     sgemm_peak,
 )
-from rnnlab.bench.load import OtherLoad
 from rnnlab.bench.machine import cpu_kind, cpu_model, gpu_description, gpu_kind, has_avx512
 from rnnlab.bench.report import check_targets, cuda_targets, print_table
+from rnnlab.run.load import OtherLoad
 from rnnlab.bench.variants import (
     BatchPlan,
     Measurement,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rnnlab.bench.load import DISTURBED_PCT
+from rnnlab.run.load import DISTURBED_PCT
 
 TARGETS = {"peak_fraction": 0.5, "speedup": 2.5, "overhead_pct": 5.0}
 

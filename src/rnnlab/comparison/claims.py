@@ -28,6 +28,11 @@ An equivalence test by this rule is two one-sided tests at alpha/2 each (conserv
 
 Figures are mean ± sd with unadjusted 95% t-intervals over seeds (`ci95`, to read); the verdicts use the
 adjusted intervals (`interval`, `level`). Each claim is judged per implementation (fused, sequence, explicit).
+
+Time: given the controlled timing measurement (`python -m rnnlab.timing`, timing.json), the time parts of (a) and
+(c) are judged from it, paired by round: per round, RNN - other in epoch time, and LSTM / GRU, each over the
+rounds. Without one, from the runs' own fit times, each taken under whatever load its run met. Either way the
+verdict is about the hardware it was measured on (`timing_source` names it); the article's were a GPU's, cuDNN's.
 """
 
 from __future__ import annotations
@@ -183,17 +188,46 @@ def group_runs(runs: list[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     return grouped
 
 
-def judge_fastest_least_accurate(cells: dict[str, dict[int, dict]]) -> dict:
-    """(a)'s four parts, unjudged (`holm` judges them with the rest of the report)."""
+CONTROLLED, RUNS = "controlled timing", "fit time of the runs"  # where a time part's figures come from
+
+
+def timed_rounds(timing: dict | None, impl: str) -> dict[str, dict[int, float]] | None:
+    """cell -> round -> epoch time (s) in the controlled timing measurement of `impl`; None without one."""
+    found: dict[str, dict[int, float]] = defaultdict(dict)
+    for m in (timing or {}).get("measurements", []):
+        if m["impl"] == impl:
+            found[m["cell"]][int(m["round"])] = float(m["epoch_s"])
+    return dict(found) or None
+
+
+def paired(timed: dict[str, dict[int, float]], a: str, b: str, pair) -> list[float]:
+    """pair(a's, b's epoch time) for every round that timed both."""
+    return [pair(timed[a][r], timed[b][r]) for r in sorted(set(timed[a]) & set(timed[b]))]
+
+
+def judge_fastest_least_accurate(cells: dict[str, dict[int, dict]],
+                                 timed: dict[str, dict[int, float]] | None = None) -> dict:
+    """(a)'s four parts, unjudged (`holm` judges them with the rest of the report). timed: `timed_rounds`'s, for
+    the time parts (per round, RNN - other; else Welch over the runs' fit times)."""
     others = [c for c in ("lstm", "gru") if c in cells]
     if "rnn" not in cells or not others:
         return {"verdict": NOT_TESTABLE, "why": "needs rnn and lstm or gru runs"}
     parts = []
-    for key, label, unit in (("fit_time_s", "time", "s"), ("test_acc", "accuracy", "acc")):
-        for other in others:
-            figure = difference([r[key] for r in cells["rnn"].values()], [r[key] for r in cells[other].values()])
-            parts.append({**interval_test(f"rnn − {other} {label}", figure, None, 0.0, "(−∞, 0)", closed=False),
-                          "unit": unit, "ci95": figure["ci95"]})
+    for other in others:
+        if timed and "rnn" in timed and other in timed:
+            figure = describe(paired(timed, "rnn", other, lambda a, b: a - b))
+            name, unit, source = f"rnn − {other} epoch time", "epoch s", CONTROLLED
+        else:
+            figure = difference([r["fit_time_s"] for r in cells["rnn"].values()],
+                                [r["fit_time_s"] for r in cells[other].values()])
+            name, unit, source = f"rnn − {other} time", "s", RUNS
+        parts.append({**interval_test(name, figure, None, 0.0, "(−∞, 0)", closed=False), "unit": unit,
+                      "ci95": figure["ci95"], "source": source})
+    for other in others:
+        figure = difference([r["test_acc"] for r in cells["rnn"].values()],
+                            [r["test_acc"] for r in cells[other].values()])
+        parts.append({**interval_test(f"rnn − {other} accuracy", figure, None, 0.0, "(−∞, 0)", closed=False),
+                      "unit": "acc", "ci95": figure["ci95"]})
     return {"parts": parts}
 
 
@@ -206,18 +240,24 @@ def judge_similar_accuracy(cells: dict[str, dict[int, dict]], margin: float = SI
     return {"margin": margin, "test": {**test, "unit": "acc", "ci95": diff["ci95"]}, "lstm_minus_gru_acc": diff}
 
 
-def judge_time_ratio(cells: dict[str, dict[int, dict]]) -> dict:
-    """(c), unjudged: the mean per-seed ratio LSTM / GRU of training time inside TIME_RATIO_RANGE."""
+def judge_time_ratio(cells: dict[str, dict[int, dict]], timed: dict[str, dict[int, float]] | None = None) -> dict:
+    """(c), unjudged: the mean ratio LSTM / GRU of training time inside TIME_RATIO_RANGE; per round of the
+    controlled timing (timed: `timed_rounds`'s), else per seed of the runs' fit times."""
     if "lstm" not in cells or "gru" not in cells:
         return {"verdict": NOT_TESTABLE, "why": "needs lstm and gru runs"}
-    seeds = sorted(set(cells["lstm"]) & set(cells["gru"]))  # paired: same seed, same sweep, same machine
-    ratios = [cells["lstm"][s]["fit_time_s"] / cells["gru"][s]["fit_time_s"] for s in seeds]
+    if timed and "lstm" in timed and "gru" in timed:
+        ratios, source = paired(timed, "lstm", "gru", lambda a, b: a / b), CONTROLLED
+    else:
+        seeds = sorted(set(cells["lstm"]) & set(cells["gru"]))  # paired: same seed, same sweep, same machine
+        ratios = [cells["lstm"][s]["fit_time_s"] / cells["gru"][s]["fit_time_s"] for s in seeds]
+        source = RUNS
     if not ratios:
         return {"verdict": NOT_TESTABLE, "why": "no seed has both an lstm and a gru run"}
     summary = describe(ratios)
     low, high = TIME_RATIO_RANGE
     test = interval_test("lstm / gru time", summary, low, high, f"[{low:g}, {high:g}]")
-    return {"test": {**test, "unit": "ratio", "ci95": summary["ci95"]}, "lstm_over_gru_time": summary}
+    return {"test": {**test, "unit": "ratio", "ci95": summary["ci95"], "source": source},
+            "lstm_over_gru_time": summary}
 
 
 def tests_of(claim: dict) -> list[dict]:
@@ -251,13 +291,15 @@ def adding_reach(adding: dict) -> dict[str, int]:
 CLAIMS = ("a_rnn_fastest_least_accurate", "b_lstm_gru_similar_accuracy", "c_lstm_twice_gru_time")
 
 
-def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: float = ALPHA) -> tuple[dict, int]:
+def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: float = ALPHA,
+                 timing: dict | None = None) -> tuple[dict, int]:
     """impl -> claim -> judged claim, every interval test of every implementation one Holm family; and the
-    family's size."""
+    family's size. timing: the controlled timing measurement (timing.json), for the time parts of (a) and (c)."""
     claims = {}
     for impl, cells in sorted(group_runs(runs).items()):
-        claims[impl] = {CLAIMS[0]: judge_fastest_least_accurate(cells),
-                        CLAIMS[1]: judge_similar_accuracy(cells, margin), CLAIMS[2]: judge_time_ratio(cells)}
+        timed = timed_rounds(timing, impl)
+        claims[impl] = {CLAIMS[0]: judge_fastest_least_accurate(cells, timed),
+                        CLAIMS[1]: judge_similar_accuracy(cells, margin), CLAIMS[2]: judge_time_ratio(cells, timed)}
     size = holm((t for judged in claims.values() for claim in judged.values() for t in tests_of(claim)), alpha)
     for judged in claims.values():
         for claim in judged.values():
@@ -268,16 +310,23 @@ def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: floa
 
 def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None,
               margin: float = SIMILAR_ACCURACY, margins_shown: Iterable[float] = MARGINS_SHOWN,
-              alpha: float = ALPHA) -> dict:
+              alpha: float = ALPHA, timing: dict | None = None) -> dict:
     """Every claim, per implementation, with the figures behind each verdict; (b) also at `margins_shown`
-    (each with the whole family judged again at that margin)."""
-    claims, size = judge_claims(runs, margin, alpha)
-    at_margins = {m: judge_claims(runs, m, alpha)[0] for m in sorted({*margins_shown, margin})}
+    (each with the whole family judged again at that margin). timing: the controlled timing measurement
+    (timing.json), which the time parts of (a) and (c) are judged from when given."""
+    claims, size = judge_claims(runs, margin, alpha, timing)
+    at_margins = {m: judge_claims(runs, m, alpha, timing)[0] for m in sorted({*margins_shown, margin})}
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
         figures = {cell: {"test_acc": describe([r["test_acc"] for r in cells[cell].values()]),
                           "fit_time_s": describe([r["fit_time_s"] for r in cells[cell].values()]),
-                          "seeds": sorted(cells[cell])} for cell in sorted(cells, key=cell_rank)}
+                          "seeds": sorted(cells[cell]),
+                          "runs_not_comparable": sorted(seed for seed, r in cells[cell].items()
+                                                        if str(r.get("timing") or "").startswith("not "))}
+                   for cell in sorted(cells, key=cell_rank)}
+        for cell, rounds in (timed_rounds(timing, impl) or {}).items():
+            if cell in figures:
+                figures[cell]["controlled_epoch_s"] = describe([rounds[r] for r in sorted(rounds)])
         report["implementations"][impl] = {"cells": figures, **claims[impl]}
         report["implementations"][impl][CLAIMS[1]]["at_margins"] = {
             f"{m:g}": judged[impl][CLAIMS[1]]["verdict"] for m, judged in at_margins.items()}
@@ -285,6 +334,7 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
                         "margin": margin, "margins_shown": sorted({*margins_shown, margin})}
     report["d_rnn_gradients_vanish"] = judge_gradients(gradients, adding)
     report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
+    report["timing"] = timing_source(timing, report["devices"])
     return report
 
 
@@ -297,3 +347,18 @@ def baseline_figures(runs: list[dict]) -> dict:
     return {cell: {"impl": cells[cell][0]["impl"], "test_acc": describe([r["test_acc"] for r in cells[cell]]),
                    "fit_time_s": describe([r["fit_time_s"] for r in cells[cell]]),
                    "seeds": sorted(int(r["seed"]) for r in cells[cell])} for cell in sorted(cells, key=cell_rank)}
+
+
+def timing_source(timing: dict | None, devices: list[str]) -> dict:
+    """Where the time verdicts were measured: `where` ("on this CPU (<model>)", or the GPU), and from what (the
+    controlled measurement, with its rounds and the load of its window, or the runs' own fit times)."""
+    if timing:
+        machine, window = timing["machine"], timing["window"]
+        on_cpu = machine.get("accelerator", "cpu") == "cpu"
+        where = f"on this CPU ({machine['cpu_model']})" if on_cpu else f"on {machine['device']}"
+        return {"source": CONTROLLED, "where": where, "device": machine["device"], "rounds": timing["rounds"],
+                "disturbed": window["disturbed"], "other_cpu_pct": window["other_cpu_pct"],
+                "load_avg_before": window["load_avg_before"][0], "load_avg_after": window["load_avg_after"][0]}
+    device = devices[0] if len(devices) == 1 else "; ".join(devices)
+    where = f"on this CPU ({device[4:].split(' (')[0]})" if device.startswith("CPU ") else f"on {device}"
+    return {"source": RUNS, "where": where, "device": device}

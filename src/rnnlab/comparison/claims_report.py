@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from rnnlab.comparison.claims import FAILS, HOLDS, INCONCLUSIVE, margin_words
+from rnnlab.comparison.claims import CONTROLLED, FAILS, HOLDS, INCONCLUSIVE, margin_words
 
-FORMATS = {"s": "{:+.0f}", "acc": "{:+.4f}", "ratio": "{:.2f}"}
+FORMATS = {"s": "{:+.0f}", "epoch s": "{:+.1f}", "acc": "{:+.4f}", "ratio": "{:.2f}"}
 SAYS = {HOLDS: "lies inside", FAILS: "lies wholly outside", INCONCLUSIVE: "is neither inside nor wholly outside"}
 
 
@@ -32,7 +32,7 @@ def test_line(test: dict, verdict: bool = True) -> str:
     """`name estimate: the L% interval [lo, hi] lies inside | lies wholly outside | is neither inside nor wholly
     outside <region> (Holm p)`, then `: verdict` unless not `verdict`."""
     fmt = FORMATS.get(test.get("unit"), "{:+.4f}")
-    unit = " s" if test.get("unit") == "s" else ""
+    unit = " s" if test.get("unit") in ("s", "epoch s") else ""
     if "interval" not in test:
         said = f"{test['name']} {fmt.format(test['estimate'])}{unit} ({test.get('why', 'not testable')})"
     else:
@@ -42,11 +42,29 @@ def test_line(test: dict, verdict: bool = True) -> str:
     return f"{said}: {test['verdict']}" if verdict else said
 
 
-def claim_line(title: str, claim: dict) -> str:
-    """`- **title:** verdict; the test behind it` (or why it is not testable)."""
+def claim_line(title: str, claim: dict, where: str = "") -> str:
+    """`- **title:** [where: ]verdict; the test behind it` (or why it is not testable); `where` says on which
+    hardware a timing verdict was measured ("on this CPU (<model>)")."""
+    said = f"{where}: {claim['verdict']}" if where else claim["verdict"]
     if "test" in claim:
-        return f"- **{title}:** {claim['verdict']}; {test_line(claim['test'], verdict=False)}"
-    return f"- **{title}:** {claim['verdict']}" + (f" ({claim['why']})" if "why" in claim else "")
+        return f"- **{title}:** {said}; {test_line(claim['test'], verdict=False)}"
+    return f"- **{title}:** {said}" + (f" ({claim['why']})" if "why" in claim else "")
+
+
+def timing_note(report: dict) -> str:
+    """Where and how the time parts of (a) and (c) were measured, and what the article measured on."""
+    timing = report.get("timing") or {}
+    article = ("The article's timing claims ((a)'s speed, (c)) were made on a GPU with cuDNN; the verdicts on them "
+               f"here are {timing.get('where', 'on the hardware named')} only.")
+    if timing.get("source") == CONTROLLED:
+        state = "disturbed" if timing["disturbed"] else "quiet"
+        return (f"Time: judged from the controlled timing measurement (data/timing/timing.json: every cell x "
+                f"implementation on the same batches, interleaved, {timing['rounds']} rounds, paired by round) on "
+                f"{timing['device']}; its window was {state} (other processes took {timing['other_cpu_pct']:.1f}% "
+                f"of the CPU, load average {timing['load_avg_before']:.2f} before, {timing['load_avg_after']:.2f} "
+                f"after). The tables' fit times are each run's own, under its load. {article}")
+    return (f"Time: judged from the runs' own fit times (no controlled timing measurement: `dvc repro timing`), "
+            f"each taken under whatever load its run met, on {timing.get('device', 'the device below')}. {article}")
 
 
 def margin_line(claim: dict) -> str | None:
@@ -57,35 +75,50 @@ def margin_line(claim: dict) -> str | None:
     return "; ".join(f"at {margin_words(float(m))}: {verdict}" for m, verdict in shown.items())
 
 
-def baseline_rows(report: dict) -> list[str]:
+def baseline_rows(report: dict, controlled: bool = False) -> list[str]:
     """The cells without recurrence as extra rows of every implementation's table: the floor the recurrent cells
-    are read against (their one implementation, plain; the claims do not judge them)."""
+    are read against (their one implementation, plain; the claims do not judge them, and the timing stage does not
+    time them)."""
     return [f"| {cell} (no recurrence, impl {figures['impl']}) | {figures['test_acc']['n']} "
             f"| {figures['test_acc']['mean']:.4f} {interval(figures['test_acc'])} "
             f"| {figures['fit_time_s']['mean']:.0f} {interval(figures['fit_time_s'], '{:.0f}')} |"
+            + (" n/a |" if controlled else "")
             for cell, figures in (report.get("baselines") or {}).items()]
 
 
 def claims_markdown(report: dict) -> str:
-    lines = ["# The article's claims, measured", "", family_note(report), ""]
+    where = (report.get("timing") or {}).get("where", "")
+    lines = ["# The article's claims, measured", "", family_note(report), "", timing_note(report), ""]
     for impl, result in report["implementations"].items():
+        controlled = any("controlled_epoch_s" in figures for figures in result["cells"].values())
         lines += [f"## Implementation: {impl}", "", "| cell | seeds | test accuracy (mean, 95% CI) "
-                  "| training time s (mean, 95% CI) |", "| --- | --- | --- | --- |"]
+                  "| fit time of the run, under its load (s, mean, 95% CI) |"
+                  + (" epoch time, controlled timing (s, mean, 95% CI over rounds) |" if controlled else ""),
+                  "| --- | --- | --- | --- |" + (" --- |" if controlled else "")]
         for cell, figures in result["cells"].items():
             acc, time = figures["test_acc"], figures["fit_time_s"]
-            lines.append(f"| {cell} | {acc['n']} | {acc['mean']:.4f} {interval(acc)} "
-                         f"| {time['mean']:.0f} {interval(time, '{:.0f}')} |")
-        lines += baseline_rows(report)
+            flagged = figures.get("runs_not_comparable") or []  # seeds whose load makes their time not comparable
+            seeds = f"seed{'s' if len(flagged) > 1 else ''} {', '.join(map(str, flagged))}"
+            flag = f" ({seeds} under load)" if flagged else ""
+            row = (f"| {cell} | {acc['n']} | {acc['mean']:.4f} {interval(acc)} "
+                   f"| {time['mean']:.0f} {interval(time, '{:.0f}')}{flag} |")
+            if controlled:
+                epoch = figures.get("controlled_epoch_s")
+                row += f" {epoch['mean']:.1f} {interval(epoch, '{:.1f}')} |" if epoch else " n/a |"
+            lines.append(row)
+        lines += baseline_rows(report, controlled)
         a = result["a_rnn_fastest_least_accurate"]
         b = result["b_lstm_gru_similar_accuracy"]
         c = result["c_lstm_twice_gru_time"]
         margin = f" (margin {margin_words(b['margin'])})" if "margin" in b else ""
-        lines += ["", claim_line("(a) RNN fastest but least accurate", a)]
-        lines += [f"  - {test_line(part)}" for part in a.get("parts", [])]
+        lines += ["", claim_line("(a) RNN fastest but least accurate", a, where)]
+        lines += [f"  - {test_line(part)}" + (f" ({part['source']})" if "source" in part else "")
+                  for part in a.get("parts", [])]
         lines.append(claim_line(f"(b) LSTM ≈ GRU in accuracy{margin}", b))
         if margin_line(b):
             lines.append(f"  - the same test at other margins: {margin_line(b)}")
-        lines.append(claim_line("(c) LSTM ≈ 2x GRU's time", c))
+        lines.append(claim_line("(c) LSTM ≈ 2x GRU's time", c, where)
+                     + (f" ({c['test']['source']})" if "source" in c.get("test", {}) else ""))
         lines.append("")
     d = report["d_rnn_gradients_vanish"]
     lines.append(f"## (d) RNN gradients vanish, LSTM/GRU gradients survive: {d['verdict']}")

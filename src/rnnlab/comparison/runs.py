@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab.cells import CELLS, cell_rank, impl_rank
 from rnnlab.cli import UserError, first_line
-from rnnlab.identity import RESULT_SECTIONS, result_settings, sha256_of
+from rnnlab.identity import RESULT_SECTIONS, result_settings, sha256_of, timing_settings_sha256
 from rnnlab.parameters import recurrent_parameters, with_matched_model
 from rnnlab.pipeline import PlannedRun, planned_runs, run_folder
 
@@ -150,3 +150,30 @@ def read_optional(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to measure it again") from e
+
+
+def load_timing(cfg: DictConfig) -> dict | None:
+    """The controlled timing measurement (`python -m rnnlab.timing`: paths.timing_dir/timing.json), None if that
+    stage has not run. One made with other settings than the pipeline's, or lacking one of its cells x
+    implementations, is refused in one line: its times would not be those of the runs it is judged beside."""
+    timing_dir = cfg.paths.get("timing_dir")
+    path = Path(timing_dir) / "timing.json" if timing_dir else None
+    if path is None or not path.is_file():
+        return None
+    timing = read_optional(path)
+    again = "run `dvc repro timing`"
+    if not isinstance(timing, dict) or not {"settings_sha256", "measurements", "machine", "window",
+                                            "rounds"} <= timing.keys():
+        raise UserError(f"{path} is not a timing measurement of rnnlab.timing: {again}")
+    if timing["settings_sha256"] != timing_settings_sha256(cfg):
+        raise UserError(f"{path} was measured with other data, model, trainer or callbacks settings than the "
+                        f"pipeline now has: {again}")
+    measured = {(m["cell"], m["impl"]) for m in timing["measurements"]}
+    try:
+        planned = planned_runs(cfg.pipeline)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    missing = sorted({(run.cell, run.impl) for run in planned} - measured)
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(f'{cell}-{impl}' for cell, impl in missing)}: {again}")
+    return timing

@@ -28,8 +28,8 @@ def markdown_table(runs: list[dict]) -> str:
     # (a bag, faster than any cell, shows below 1x)
     recurrent = [group for (cell, _), group in groups.items() if cell not in CELLS or CELLS[cell].recurrent]
     fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in recurrent or groups.values())
-    columns = ["cell", "impl", "seeds", "test accuracy", "training time (s)", "vs fastest", "train samples/s",
-               "epochs", "parameters", "recurrent parameters"]
+    columns = ["cell", "impl", "seeds", "test accuracy", "fit time of the run, under its load (s)", "vs fastest",
+               "train samples/s", "epochs", "parameters", "recurrent parameters", "runs not comparable in time"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for (cell, impl), group in groups.items():
         times = [r["fit_time_s"] for r in group]
@@ -37,9 +37,29 @@ def markdown_table(runs: list[dict]) -> str:
             f"| {cell} | {impl} | {len(group)} | {mean_sd([r['test_acc'] for r in group], '{:.4f}')} "
             f"| {mean_sd(times, '{:.0f}')} | {np.mean(times) / fastest:.2f}x "
             f"| {np.mean([r['train_samples_per_s'] for r in group]):.0f} | {group[0]['epochs']} "
-            f"| {group[0]['n_params']:,} | {group[0]['recurrent_params']:,} |"
+            f"| {group[0]['n_params']:,} | {group[0]['recurrent_params']:,} | {not_comparable(group)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def not_comparable(group: list[dict]) -> str:
+    """How many of a group's runs trained under a load that makes their times not comparable (rnnlab.run.load),
+    of those that recorded it; runs trained before rnnlab recorded load have no record."""
+    recorded = [r for r in group if r.get("timing")]
+    if not recorded:
+        return "not recorded"
+    return f"{sum(str(r['timing']).startswith('not ') for r in recorded)} of {len(recorded)}"
+
+
+def load_notes(runs: list[dict]) -> str:
+    """One line per run whose times are not comparable, with why (its tag `rnnlab.timing`); empty if none."""
+    flagged = [f"{r['cell']}-{r['impl']}-{r['seed']}: {r['timing']}" for r in runs
+               if str(r.get("timing") or "").startswith("not ")]
+    if not flagged:
+        return ""
+    return ("Runs whose fit time is not comparable (the load they trained under; the timing claims are judged "
+            "from the controlled measurement, data/timing/, where it exists):\n"
+            + "".join(f"- {line}\n" for line in flagged))
 
 
 def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:

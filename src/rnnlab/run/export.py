@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from rnnlab.files import copy_atomically, write_atomically
 from rnnlab.run.plan import RunPlan
 from rnnlab.run.result import TrainResult, stored_result
+from rnnlab.run.tags import TIMING
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def export(folder: Path, result: TrainResult, cfg: DictConfig, run: mlflow.entit
     """The DVC stage's outputs: the best checkpoint, the resolved config, the metrics and per-epoch history."""
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"cell": cfg.model.cell, "impl": cfg.model.impl, "seed": cfg.seed, **result.metrics,
-               "device": run.data.tags.get("device"), "mlflow_run_id": result.run_id, "history": result.history}
+               "device": run.data.tags.get("device"), "timing": run.data.tags.get(TIMING),  # rnnlab.run.load
+               "mlflow_run_id": result.run_id, "history": result.history}
     # DVC's metrics: the numbers alone (metrics.json, the run's record that compare reads, holds names and lists)
     scores = {name: value for name, value in result.metrics.items() if name in RUN_SCORES or name.startswith("test_")}
     # Each file lands whole or not at all: a kill mid-export never leaves a half-written output for DVC or compare.

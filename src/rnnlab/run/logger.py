@@ -11,7 +11,8 @@ from rnnlab.tracking import default_artifact_location, resolve_tracking_uri
 
 # Metrics a run has one value of, at its end (plus its size): logged once, at step 0, so that MLflow shows them as
 # the run's summary (a bar per run in the chart view) rather than as stray points on the epochs' step axis.
-SUMMARY_METRICS = ("fit_time_s", "train_samples_per_s", "best_val_acc", "epochs", "n_params")
+SUMMARY_METRICS = ("fit_time_s", "train_samples_per_s", "best_val_acc", "epochs", "n_params",
+                   "fit_load_avg", "fit_cpu_share", "fit_other_cpu_pct")  # the last three: rnnlab.run.load
 
 
 def is_summary(name: str) -> bool:

@@ -9,6 +9,8 @@ import mlflow
 
 from rnnlab.run.history import metric_histories
 
+LOAD_METRICS = ("fit_load_avg", "fit_cpu_share", "fit_other_cpu_pct")  # what the fit ran under (rnnlab.run.load)
+
 
 @dataclass
 class TrainResult:
@@ -16,7 +18,8 @@ class TrainResult:
 
     run_id: str
     tracking_uri: str
-    metrics: dict  # test_acc, test_loss (test_mse), best_val_acc, fit_time_s, train_samples_per_s, epochs, n_params
+    metrics: dict  # test_acc, test_loss (test_mse), best_val_acc, fit_time_s, train_samples_per_s, epochs, n_params,
+    # and LOAD_METRICS
     history: dict[str, list[float]]  # HISTORY, one value per epoch
     best_checkpoint: Path | None  # None when the run's working folder was temporary (train() outside Hydra)
 
@@ -27,4 +30,5 @@ def stored_result(client: mlflow.MlflowClient, run_id: str, tracking_uri: str) -
     metrics = {name: float(value) for name, value in logged.items() if name.startswith("test_")}
     metrics.update({name: float(logged[name]) for name in ("best_val_acc", "fit_time_s", "train_samples_per_s")})
     metrics.update({name: int(logged[name]) for name in ("epochs", "n_params")})
+    metrics.update({name: float(logged[name]) for name in LOAD_METRICS if name in logged})  # runs before: none
     return TrainResult(run_id, tracking_uri, metrics, metric_histories(client, run_id), None)

@@ -8,6 +8,9 @@ RUN_KEY = "rnnlab.run_key"
 END_REASON = "rnnlab.end_reason"
 
 
+TIMING = "rnnlab.timing"  # whether its times compare with other runs': "comparable" or "not comparable: <why>"
+
+
 ATTEMPT = "rnnlab.attempt"
 
 

@@ -32,7 +32,7 @@ from scipy import stats
 from rnnlab.cli import UserError, hydra_app
 from rnnlab.comparison.claims import judge_all, margin_words, rule_settings
 from rnnlab.comparison.claims_report import family_note, test_line
-from rnnlab.comparison.runs import load_runs
+from rnnlab.comparison.runs import load_runs, load_timing
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
 from rnnlab.identity import settings_sha256
@@ -112,9 +112,10 @@ def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = Tru
 
 
 def shared_setting_claims(cfg: DictConfig) -> dict | None:
-    """The claims on the pipeline's own runs (one setting for all cells), or None where they are not there."""
+    """The claims on the pipeline's own runs (one setting for all cells), or None where they are not there; time
+    judged as compare judges it (from the timing stage's measurement where there is one)."""
     try:
-        return judge_all(load_runs(cfg), **rule_settings(cfg))
+        return judge_all(load_runs(cfg), **rule_settings(cfg), timing=load_timing(cfg))
     except UserError as e:
         log.warning("the shared-setting verdicts are left out: %s", e)
         return None
