@@ -306,11 +306,12 @@ CORRUPTIONS = {
     "truncated": (lambda good: good[: len(good) // 2], "not a readable torch checkpoint"),  # a copy cut short
     "random": (lambda good: random.Random(0).randbytes(len(good)), "not a readable torch checkpoint"),  # garbage
     "empty": (lambda good: b"", "the file is empty"),
-    "wrong-shaped": (lambda good: edited(good, wrong_shaped), "its weights are not this model's (names or shapes differ)"),
+    "wrong-shaped": (lambda good: edited(good, wrong_shaped),
+                     "its weights are not this model's (names or shapes differ)"),
     # Good weights, a broken optimizer state
     "optimizer-moment-wrong-shaped": (lambda good: edited(good, wrong_shaped_moment),
-                                      "its optimizer state does not fit this model's optimizer (exp_avg of shape (3, 5) "
-                                      "for a parameter of shape "),
+                                      "its optimizer state does not fit this model's optimizer (exp_avg of shape "
+                                      "(3, 5) for a parameter of shape "),
     "optimizer-state-missing": (lambda good: edited(good, lambda c: c.update(optimizer_states=[])),
                                 "its optimizer state does not fit this model's optimizer (0 optimizer states where "
                                 "the model has 1 optimizer)"),
