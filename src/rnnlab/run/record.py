@@ -57,9 +57,9 @@ class RecordFailed(UserError):
 
     def __init__(self, run_id: str, folder: Path | None, error: BaseException) -> None:
         super().__init__(f"run {run_id} trained, but recording it failed ({type(error).__name__}: "
-                         f"{redact(first_line(error))[:300]}): it ended FAILED \"{UNRECORDED}\", its checkpoints kept in "
-                         f"{folder}; fix that and run the same command again: it resumes from its last checkpoint "
-                         "and records the run")
+                         f"{redact(first_line(error))[:300]}): it ended FAILED \"{UNRECORDED}\", its checkpoints "
+                         f"kept in {folder}; fix that and run the same command again: it resumes from its last "
+                         "checkpoint and records the run")
 
 
 def final_status(exception: BaseException | None) -> str:
