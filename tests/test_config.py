@@ -154,3 +154,24 @@ def test_a_broken_machine_config_is_one_line(project, tmp_path, case, local, par
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors == [f"train: error: {message}"]
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
+
+
+# The cases of BROKEN that are the machine's file itself: `python -m rnnlab.params` composes conf/ with it too
+BROKEN_LOCAL_FILES = [case for case in BROKEN if case[1] is not None and case[3].startswith("conf/local/")]
+
+
+@pytest.mark.parametrize(("case", "local", "params", "message"), BROKEN_LOCAL_FILES,
+                         ids=[case[0] for case in BROKEN_LOCAL_FILES])
+def test_params_checks_the_machine_config_as_train_does(project, case, local, params, message):
+    """`python -m rnnlab.params` composes conf/local/default.yaml into params.yaml: a broken one is the same one
+    line as for train, and params.yaml is left as it was."""
+    local_file, params_file = project / "conf" / "local" / "default.yaml", project / "params.yaml"
+    committed = params_file.read_bytes()
+    try:
+        local_file.write_bytes(local)
+        result = run_module("rnnlab.params", cwd=project, env={"PYTHONPATH": str(project / "src")})
+    finally:
+        local_file.unlink(missing_ok=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [f"params: error: {message}"]
+    assert params_file.read_bytes() == committed

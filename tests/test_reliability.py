@@ -6,6 +6,7 @@ finite divergence; a stage rerun after its run finished; credentials in URLs. RE
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import random
@@ -19,7 +20,10 @@ from pathlib import Path
 import mlflow
 import psutil
 import pytest
+import torch
 
+from rnnlab.cli import UserError
+from rnnlab.composition import compose_config
 from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.run.provenance import run_params
 from rnnlab.run.tags import END_REASON
@@ -275,18 +279,26 @@ def test_interrupted_run_resumes_into_the_same_run(prepared_dir, tmp_path):
     assert result.history["val_loss"] == reference.history["val_loss"]
 
 
-def wrong_shaped(good: bytes) -> bytes:
-    """A real Lightning checkpoint of the run, one weight of another shape (as another model's would be)."""
-    import io
-
-    import torch
-
+def edited(good: bytes, edit) -> bytes:
+    """A real Lightning checkpoint of the run, loaded, changed by `edit(checkpoint)` and saved again."""
     checkpoint = torch.load(io.BytesIO(good), weights_only=True)
-    name = next(iter(checkpoint["state_dict"]))
-    checkpoint["state_dict"][name] = torch.zeros(3, 5)
+    edit(checkpoint)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
+
+
+def wrong_shaped(checkpoint: dict) -> None:
+    """One weight of another shape (as another model's would be)."""
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 5)
+
+
+def wrong_shaped_moment(checkpoint: dict) -> None:
+    """The weights intact; Adam's first moment of one parameter of another shape (torch loads it, and fails at
+    the first step)."""
+    [state, *_] = checkpoint["optimizer_states"][0]["state"].values()
+    state["exp_avg"] = torch.zeros(3, 5)
 
 
 # How the file is spoiled, and what the refusal says of it
@@ -294,7 +306,17 @@ CORRUPTIONS = {
     "truncated": (lambda good: good[: len(good) // 2], "not a readable torch checkpoint"),  # a copy cut short
     "random": (lambda good: random.Random(0).randbytes(len(good)), "not a readable torch checkpoint"),  # garbage
     "empty": (lambda good: b"", "the file is empty"),
-    "wrong-shaped": (wrong_shaped, "its weights are not this model's (names or shapes differ)"),
+    "wrong-shaped": (lambda good: edited(good, wrong_shaped),
+                     "its weights are not this model's (names or shapes differ)"),
+    # Good weights, a broken optimizer state
+    "optimizer-moment-wrong-shaped": (lambda good: edited(good, wrong_shaped_moment),
+                                      "its optimizer state does not fit this model's optimizer (exp_avg of shape "
+                                      "(3, 5) for a parameter of shape "),
+    "optimizer-state-missing": (lambda good: edited(good, lambda c: c.update(optimizer_states=[])),
+                                "its optimizer state does not fit this model's optimizer (0 optimizer states where "
+                                "the model has 1 optimizer)"),
+    "optimizer-state-garbage": (lambda good: edited(good, lambda c: c["optimizer_states"].__setitem__(0, {"x": 1})),
+                                "its optimizer state does not fit this model's optimizer (KeyError: "),
 }
 
 
@@ -434,6 +456,127 @@ def test_an_unwritable_artifact_store_is_refused_before_training(prepared_dir, t
     assert runs(tmp_path) == [] and not (tmp_path / "checkpoints").exists()
 
 
+def test_an_artifact_store_made_unwritable_mid_run_keeps_the_run_resumable(prepared_dir, tmp_path):
+    """mlartifacts/ made immutable while the run trains (after the check before training): recording its model at
+    the end fails. One line; the run ends FAILED "not recorded" with both checkpoints kept (before: deleted, the
+    training lost); the store writable again, the same command resumes it and records it, every epoch once."""
+    command = train_command(prepared_dir, tmp_path)
+    process = start(command, tmp_path)
+    wait_for_first_checkpoint(process, tmp_path)  # the store's check has passed: mlartifacts/ exists
+    with immutable(tmp_path / "mlartifacts"):
+        process.wait(timeout=600)
+    [stopped] = runs(tmp_path)
+    run_id, folder = stopped.info.run_id, tmp_path / "checkpoints" / stopped.info.run_id
+    lines = stderr_of(process).strip().splitlines()
+    assert process.returncode == 1 and "Traceback" not in stderr_of(process), lines[-30:]
+    assert lines[-1].startswith(f"train: error: run {run_id} trained, but recording it failed (PermissionError: "
+                                "[Errno 1] Operation not permitted: "), lines[-1]
+    assert lines[-1].endswith(f"): it ended FAILED \"not recorded\", its checkpoints kept in {folder}; fix that and "
+                              "run the same command again: it resumes from its last checkpoint and records the run")
+    assert stopped.info.status == "FAILED" and stopped.data.tags[END_REASON].startswith("not recorded: ")
+    assert {path.name for path in folder.iterdir()} == {"last.ckpt", "best.ckpt"}
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    [run] = runs(tmp_path)
+    assert run.info.run_id == run_id and run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
+    assert len(client_of(tmp_path).get_metric_history(run_id, "val_acc")) == EPOCHS  # nothing trained twice
+    client = client_of(tmp_path)
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"checkpoints", "config.yaml"}
+    [model] = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert model.name == "model"  # the served model, recorded by the rerun
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A file system of `size` (a tmpfs) mounted at `folder`: a disk that fills up for real. Needs root."""
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                          text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def resize(folder: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the file system of `folder` until `leave` bytes are free."""
+    stats = os.statvfs(folder)
+    (folder / "filler").write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - leave))
+
+
+def test_a_new_store_on_a_full_disk_is_left_absent_or_whole(prepared_dir, tmp_path):
+    """A new sqlite store on a disk with 600 KB free (MLflow's schema takes ~1 MB): one `disk full` line and no
+    store file (before: 45 traceback lines and a half-made schema that every later open refused with "table ...
+    already exists"). Such a half-made store, left by MLflow itself, is made again once there is room, since it
+    holds no run; and training then goes ahead."""
+    with small_disk(tmp_path / "disk", "600k") as disk:
+        db = disk / "mlflow.db"
+        result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, disk), f"hydra.run.dir={tmp_path}/out",
+                            cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"train: error: disk full: the MLflow store {db} could not be created ("), line
+        assert line.endswith(" KB free there); nothing was changed: free some space, or use another store "
+                             "(logger.tracking_uri)"), line
+        assert sorted(path.name for path in disk.iterdir()) == ["mlflow.db.lock"]  # no store, no leftover
+
+        # The fault as MLflow alone leaves it: a half-made schema, refused by every open once there is room
+        mlflow_alone = subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('sqlite:///{db}')"
+                                       ".search_experiments()"], capture_output=True, text=True, check=False)
+        assert mlflow_alone.returncode != 0 and "database or disk is full" in mlflow_alone.stderr
+        resize(disk, "20m")
+        broken = subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('sqlite:///{db}')"
+                                 ".search_experiments()"], capture_output=True, text=True, check=False)
+        assert "already exists" in broken.stderr, broken.stderr[-2000:]
+
+        result = train(compose_tiny(prepared_dir, disk, "trainer.max_epochs=1"))
+        [run] = runs(disk)
+        assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+        from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version, create_sqlalchemy_engine
+
+        assert _get_schema_version(create_sqlalchemy_engine(f"sqlite:///{db}")) == _get_latest_schema_revision()
+
+
+def test_a_store_on_a_full_disk_is_one_line_before_any_run(prepared_dir, tmp_path):
+    """A complete store whose disk has 100 KB left: one line, no run (before: 25 traceback lines)."""
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        client_of(disk).create_experiment(EXPERIMENT)
+        fill(disk, 100 * 1024)
+        result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, disk), f"hydra.run.dir={tmp_path}/out",
+                            cwd=tmp_path)
+        assert result.returncode == 1, result.stderr[-3000:]
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("train: error: disk full: "), line
+        assert line.endswith(f" KB free where the MLflow store {disk}/mlflow.db is (a run needs at least 1024 KB): "
+                             "free some space, or use another store (logger.tracking_uri)"), line
+        assert runs(disk) == [] and not (disk / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_a_read_only_store_is_one_line_before_any_run(prepared_dir, tmp_path, what):
+    """The store's folder, or its database file, immutable (`chattr +i`, which stops root): one line, no run
+    (before: 8 traceback lines on the lock file, or MLflow's "attempt to write a readonly database")."""
+    db = tmp_path / "mlflow.db"
+    client_of(tmp_path).create_experiment(EXPERIMENT)  # the store exists, its lock file too: as after a first run
+    (tmp_path / "mlflow.db.lock").touch()
+    frozen = tmp_path if what == "folder" else db
+    with immutable(frozen):
+        result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path),
+                            f"hydra.run.dir={tmp_path.parent}/{tmp_path.name}-out", cwd=tmp_path.parent)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"train: error: the MLflow store {db} is read-only ({frozen}: Operation not permitted): a run could not be "
+        "recorded; make it writable, or use another store (logger.tracking_uri)"), result.stderr[-3000:]
+    assert runs(tmp_path) == []
+
+
 def test_no_checkpoint_left_after_success(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path), output_dir=tmp_path / "work")
     assert not (tmp_path / "checkpoints").exists()  # the run's checkpoint folder went with its end
@@ -502,6 +645,28 @@ def test_a_tracking_server_down_mid_training_stops_resumably(prepared_dir, tmp_p
         run = client.get_run(folder.name)
         assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
         assert len(client.get_metric_history(folder.name, "val_acc")) == EPOCHS
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_down_at_the_start_is_one_line_at_once(prepared_dir, tmp_path):
+    """A real `mlflow server`, stopped before the command starts: one line after one quick retry (QUICK_HTTP), not
+    the minute of retries training allows a server (TRAINING_HTTP) followed by MLflow's traceback; nothing
+    trained, no checkpoint."""
+    with mlflow_server(tmp_path) as url:
+        pass  # started, answered, stopped: its port now refuses connections
+    message = (f"tracking server unreachable: {url} ([Errno 111] Connection refused): nothing was trained; start "
+               "it, or check logger.tracking_uri / $MLFLOW_TRACKING_URI, and run the command again")
+    began = time.monotonic()  # timed in this process: a loaded machine's imports would dwarf the wait
+    with pytest.raises(UserError) as refused:
+        train(compose_config([*untracked_overrides(prepared_dir, tmp_path), f"logger.tracking_uri={url}"]))
+    took = time.monotonic() - began
+    print(f"refused after {took:.1f} s")
+    assert str(refused.value) == message
+    assert took < 40, took  # TRAINING_HTTP's retries alone wait 0 + 4 + 8 + 16 + 32 s
+    result = run_module("rnnlab.train", *untracked_overrides(prepared_dir, tmp_path), f"logger.tracking_uri={url}",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == f"train: error: {message}", result.stderr[-3000:]
     assert not (tmp_path / "checkpoints").exists()
 
 

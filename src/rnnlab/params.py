@@ -19,7 +19,15 @@ def compose_params(output: str | Path = "params.yaml", overrides: list[str] | No
     compose_and_dump(output, str(CONFIG_DIR), None, "config", str(CONFIG_DIR), overrides or [])
 
 
-if __name__ == "__main__":
-    # python -m rnnlab.params [OVERRIDE ...]
-    compose_params("params.yaml", sys.argv[1:])
+def main(overrides: list[str]) -> None:
+    """python -m rnnlab.params [OVERRIDE ...]: the hand-edited config files checked as `train` checks them (one
+    `params: error:` line, params.yaml left as it was), then params.yaml composed."""
+    from rnnlab.cli import check_config_files  # not at the top: rnnlab.cli imports CONFIG_DIR from here
+
+    check_config_files("params", overrides)
+    compose_params("params.yaml", overrides)
     print("params.yaml composed from conf/")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

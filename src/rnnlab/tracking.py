@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from rnnlab import sqlite_store
 from rnnlab.errors import UserError, first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -44,7 +45,8 @@ def sqlite_file(uri: str) -> Path | None:
 def store_lock(uri: str) -> Iterator[None]:
     """Hold the store for this process alone while it sets things up: an exclusive `flock` on `<db file>.lock`
     beside a sqlite store, released by the kernel even if the process is killed. Nothing for a server, which
-    serializes its own writes.
+    serializes its own writes. Inside, a sqlite store is whole (created or migrated beside it, then renamed into
+    place), writable and with room for a run, or this raises one `UserError` line (rnnlab.sqlite_store).
 
     MLflow creates and migrates a new sqlite schema without a lock of its own: processes doing it at once
     break the file (duplicate columns, half-done migrations), and likewise race to create the same experiment.
@@ -53,10 +55,16 @@ def store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
+    why = sqlite_store.unwritable(db)
+    if why is not None:
+        raise UserError(why)
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            sqlite_store.make_whole(db)
+            why = sqlite_store.no_room(db)
+            if why is not None:
+                raise UserError(why)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -159,15 +167,29 @@ def use_tracking_uri(uri: str) -> Iterator[None]:
 TRAINING_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
+def unanswered(error: BaseException) -> str:
+    """Why a request got no answer, briefly: the system's error ("[Errno 111] Connection refused") if it says."""
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
+    return found.group(0) if found else first_line(error)[:200]
+
+
 class StoreUnreachable(UserError):
     """A run's tracking server stopped answering: nothing more can be written to the run, which stays RUNNING
     there (the next start on this host ends it FAILED "died", and resumable), its checkpoints kept."""
 
     def __init__(self, tracking_uri: str, run_id: str, error: BaseException) -> None:
-        found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
-        why = found.group(0) if found else first_line(error)[:200]
-        super().__init__(f"tracking server unreachable: {redact(tracking_uri)} ({why}): run {run_id} stays RUNNING "
-                         "there, its checkpoints kept; run the same command again once it answers, to resume it")
+        super().__init__(f"tracking server unreachable: {redact(tracking_uri)} ({unanswered(error)}): run {run_id} "
+                         "stays RUNNING there, its checkpoints kept; run the same command again once it answers, "
+                         "to resume it")
+
+
+class ServerDownAtStart(UserError):
+    """The tracking server did not answer while a run was chosen: nothing was trained, no run started."""
+
+    def __init__(self, tracking_uri: str, error: BaseException) -> None:
+        super().__init__(f"tracking server unreachable: {redact(tracking_uri)} ({unanswered(error)}): nothing was "
+                         "trained; start it, or check logger.tracking_uri / $MLFLOW_TRACKING_URI, and run the command "
+                         "again")
 
 
 def unreachable(error: BaseException | None) -> bool:
@@ -184,13 +206,25 @@ def unreachable(error: BaseException | None) -> bool:
     return False
 
 
+_SET_BY_QUICK_HTTP: set[str] = set()  # the variables an enclosing `quick_http` set (not the user)
+
+
 @contextmanager
 def quick_http(limits: dict[str, str] = QUICK_HTTP) -> Iterator[None]:
-    """`limits` (QUICK_HTTP unless given) for the duration, unless the user set those variables."""
-    added = {name: value for name, value in limits.items() if name not in os.environ}
-    os.environ.update(added)
+    """`limits` (QUICK_HTTP unless given) for the duration, unless the user set those variables. Nested, the
+    inner block's limits hold inside it (training's TRAINING_HTTP, QUICK_HTTP while a run is planned)."""
+    before = {name: os.environ.get(name) for name in limits
+              if name not in os.environ or name in _SET_BY_QUICK_HTTP}
+    for name in before:
+        os.environ[name] = limits[name]
+    newly_set = set(before) - _SET_BY_QUICK_HTTP
+    _SET_BY_QUICK_HTTP.update(newly_set)
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _SET_BY_QUICK_HTTP.difference_update(newly_set)

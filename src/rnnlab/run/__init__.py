@@ -17,7 +17,8 @@ Conventions (README "Reliability"):
 
 - `resume` (conf/config.yaml) says which run a command continues:
   - `auto` (the default): the latest run of the experiment with the same *run key* decides. Stopped before its end
-    (KILLED by a signal or Ctrl-C, or its process died: left RUNNING, or FAILED "died" by the sweep below), it
+    (KILLED by a signal or Ctrl-C, or its process died: left RUNNING, or FAILED "died" by the sweep below), or
+    trained but not recorded (FAILED "not recorded": its record failed at the end, `record.RecordFailed`), it
     continues from its last completed epoch. FINISHED, with `export_dir` set (a DVC stage, whose outputs
     `dvc repro` deletes before rerunning it), it is not trained again: its export is written again from the store.
     Otherwise (none, FINISHED without export_dir, FAILED with an error, or still running): a new run.
@@ -34,8 +35,9 @@ Conventions (README "Reliability"):
   into place (`AtomicCheckpointIO`), so a kill leaves the previous one whole. The checkpoint dir is
   `paths.checkpoint_dir`, or by default `checkpoints/` beside a sqlite store (in the working directory for a
   server; for several machines, point it at a shared file system). A run's folder goes when it ends FINISHED (its
-  best checkpoint is in MLflow by then) or FAILED with an error; a stopped run keeps it until it is resumed.
-  A `last.ckpt` that cannot restore the model (truncated, overwritten, empty, another model's weights) is
+  best checkpoint is in MLflow by then) or FAILED with an error; a stopped run, or one not recorded, keeps it until
+  it is resumed. A `last.ckpt` that cannot restore the model (truncated, overwritten, empty, another model's
+  weights, an optimizer state that does not fit the model's optimizer) is
   refused before the run is claimed, in one line naming the file: the run stays as it was (KILLED, or FAILED
   "died"), both checkpoints stay, and it resumes once a good copy is back; `resume=never` starts a new run. It
   is not trained over from its start, which would log its finished epochs' metrics twice.
@@ -49,6 +51,7 @@ Conventions (README "Reliability"):
   Under SLURM with Lightning's auto-requeue (its default), SIGUSR1 also requeues the job with `scontrol requeue`, as Lightning would; the requeued job runs the same
   command, which resumes. A tracking server that stops answering ends the command after a bounded wait
   (`tracking.TRAINING_HTTP`) with one line, `StoreUnreachable`: the run stays RUNNING in the store (nothing can
-  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it. A stopped
+  end it there), its checkpoints kept, and the printed line says so even when a signal stopped it; a server that
+  does not answer while the run is chosen is one line after one quick retry (`tracking.QUICK_HTTP`). A stopped
   epoch is trained again on resume: epoch ends are the points a run resumes from exactly.
 """

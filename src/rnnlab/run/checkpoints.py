@@ -62,9 +62,35 @@ def check_resumable(path: Path, model: torch.nn.Module, run_id: str) -> None:
         found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
         if found != {name: tuple(t.shape) for name, t in model.state_dict().items()}:
             raise ValueError("its weights are not this model's (names or shapes differ)")
+        check_optimizer_states(checkpoint["optimizer_states"], model)
     except (OSError, ValueError, TypeError, AttributeError) as e:  # the last two: a state_dict of other things
         raise UserError(f"run {run_id} cannot resume from {path}: {first_line(e)}; nothing was changed: put a good "
                         "copy of that file back and rerun to resume the run, or resume=never for a new run") from e
+
+
+def check_optimizer_states(states: Any, model: torch.nn.Module) -> None:
+    """A `ValueError` unless `states` (a checkpoint's `optimizer_states`) load into the model's own optimizers with
+    a tensor of each parameter's shape wherever one is kept per parameter (Adam's moments, momentum). torch loads
+    a state of other shapes without a word and fails at the first step, by when the run is claimed again."""
+    configured = model.configure_optimizers()
+    if isinstance(configured, dict):
+        configured = configured["optimizer"]
+    optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    if not isinstance(states, list) or len(states) != len(optimizers):
+        found = f"{len(states)} optimizer states" if isinstance(states, list) else f"a {type(states).__name__}"
+        raise ValueError(f"its optimizer state does not fit this model's optimizer ({found} where the model has "
+                         f"{len(optimizers)} optimizer)")
+    for optimizer, state in zip(optimizers, states):
+        try:
+            optimizer.load_state_dict(state)  # a fresh optimizer of the model's parameters: nothing else is touched
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as e:
+            raise ValueError(f"its optimizer state does not fit this model's optimizer ({type(e).__name__}: "
+                             f"{first_line(e)[:120]})") from e
+        for parameter, kept in optimizer.state.items():
+            for name, value in kept.items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape != parameter.shape:
+                    raise ValueError(f"its optimizer state does not fit this model's optimizer ({name} of shape "
+                                     f"{tuple(value.shape)} for a parameter of shape {tuple(parameter.shape)})")
 
 
 def rng_states() -> dict[str, Any]:

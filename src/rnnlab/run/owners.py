@@ -10,7 +10,7 @@ import mlflow
 import psutil
 from mlflow.entities import Run
 
-from rnnlab.run.tags import DIED, END_REASON, HOST, PID, PID_STARTED, SLURM_ARRAY_TASK, SLURM_JOB
+from rnnlab.run.tags import DIED, END_REASON, HOST, PID, PID_STARTED, SLURM_ARRAY_TASK, SLURM_JOB, resumable_failure
 
 
 def owner_tags() -> dict[str, str]:
@@ -57,9 +57,9 @@ def end_dead_runs(client: mlflow.MlflowClient) -> list[str]:
 
 
 def resumable(run: Run) -> bool:
-    """Stopped before its end and not on an error: KILLED, FAILED because its process died, or RUNNING with its
-    process gone."""
+    """Stopped before its end and not on an error: KILLED, FAILED because its process died or its record failed
+    at the end, or RUNNING with its process gone."""
     status, reason = run.info.status, run.data.tags.get(END_REASON, "")
     if status == "RUNNING":
         return owner_alive(run.data.tags) is False
-    return status == "KILLED" or (status == "FAILED" and reason.startswith(DIED))
+    return status == "KILLED" or (status == "FAILED" and resumable_failure(reason))

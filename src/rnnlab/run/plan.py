@@ -22,8 +22,18 @@ from rnnlab.identity import run_key
 from rnnlab.run.checkpoints import LAST, check_resumable, checkpoint_root
 from rnnlab.run.owners import end_dead_runs, owner_alive, owner_tags, resumable
 from rnnlab.run.provenance import code_hash
-from rnnlab.run.tags import ATTEMPT, DIED, END_REASON, HOST, PID, RUN_KEY
-from rnnlab.tracking import open_experiment, redact, resolve_tracking_uri, store_lock, unwritable_artifacts
+from rnnlab.run.tags import ATTEMPT, END_REASON, HOST, PID, RUN_KEY, resumable_failure
+from rnnlab.tracking import (
+    QUICK_HTTP,
+    ServerDownAtStart,
+    open_experiment,
+    quick_http,
+    redact,
+    resolve_tracking_uri,
+    store_lock,
+    unreachable,
+    unwritable_artifacts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,20 @@ def plan_run(cfg: DictConfig, data_sha256: str | None, model: torch.nn.Module) -
         raise UserError(f"resume={mode!r}: choose auto | never | <the 32-character id of a run>")
     uri = resolve_tracking_uri(cfg.logger.tracking_uri)
     code_sha256 = code_hash()
+    # A server that does not answer now is one line after a few seconds (QUICK_HTTP), not the minute of retries
+    # that training rides out a server's restart with (TRAINING_HTTP), then MLflow's traceback
+    try:
+        with quick_http(QUICK_HTTP):
+            return choose_and_claim(cfg, mode, uri, data_sha256, code_sha256, model)
+    except Exception as e:
+        if unreachable(e):
+            raise ServerDownAtStart(uri, e) from e
+        raise
+
+
+def choose_and_claim(cfg: DictConfig, mode: str, uri: str, data_sha256: str | None, code_sha256: str,
+                     model: torch.nn.Module) -> RunPlan:
+    """`plan_run`'s work, in the store."""
     with store_lock(uri):  # on sqlite, also makes choosing and claiming a run one step across processes
         client = mlflow.MlflowClient(uri)  # creates and migrates a new sqlite store's schema
         plan = RunPlan(client, uri, run_key(cfg, data_sha256, code_sha256), data_sha256, code_sha256,
@@ -136,7 +160,7 @@ def named_run(client: mlflow.MlflowClient, run_id: str, key: str) -> Run:
                         "command again, or resume=never for a new run")
     if status == "FINISHED":
         raise UserError(f"resume={run_id}: that run has finished")
-    if status == "FAILED" and not tags.get(END_REASON, "").startswith(DIED):
+    if status == "FAILED" and not resumable_failure(tags.get(END_REASON, "")):
         raise UserError(f"resume={run_id}: that run failed ({tags.get(END_REASON, 'an error')}); resume=never "
                         "starts a new one")
     if status == "RUNNING" and owner_alive(tags):

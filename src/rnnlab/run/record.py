@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from rnnlab.cli import first_line
+from rnnlab.cli import UserError, first_line
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.run.curves import plot_learning_curves
 from rnnlab.run.export import export
@@ -37,7 +38,7 @@ from rnnlab.run.plan import RunPlan
 from rnnlab.run.provenance import log_dataset_inputs, run_params, run_tags, user_tags
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import Stopped
-from rnnlab.run.tags import END_REASON, ERROR
+from rnnlab.run.tags import END_REASON, ERROR, UNRECORDED
 from rnnlab.serve.pyfunc import log_sentiment_model
 from rnnlab.tracking import StoreUnreachable, redact, unreachable
 
@@ -48,6 +49,17 @@ LOSS_NAMES = {"binary": "BCE", "regression": "MSE"}
 
 
 STOPS = (KeyboardInterrupt, Stopped, SIGTERMException)  # Ctrl-C, a signal (rnnlab.run), Lightning's SIGTERM
+
+
+class RecordFailed(UserError):
+    """A run trained and tested, then its record failed (the artifact store unwritable, the model not logged): it
+    ends FAILED "not recorded", resumable, its checkpoints kept, so that the same command records it again."""
+
+    def __init__(self, run_id: str, folder: Path | None, error: BaseException) -> None:
+        super().__init__(f"run {run_id} trained, but recording it failed ({type(error).__name__}: "
+                         f"{redact(first_line(error))[:300]}): it ended FAILED \"{UNRECORDED}\", its checkpoints "
+                         f"kept in {folder}; fix that and run the same command again: it resumes from its last "
+                         "checkpoint and records the run")
 
 
 def final_status(exception: BaseException | None) -> str:
@@ -75,6 +87,7 @@ class RunRecord(pl.Callback):
         self.logger: RunLogger | None = None  # the trainer's, and the run's plan: given by `running`
         self.plan: RunPlan | None = None
         self.exception: BaseException | None = None
+        self.recording = False  # `finish` has begun: training and testing are over
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Counted in the process that trained: a ddp_spawn worker's count never reaches the main process's trainer
@@ -119,6 +132,10 @@ class RunRecord(pl.Callback):
             if unreachable(exception):  # no status can be written: the run stays RUNNING, its checkpoints kept
                 raise StoreUnreachable(self.plan.tracking_uri, run_id, exception) from e
             status, reason = final_status(exception), end_reason(exception)
+            # Failing to record what trained loses nothing that cannot be redone: resumable, checkpoints kept
+            record_failed = self.recording and status == "FAILED"
+            if record_failed:
+                reason = redact(f"{UNRECORDED}: {first_line(exception)}")[:5000]
             try:
                 client.set_tag(run_id, END_REASON, reason)
                 client.set_terminated(run_id, status)
@@ -127,6 +144,8 @@ class RunRecord(pl.Callback):
                     raise
                 raise StoreUnreachable(self.plan.tracking_uri, run_id, store_error) from e
             self.plan.end(resumable_after=not reason.startswith(ERROR))
+            if record_failed and isinstance(exception, (OSError, MlflowException)):  # else a bug: its traceback
+                raise RecordFailed(run_id, self.plan.folder, exception) from e
             raise
         client.set_terminated(run_id, final_status(None))
         self.plan.end(resumable_after=False)
@@ -139,6 +158,7 @@ class RunRecord(pl.Callback):
         if not trainer.is_global_zero:  # torchrun, srun: rank 0 records; wait for its run id, then read its record
             run_id = trainer.strategy.broadcast(None)
             return stored_result(self.plan.client, run_id, self.plan.tracking_uri)
+        self.recording = True
         client, run_id, cfg = self.logger.experiment, self.logger.run_id, self.cfg
         best: ModelCheckpoint = trainer.checkpoint_callback
         history = metric_histories(client, run_id)

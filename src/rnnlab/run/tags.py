@@ -23,4 +23,12 @@ SLURM_ARRAY_TASK = "rnnlab.slurm_array_task"
 DIED = "died"  # the start of the end reason the sweep records: such a run may be resumed
 
 
+UNRECORDED = "not recorded"  # a run that trained but whose record failed at its end (its model not logged): resumed
+
+
+def resumable_failure(reason: str) -> bool:
+    """Whether a FAILED run with this end reason may be resumed: its process died, or only its record failed."""
+    return reason.startswith((DIED, UNRECORDED))
+
+
 ERROR = "error"  # the start of the end reason of a run that failed on an error: it is not resumed
