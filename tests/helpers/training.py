@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from rnnlab.composition import compose_config
 from rnnlab.run.history import metric_histories
+from rnnlab.run.tags import SWEEP_PARENT
 
 EXPERIMENT = "imdb-cells"
 TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s")  # clocks: never identical from run to run
@@ -48,6 +49,11 @@ def runs(store: Path) -> list:
     client = client_of(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def sweep_runs(found: list) -> tuple[list, list]:
+    """(the parent runs of sweeps, the other runs) among `found`."""
+    return [r for r in found if SWEEP_PARENT in r.data.tags], [r for r in found if SWEEP_PARENT not in r.data.tags]
 
 
 def outcome(store: Path) -> dict:

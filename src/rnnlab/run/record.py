@@ -3,8 +3,8 @@
 `RunRecord` is the bookkeeping half of the recipe in `rnnlab.train`:
 
     record = RunRecord(cfg, sweep_id)                     # a callback: it hears how a fit ended
-    with record.running(trainer, model, datamodule, plan):  # run started (or resumed): params, tags;
-        trainer.fit(...); trainer.test(...)               # ends FINISHED / KILLED / FAILED, with a reason
+    with record.running(trainer, model, datamodule, plan):  # run started (or resumed): params, tags, system
+        trainer.fit(...); trainer.test(...)               # metrics; ends FINISHED / KILLED / FAILED, with a reason
         result = record.finish(trainer, datamodule, output_dir)   # artifacts, served model, export -> TrainResult
 
 A run that already finished this very configuration (`rnnlab.run`) is exported again by `export_finished`.
@@ -19,7 +19,7 @@ import logging
 import shutil
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -37,6 +37,7 @@ from rnnlab.run.plan import RunPlan
 from rnnlab.run.provenance import log_dataset_inputs, run_params, run_tags, user_tags
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import Stopped
+from rnnlab.run.system_metrics import SystemMetrics
 from rnnlab.run.tags import END_REASON, ERROR
 from rnnlab.serve.pyfunc import log_sentiment_model
 from rnnlab.tracking import StoreUnreachable, redact, unreachable
@@ -112,8 +113,12 @@ class RunRecord(pl.Callback):
         self.logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())}, step=0)
         log.info("MLflow run %s (%s, attempt %d) in %s", run_id, stored.info.run_name, self.plan.attempt,
                  redact(self.logger._tracking_uri))
+        interval = self.logger.system_metrics_interval_s
+        sampling = SystemMetrics(run_id, self.plan.tracking_uri, interval, resumed=self.plan.attempt > 1) \
+            if interval else nullcontext()
         try:
-            yield
+            with sampling:
+                yield
         except BaseException as e:
             exception = self.exception or e
             if unreachable(exception):  # no status can be written: the run stays RUNNING, its checkpoints kept

@@ -21,3 +21,6 @@ DIED = "died"  # the start of the end reason the sweep records: such a run may b
 
 
 ERROR = "error"  # the start of the end reason of a run that failed on an error: it is not resumed
+
+
+SWEEP_PARENT = "rnnlab.sweep_parent"  # marks the parent run of a Hydra multirun; its value is the sweep id
