@@ -51,6 +51,13 @@ def runs(store: Path) -> list:
     return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
+def debug_runs(store: Path) -> list:
+    """The runs of experiment imdb-cells-debug (debug=fdr|overfit|limit) in `store`/mlflow.db, newest first."""
+    client = client_of(store)
+    experiment = client.get_experiment_by_name(f"{EXPERIMENT}-debug")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
 def sweep_runs(found: list) -> tuple[list, list]:
     """(the parent runs of sweeps, the other runs) among `found`."""
     return [r for r in found if SWEEP_PARENT in r.data.tags], [r for r in found if SWEEP_PARENT not in r.data.tags]
