@@ -40,6 +40,11 @@ def test_params_are_the_resolved_config_once(prepared_dir, tmp_path):
     assert len(params) < 50
     # tags: the config's own, beside the project's
     assert run.data.tags["purpose"] == "baseline" and run.data.tags["cell"] == "gru"
+    # in the order the run page lists them (the order they were set): what describes the run, then bookkeeping
+    order = [name for name in run.data.tags if not name.startswith("mlflow.")]
+    described = [order.index(name) for name in ("cell", "impl", "device", "purpose")]
+    bookkeeping = [order.index(name) for name in order if name.startswith("rnnlab.")]
+    assert max(described) < min(bookkeeping), order
 
 
 def test_summary_metrics_are_one_value_at_step_0_and_epochs_at_their_last_step(prepared_dir, tmp_path):

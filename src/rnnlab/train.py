@@ -96,7 +96,9 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
         tags = dict(tags or {})
         if sweep_id and "mlflow.parentRunId" not in tags:  # nested under its sweep's parent run (rnnlab.run.sweep)
             tags["mlflow.parentRunId"] = sweep_parent(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep_id)
-        trainer.logger = build(cfg.logger, "logger", run_id=plan.run_id, tags={**plan.creation_tags(), **tags})
+        # What describes the run first, the bookkeeping after: MLflow shows a new run's tags in this order
+        trainer.logger = build(cfg.logger, "logger", run_id=plan.run_id,
+                               tags={**record.described(model, plan), **tags, **plan.creation_tags()})
         with record.running(trainer, model, datamodule, plan):
             trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             if cfg.get("test", True):

@@ -76,6 +76,19 @@ class RunRecord(pl.Callback):
         self.logger: RunLogger | None = None  # the trainer's, and the run's plan: given by `running`
         self.plan: RunPlan | None = None
         self.exception: BaseException | None = None
+        self._described: dict[str, str] | None = None
+
+    def described(self, model: pl.LightningModule, plan: RunPlan) -> dict[str, str]:
+        """The tags that describe the run (cell, impl, device, versions, sweep, the config's own `tags`), before
+        the bookkeeping ones (`rnnlab.*`): a new run is created with them first, and MLflow lists a run's tags in
+        the order they were set (the run page), or sorted (`rnnlab.` after most of them)."""
+        if self._described is None:
+            self._described = run_tags(model.hparams.cell, model.hparams.impl, plan.data_sha256,
+                                       self.cfg.trainer.accelerator, self.sweep_id)
+            configured = self.cfg.get("tags")  # the config's own (`+tags.purpose=baseline`, debug configs)
+            self._described.update(user_tags(OmegaConf.to_container(configured)
+                                             if OmegaConf.is_config(configured) else None))
+        return self._described
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Counted in the process that trained: a ddp_spawn worker's count never reaches the main process's trainer
@@ -103,12 +116,8 @@ class RunRecord(pl.Callback):
         data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
         if data_dir is not None and self.plan.data_sha256 and not stored.inputs.dataset_inputs:
             log_dataset_inputs(client, run_id, "imdb", Path(data_dir), self.plan.data_sha256)
-        tags = run_tags(model.hparams.cell, model.hparams.impl, self.plan.data_sha256,
-                        self.cfg.trainer.accelerator, self.sweep_id)
-        tags["rnnlab.code_sha256"] = self.plan.code_sha256
-        configured = self.cfg.get("tags")  # the config's own (`+tags.purpose=baseline`, debug configs)
-        tags.update(user_tags(OmegaConf.to_container(configured) if OmegaConf.is_config(configured) else None))
-        for key, value in tags.items():
+        tags = {**self.described(model, plan), "rnnlab.code_sha256": self.plan.code_sha256}
+        for key, value in tags.items():  # a resumed run: the values of this attempt (its device, versions)
             client.set_tag(run_id, key, value)
         self.logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())}, step=0)
         log.info("MLflow run %s (%s, attempt %d) in %s", run_id, stored.info.run_name, self.plan.attempt,
