@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from rnnlab.composition import compose_config
 from rnnlab.run.history import HISTORY
+from rnnlab.run.naming import description
 from rnnlab.run.logger import SUMMARY_METRICS
 from rnnlab.run.provenance import run_params
 from rnnlab.train import train
@@ -136,3 +137,10 @@ def test_wiring_classes_are_no_params_and_chosen_classes_read_last_in_their_sect
     assert params["model.optimizer.class"] == "torch.optim.Adam"  # a choice: it changes the run
     assert not {"trainer.class", "model.class", "data.class", "callbacks.cpu_settings.class"} & set(params)
     assert not [name for name in params if name.startswith("compare.")]  # the verdict rule: not the run's
+
+
+def test_a_runs_description_lists_its_overrides_without_credentials():
+    note = description(["model=gru", "logger.tracking_uri=http://ann:s3cret@host:5000"], "multirun/x")
+    assert "- `model=gru`" in note and "http://***@host:5000" in note and "s3cret" not in note
+    assert "multirun/x" in note
+    assert "no overrides" in description([])

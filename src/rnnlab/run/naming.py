@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rnnlab.tracking import redact
+
 DEBUG_SUFFIX = "-debug"
 
 
@@ -38,8 +40,9 @@ def kept_apart(cfg: DictConfig) -> DictConfig:
 
 def description(overrides: Sequence[str], sweep_id: str | None = None) -> str:
     """A run's description (MLflow's `mlflow.note.content`, shown on the run's page): the command-line overrides
-    of conf/config.yaml it ran with, i.e. what differs from the defaults."""
-    changed = "\n".join(f"- `{override}`" for override in overrides)
+    of conf/config.yaml it ran with, i.e. what differs from the defaults; credentials in URLs `redact`ed, as
+    everything a run records."""
+    changed = "\n".join(f"- `{redact(override)}`" for override in overrides)
     text = f"Overrides of the defaults (conf/config.yaml):\n{changed}" if overrides else \
         "The defaults (conf/config.yaml), no overrides."
     if sweep_id:
