@@ -199,7 +199,7 @@ def test_sweep_records_updates_to_threshold_and_resumes(tmp_path, monkeypatch):
     assert found["lr_search"] == {}  # one lr: nothing to search
     for run in runs:  # the sweep's budget comes from conf/experiment/adding.yaml
         assert run.data.params["trainer.val_check_interval"] == "2", run.info.run_name
-        assert run.data.params["callbacks.reach_threshold._target_"].endswith("EarlyStopping")
+        assert run.data.params["callbacks.reach_threshold.class"].endswith("EarlyStopping")
     assert (out / "adding.png").stat().st_size > 0
     assert list(scratch.iterdir()) == []  # runs' working folders are gone; checkpoints live in MLflow
     assert sorted(p.name for p in out.iterdir()) == ["adding.json", "adding.png"]  # no temporary file left

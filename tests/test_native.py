@@ -11,18 +11,20 @@ import pytest
 
 from rnnlab.train import train
 from tests.helpers.project import PROJECT_ROOT, run_dvc, run_module
-from tests.helpers.training import compose_tiny, runs, tiny_overrides
+from tests.helpers.training import compose_tiny, debug_runs, runs, tiny_overrides
 
 # Lines a run printed before that said nothing about the run (all filtered by rnnlab.cli.quiet_noise)
 NOISE = ("litlogger", "LeafSpec", "CloudPickle", "cloudpickle", "`weights_only` was not set",
-         "Validating input example", "Downloading artifacts")
+         "Validating input example", "Downloading artifacts", "GPU available: False", "TPU available",
+         "log_every_n_steps", "v_num", "\r", "system metrics")
 
 
 @pytest.mark.parametrize("debug", ["fdr", "overfit", "limit"])
 def test_debug_configs_finish_a_tagged_run(prepared_dir, tmp_path, debug):
     # max_epochs=2 keeps overfit (20 epochs) and limit (3) short here; fdr ignores it (one batch of each split)
     result = train(compose_tiny(prepared_dir, tmp_path, f"debug={debug}", "trainer.max_epochs=2"))
-    [run] = runs(tmp_path)
+    assert not runs(tmp_path)  # imdb-cells: none; a debug run has an experiment of its own
+    [run] = debug_runs(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["debug"] == debug
     assert run.data.params["trainer.detect_anomaly"] == "True"
     artifacts = {a.path for a in mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").list_artifacts(run.info.run_id)}

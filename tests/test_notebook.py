@@ -9,6 +9,7 @@ import mlflow
 import nbformat
 import pytest
 
+from rnnlab.run.sweep import sweep_parent
 from rnnlab.train import train
 from tests.helpers.notebook import execute
 from tests.helpers.project import PROJECT_ROOT
@@ -68,6 +69,11 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     failed = client.create_run(experiment_id, tags={"cell": "crashed", "impl": "fused"})
     client.log_metric(failed.info.run_id, "test_acc", 1.0)
     client.set_terminated(failed.info.run_id, "FAILED")
+    # Nor a debug run (one recorded before debug runs had their own experiment) or a sweep's parent run
+    debugged = client.create_run(experiment_id, tags={"cell": "debugged", "impl": "fused", "debug": "overfit"})
+    client.log_metric(debugged.info.run_id, "test_acc", 1.0)
+    client.set_terminated(debugged.info.run_id, "FINISHED")
+    sweep_parent(uri, EXPERIMENT, str(tmp_path / "multirun"))
     kernel_env.setenv("MLFLOW_TRACKING_URI", uri)
     kernel_env.setenv("RNNLAB_GRADIENTS", str(write_gradients(tmp_path / "gradients.json")))
 
@@ -76,7 +82,7 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     table = text(tagged(notebook, "summary-table").outputs)
     for cell in ("rnn", "lstm", "gru", "bag"):
         assert cell in table
-    assert "crashed" not in table
+    assert "crashed" not in table and "debugged" not in table and "?" not in table  # a parent has no cell
     rows = json.loads(notebook.cells[-1].outputs[-1]["text"])
     assert {(row["cell"], row["setting"]): row["runs"] for row in rows} == {
         ("rnn", "data.max_len=400"): 1, ("lstm", "data.max_len=400"): 1, ("gru", "data.max_len=400"): 2,

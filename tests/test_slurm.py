@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 
 from tests.helpers.project import PROJECT_ROOT
 from tests.helpers.slurm import SLURM_LOCAL
-from tests.helpers.training import client_of, runs, tiny_overrides
+from tests.helpers.training import client_of, runs, sweep_runs, tiny_overrides
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -47,10 +47,11 @@ def test_a_sweep_runs_as_slurm_jobs_into_one_mlflow_sweep(cluster, prepared_dir,
     result = subprocess.run(sweep_command(prepared_dir, tmp_path, f"model={','.join(CELLS)}", "trainer.max_epochs=1"),
                             cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr[-3000:]
-    recorded = runs(tmp_path)
+    [parent], recorded = sweep_runs(runs(tmp_path))  # the jobs' runs, nested under the sweep's parent run
     assert sorted(run.data.tags["cell"] for run in recorded) == sorted(CELLS)
     assert all(run.info.status == "FINISHED" for run in recorded)
     assert {run.data.tags["sweep_id"] for run in recorded} == {str(tmp_path / "sweep")}
+    assert {run.data.tags["mlflow.parentRunId"] for run in recorded} == {parent.info.run_id}
     cluster.wait_until_no_jobs()
 
     # Each run was a job of one array, which SLURM ran to completion: the run's tag names the job, and SLURM's

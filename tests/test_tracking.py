@@ -4,10 +4,15 @@ Real tiny runs in a real sqlite store (tests/helpers/training.py)."""
 
 from __future__ import annotations
 
+import logging
+import os
+
 import pytest
 from omegaconf import OmegaConf
 
+from rnnlab.composition import compose_config
 from rnnlab.run.history import HISTORY
+from rnnlab.run.naming import description
 from rnnlab.run.logger import SUMMARY_METRICS
 from rnnlab.run.provenance import run_params
 from rnnlab.train import train
@@ -36,9 +41,14 @@ def test_params_are_the_resolved_config_once(prepared_dir, tmp_path):
     assert len(params) < 50
     # tags: the config's own, beside the project's
     assert run.data.tags["purpose"] == "baseline" and run.data.tags["cell"] == "gru"
+    # in the order the run page lists them (the order they were set): what describes the run, then bookkeeping
+    order = [name for name in run.data.tags if not name.startswith("mlflow.")]
+    described = [order.index(name) for name in ("cell", "impl", "device", "purpose")]
+    bookkeeping = [order.index(name) for name in order if name.startswith("rnnlab.")]
+    assert max(described) < min(bookkeeping), order
 
 
-def test_summary_metrics_are_one_value_at_step_0_and_epochs_keep_their_axis(prepared_dir, tmp_path):
+def test_summary_metrics_are_one_value_at_step_0_and_epochs_at_their_last_step(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path))
     client = client_of(tmp_path)
     summaries = [name for name in client.get_run(result.run_id).data.metrics if name in SUMMARY_METRICS
@@ -50,8 +60,7 @@ def test_summary_metrics_are_one_value_at_step_0_and_epochs_keep_their_axis(prep
     for name in HISTORY:
         steps = [m.step for m in client.get_metric_history(result.run_id, name)]
         assert len(steps) == 2 and 0 < steps[0] < steps[1], name  # one per epoch, at the epoch's last step
-    epoch_steps = [m.step for m in client.get_metric_history(result.run_id, "epoch")]
-    assert len(epoch_steps) == len(set(epoch_steps)) and 0 not in epoch_steps  # once per step, none from the test
+    assert "epoch" not in client.get_run(result.run_id).data.metrics  # Lightning's counter: a chart of a staircase
 
 
 def test_the_prepared_data_is_the_runs_dataset(prepared_dir, tmp_path):
@@ -83,3 +92,55 @@ def test_a_resumed_run_logs_nothing_twice(prepared_dir, tmp_path):
     for name in ("n_params", "test_acc", "fit_time_s", "best_val_acc"):
         assert len(client.get_metric_history(result.run_id, name)) == 1, name
     assert len(run.inputs.dataset_inputs) == 3
+
+
+def test_debug_runs_are_kept_apart(prepared_dir, tmp_path):
+    """debug=fdr|overfit|limit: their own experiment, `<experiment>-debug`, and a name that says which."""
+    train(compose_tiny(prepared_dir, tmp_path))
+    debug = train(compose_tiny(prepared_dir, tmp_path, "debug=fdr"))
+    client = client_of(tmp_path)
+    [normal] = runs(tmp_path)  # imdb-cells holds the normal run alone
+    assert normal.info.run_id != debug.run_id and "debug" not in normal.data.tags
+    kept = client.get_run(debug.run_id)
+    assert client.get_experiment(kept.info.experiment_id).name == "imdb-cells-debug"
+    assert kept.info.run_name == "lstm-fused-seed0-fdr" and kept.data.tags["debug"] == "fdr"
+
+
+def test_a_training_run_records_the_machines_load(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path, "logger.system_metrics_interval_s=0.5"))
+    client = client_of(tmp_path)
+    history = client.get_metric_history(result.run_id, "system/cpu_utilization_percentage")
+    assert history and all(0 <= m.value <= 100 * os.cpu_count() for m in history)
+    steps = [m.step for m in history]
+    assert steps == list(range(len(steps)))  # one sample a step, none lost or repeated
+    assert "system/system_memory_usage_megabytes" in client.get_run(result.run_id).data.metrics
+
+
+def test_no_system_metrics_when_switched_off(prepared_dir, tmp_path):
+    result = train(compose_tiny(prepared_dir, tmp_path, "logger.system_metrics_interval_s=null"))
+    assert not [name for name in client_of(tmp_path).get_run(result.run_id).data.metrics if name.startswith("system/")]
+
+
+def test_each_epoch_is_a_line_of_the_log(prepared_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="rnnlab.run.progress"):
+        result = train(compose_tiny(prepared_dir, tmp_path))
+    lines = [r.getMessage() for r in caplog.records if r.name == "rnnlab.run.progress"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    val_acc = result.history["val_acc"]
+    for line, acc in zip(lines, val_acc):
+        assert f"val_acc {acc:.4f}" in line and "train_loss" in line and line.endswith(" s)"), line
+
+
+def test_wiring_classes_are_no_params_and_chosen_classes_read_last_in_their_section():
+    params = run_params(OmegaConf.to_container(compose_config([]), resolve=True))
+    assert not [name for name in params if name.endswith("._target_")]
+    assert params["model.optimizer.class"] == "torch.optim.Adam"  # a choice: it changes the run
+    assert not {"trainer.class", "model.class", "data.class", "callbacks.cpu_settings.class"} & set(params)
+    assert not [name for name in params if name.startswith("compare.")]  # the verdict rule: not the run's
+
+
+def test_a_runs_description_lists_its_overrides_without_credentials():
+    note = description(["model=gru", "logger.tracking_uri=http://ann:s3cret@host:5000"], "multirun/x")
+    assert "- `model=gru`" in note and "http://***@host:5000" in note and "s3cret" not in note
+    assert "multirun/x" in note
+    assert "no overrides" in description([])

@@ -18,11 +18,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from rnnlab.run.tags import SWEEP_PARENT
 from rnnlab.serve.registry import ALIAS, REGISTERED_MODEL, logged_model
 from tests.helpers.notebook import execute
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import free_ports
-from tests.helpers.training import EXPERIMENT, untracked_overrides
+from tests.helpers.training import EXPERIMENT, sweep_runs, untracked_overrides
 
 SCRIPT = PROJECT_ROOT / "scripts" / "tracking_server.py"
 CELLS, SEEDS = ("rnn", "gru"), (0, 1, 2)
@@ -105,10 +106,12 @@ def test_a_parallel_sweep_compare_predict_and_the_notebook_use_the_server(server
     assert sweep.returncode == 0, sweep.stderr[-3000:]
 
     client = mlflow.MlflowClient(url)
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    # Jobs in two processes, no store lock on a server: still one parent run, every run nested under it
+    [parent], runs = sweep_runs(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id]))
     assert sorted((r.data.tags["cell"], int(r.data.params["seed"])) for r in runs) == sorted(
         itertools.product(CELLS, SEEDS))
-    assert len({r.data.tags["sweep_id"] for r in runs}) == 1
+    assert {r.data.tags["sweep_id"] for r in runs} == {parent.data.tags[SWEEP_PARENT]}
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     for run in runs:
         run_id = run.info.run_id
         assert run.info.status == "FINISHED", run.data.tags

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import mlflow
 import pytest
 
 from rnnlab.composition import compose_config
 from rnnlab.models.recurrent_module import TrainingDiverged
+from rnnlab.run.sweep import sweep_parent
+from rnnlab.run.tags import SWEEP_PARENT
 from rnnlab.train import check_trainer_settings, train
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import mlflow_server
-from tests.helpers.training import EXPERIMENT, compose_tiny, runs, tiny_overrides, untracked_overrides
+from tests.helpers.training import EXPERIMENT, compose_tiny, runs, sweep_runs, tiny_overrides, untracked_overrides
 
 
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
@@ -168,14 +173,48 @@ def test_divergence_is_one_line_from_the_command_line(prepared_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_sweep_shares_one_sweep_id(prepared_dir, tmp_path):
-    result = run_module("rnnlab.train", "-m", "model=rnn,lstm,gru", *tiny_overrides(prepared_dir, tmp_path),
-                        "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}/multirun", cwd=PROJECT_ROOT)
+def test_a_multirun_is_one_parent_run_over_its_runs(prepared_dir, tmp_path):
+    sweep = tmp_path / "multirun"
+    result = run_module("rnnlab.train", "-m", "model=rnn,gru", *tiny_overrides(prepared_dir, tmp_path),
+                        "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    found = runs(tmp_path)
-    assert sorted(r.data.tags["cell"] for r in found) == ["gru", "lstm", "rnn"]
+    [parent], found = sweep_runs(runs(tmp_path))
+    assert sorted(r.data.tags["cell"] for r in found) == ["gru", "rnn"]
     assert all(r.info.status == "FINISHED" for r in found)
-    assert len({r.data.tags["sweep_id"] for r in found}) == 1
+    assert {r.data.tags["sweep_id"] for r in found} == {str(sweep)} == {parent.data.tags[SWEEP_PARENT]}
+    # nested: MLflow's runs list shows the sweep as one row, its runs under it
+    assert {r.data.tags["mlflow.parentRunId"] for r in found} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep-{tmp_path.name}/multirun"
+    # each run's description: what it changed from the defaults
+    for run in found:
+        note = run.data.tags["mlflow.note.content"]
+        assert f"`model={run.data.tags['cell']}`" in note and "`trainer.max_epochs=1`" in note, note
+        assert "model=rnn,gru" not in note and str(sweep) in note
+
+    # The job log: a line per epoch with its figures, the closing line naming the run and its folder; no
+    # terminal, so no progress bar; Lightning's notices that say nothing about the run are gone
+    job_log = (sweep / "0" / "train.log").read_text()
+    assert re.search(r"epoch 1/1: train_acc [\d.]+, train_loss [\d.]+, val_acc [\d.]+, val_loss [\d.]+", job_log)
+    rnn = next(r for r in found if r.data.tags["cell"] == "rnn")
+    assert f"rnn-fused-seed0: run {rnn.info.run_id} in experiment {EXPERIMENT}; its folder: {sweep / '0'}" in job_log
+    shown = result.stdout + result.stderr + job_log
+    for noise in ("\r", "\x1b[", "v_num", "GPU available: False", "TPU available", "log_every_n_steps"):
+        assert noise not in shown, noise
+
+
+def test_runs_of_one_sweep_in_many_processes_share_one_parent(tmp_path):
+    """Launchers that run a sweep's jobs in processes of their own (joblib, SLURM): each job asks for the parent
+    run at its start; the first creates it, the others find it, however they interleave."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ask = ("import sys; from rnnlab.run.sweep import sweep_parent; "
+           "print(sweep_parent(sys.argv[1], 'imdb-cells', sys.argv[2]))")
+    jobs = [subprocess.Popen([sys.executable, "-c", ask, uri, "multirun/a"], stdout=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    answers = {job.communicate(timeout=120)[0].strip() for job in jobs}
+    assert all(job.returncode == 0 for job in jobs)
+    [parent], others = sweep_runs(runs(tmp_path))
+    assert answers == {parent.info.run_id} and not others
+    assert sweep_parent(uri, EXPERIMENT, "multirun/b") != parent.info.run_id  # another sweep, another parent
 
 
 @pytest.mark.slow

@@ -60,11 +60,16 @@ def build(config: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 # Loggers whose INFO lines are routine for a store (creating and migrating an sqlite file), not news to a user.
-QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
+# MLflow's system-metrics monitor announces its start and stop, and that it samples no GPU where there is none.
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic", "mlflow.system_metrics.system_metrics_monitor")
 # Lines every run would print that say nothing about this run (logger name, start of the message); every other
 # message of these loggers, warnings included, still shows.
 NOISE = (
     ("pytorch_lightning.utilities.rank_zero", "💡 Tip: For seamless cloud logging"),  # an advert for litlogger
+    # Lightning's inventory of accelerators, when there are none: the run's device is in its tags and job log.
+    # "GPU available: True" (a GPU, used or not) still shows.
+    ("pytorch_lightning.utilities.rank_zero", "GPU available: False"),
+    ("pytorch_lightning.utilities.rank_zero", "TPU available: False"),
     # Lightning's default when a checkpoint is saved without saying (rnnlab.run.checkpoints' last.ckpt): full state, wanted
     ("pytorch_lightning.trainer.connectors.checkpoint_connector", "`weights_only` was not set, defaulting to `False`"),
     ("mlflow.pyfunc", "Validating input example against model signature"),  # a check that passed
@@ -97,6 +102,9 @@ def quiet_noise() -> None:
     # Lightning's hint on every run outside a SLURM job where SLURM is installed (`srun` on the PATH): a run of
     # one process needs no srun, and conf/trainer/multinode.yaml shows the srun line for those that do
     warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+    # Lightning's two-line hint when an epoch has fewer batches than log_every_n_steps: rnnlab's module logs
+    # per epoch only (on_step=False), so the interval never decides what is logged
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
     # MLflow's progress bars for the few small files it downloads while checking a logged model
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's "View run at <server URL>" lines, printed each time a run on a server is ended or left, with any

@@ -16,17 +16,19 @@ returns the best validation accuracy, what a Hydra sweeper maximises.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from rnnlab.checks import positive_int
 from rnnlab.cli import UserError, build, first_line, hydra_app
@@ -34,13 +36,18 @@ from rnnlab.parameters import network_settings, with_matched_model
 from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from rnnlab.run.export import export_finished
 from rnnlab.run.load import RunLoad
+from rnnlab.run.naming import description, kept_apart
+from rnnlab.run.progress import EpochLog, progress_bar_wanted
 from rnnlab.run.provenance import data_hash
 from rnnlab.run.ranks import follow_rank_zero, plan_on_rank_zero
 from rnnlab.run.record import RunRecord
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import StopAtBatchBoundaries, stopping_on_signals
+from rnnlab.run.sweep import sweep_parent
 from rnnlab.run.timing import TrainingTimer
 from rnnlab.tracking import TRAINING_HTTP, quick_http
+
+log = logging.getLogger("rnnlab.train")  # not __main__, its name under `python -m`
 
 
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Path | None = None,
@@ -63,6 +70,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), output_dir: Pa
 def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_dir: Path | None,
                      sweep_id: str | None, tags: dict[str, str] | None) -> TrainResult:
     """`train`'s recipe, top to bottom."""
+    cfg = kept_apart(cfg)  # a debug run: its own experiment and a name that says so (rnnlab.run.naming)
     check_trainer_settings(cfg)
     try:  # experiment=matched: the cell's hidden size solved before anything records the settings
         cfg = with_matched_model(cfg)
@@ -71,6 +79,9 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     configured = [build(c, f"callbacks.{name}") for name, c in cfg.callbacks.items() if c is not None]
+    show_bar = progress_bar_wanted()  # outside a terminal, the epoch lines alone (rnnlab.run.progress)
+    if not show_bar:
+        configured = [c for c in configured if not isinstance(c, ProgressBar)]
     if not any(isinstance(c, ModelCheckpoint) and c.monitor for c in configured):
         raise UserError("callbacks.model_checkpoint is missing: a run tests and exports its best checkpoint")
     data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
@@ -79,16 +90,22 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
     with working_folder(output_dir) as output_dir, stopping_on_signals() as signals:
         record = RunRecord(cfg, sweep_id)
         # The logger of the planned run joins once every rank knows the plan, through the trainer's process group
+        bar_setting = {} if show_bar else {"enable_progress_bar": False}
         trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=False, default_root_dir=output_dir,
-                                    plugins=[AtomicCheckpointIO()],
-                                    callbacks=[*configured, TrainingTimer(), RunLoad(), record, LastCheckpoint(),
+                                    plugins=[AtomicCheckpointIO()], **bar_setting,
+                                    callbacks=[*configured, EpochLog(), TrainingTimer(), RunLoad(), record,
+                                               LastCheckpoint(),
                                                StopAtBatchBoundaries(signals), *callbacks])
         plan = follow_rank_zero(trainer, plan)
         if plan.finished:
             return export_finished(cfg, plan) if trainer.is_global_zero else stored_result(
                 plan.client, plan.run_id, plan.tracking_uri)
+        tags = dict(tags or {})
+        if sweep_id and "mlflow.parentRunId" not in tags:  # nested under its sweep's parent run (rnnlab.run.sweep)
+            tags["mlflow.parentRunId"] = sweep_parent(cfg.logger.tracking_uri, cfg.logger.experiment_name, sweep_id)
+        # What describes the run first, the bookkeeping after: MLflow shows a new run's tags in this order
         trainer.logger = build(cfg.logger, "logger", run_id=plan.run_id,
-                               tags={**plan.creation_tags(), **(tags or {})})
+                               tags={**record.described(model, plan), **tags, **plan.creation_tags()})
         with record.running(trainer, model, datamodule, plan):
             trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             if cfg.get("test", True):
@@ -151,7 +168,13 @@ def working_folder(folder: Path | None) -> Iterator[Path]:
 def main(cfg: DictConfig) -> float:
     hydra = HydraConfig.get()
     sweep_id = hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else None  # what the runs of one -m share
-    return train(cfg, output_dir=Path(hydra.runtime.output_dir), sweep_id=sweep_id).metrics["best_val_acc"]
+    output_dir = Path(hydra.runtime.output_dir)
+    note = description(list(hydra.overrides.task), sweep_id)  # the run page's description: what it changed
+    result = train(cfg, output_dir=output_dir, sweep_id=sweep_id, tags={"mlflow.note.content": note})
+    run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
+    log.info("%s: run %s in experiment %s; its folder: %s", run.info.run_name, result.run_id,
+             kept_apart(cfg).logger.experiment_name, output_dir)
+    return result.metrics["best_val_acc"]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from rnnlab.composition import compose_config
 from rnnlab.run.history import metric_histories
+from rnnlab.run.tags import SWEEP_PARENT
 
 EXPERIMENT = "imdb-cells"
 # clocks, and the load they ran under (rnnlab.run.load): never identical from run to run
@@ -50,6 +51,18 @@ def runs(store: Path) -> list:
     client = client_of(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def debug_runs(store: Path) -> list:
+    """The runs of experiment imdb-cells-debug (debug=fdr|overfit|limit) in `store`/mlflow.db, newest first."""
+    client = client_of(store)
+    experiment = client.get_experiment_by_name(f"{EXPERIMENT}-debug")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def sweep_runs(found: list) -> tuple[list, list]:
+    """(the parent runs of sweeps, the other runs) among `found`."""
+    return [r for r in found if SWEEP_PARENT in r.data.tags], [r for r in found if SWEEP_PARENT not in r.data.tags]
 
 
 def outcome(store: Path) -> dict:

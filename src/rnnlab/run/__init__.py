@@ -9,6 +9,10 @@
     logger.py       the MLflow logger the trainer writes metrics through
     provenance.py   code, data, versions and device; the resolved config as params
     record.py       the run's record in MLflow and its final status (RunRecord)
+    naming.py       debug runs kept apart (`<experiment>-debug`); a run's description (its overrides)
+    sweep.py        the parent run of a Hydra multirun, created once across the sweep's processes
+    system_metrics.py  MLflow's CPU/memory/disk/network (GPU) sampler on the run
+    progress.py     a log line per epoch; the progress bar, in a terminal only
     export.py       the DVC stage's outputs
     history.py      per-step metrics read back from the store; result.py what train() returns
     timing.py       training time and throughput; cpu.py process-wide CPU settings; curves.py the learning curves

@@ -26,7 +26,10 @@ class RunLogger(MLFlowLogger):
     - the run's params are the resolved config, logged once by `RunRecord` (`log_config`): what Lightning logs
       itself (the module's `save_hyperparameters`, a copy of model.* under other names) is left out;
     - summary metrics (`is_summary`) go to step 0, each once: a resumed run that logs one again keeps the first;
-    - `epoch` is logged once per step;
+    - Lightning's `epoch` metric is left out: MLflow draws it as a chart of its own (a staircase). Per-epoch
+      metrics are logged at their epoch's last optimizer step; the job log's line per epoch names the epoch;
+    - `system_metrics_interval_s` (conf/logger/mlflow.yaml) is how often `RunRecord` samples the machine's load
+      into the run (`rnnlab.run.system_metrics`); None: not at all;
     - per-step metrics wait in `pending` until the epoch's `last.ckpt` is written (`LastCheckpoint` calls
       `write_pending`): a run stopped after its validation metrics but before its checkpoint trains that epoch
       again on resume, and would otherwise log it twice. What is pending when a run stops is dropped; the last
@@ -34,7 +37,8 @@ class RunLogger(MLFlowLogger):
     """
 
     def __init__(self, experiment_name: str, tracking_uri: str | None = None, run_name: str | None = None,
-                 **kwargs: Any) -> None:
+                 system_metrics_interval_s: float | None = None, **kwargs: Any) -> None:
+        self.system_metrics_interval_s = system_metrics_interval_s
         uri = resolve_tracking_uri(tracking_uri)
         kwargs.setdefault("artifact_location", default_artifact_location(uri))
         super().__init__(experiment_name=experiment_name, tracking_uri=uri, run_name=run_name, **kwargs)
@@ -42,7 +46,6 @@ class RunLogger(MLFlowLogger):
     def finalize(self, status: str = "success") -> None:
         pass
 
-    epoch_logged_at: int | None = None  # the step of the last `epoch` value logged
     pending: list[tuple[dict[str, float], int | None]] | None = None  # per-step metrics not yet sent
 
     def write_pending(self, up_to_step: int | None = None) -> None:
@@ -61,18 +64,13 @@ class RunLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        per_step = {name: value for name, value in metrics.items() if not is_summary(name)}
+        per_step = {name: value for name, value in metrics.items() if not is_summary(name) and name != "epoch"}
         summary = {name: value for name, value in metrics.items() if is_summary(name)}
         if summary:
-            per_step.pop("epoch", None)  # Lightning adds the epoch to every call: the test's would be a stray point
             logged = self.experiment.get_run(self.run_id).data.metrics
             summary = {name: value for name, value in summary.items() if name not in logged}
             if summary:
                 super().log_metrics(summary, step=0)
-        if "epoch" in per_step:  # Lightning adds it to the training and the validation metrics of one step alike
-            if step == self.epoch_logged_at:
-                del per_step["epoch"]
-            self.epoch_logged_at = step
         if per_step:
             if self.pending is None:
                 self.pending = []

@@ -110,18 +110,33 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
 
 
 # Config keys that do not change what a run trains or measures, left out of its params: other stages' settings
-# (prepare's are covered by the data_sha256 tag), where files go, how the run is named, shown, tagged or started.
-NOT_RUN_SETTINGS = ("pipeline", "download", "prepare", "findings", "search", "paths", "logger", "tags",
+# (prepare's are covered by the data_sha256 tag; compare's verdict rule), where files go, how the run is named,
+# shown, tagged or started.
+NOT_RUN_SETTINGS = ("pipeline", "download", "prepare", "findings", "search", "compare", "paths", "logger", "tags",
                     "export_dir", "resume", "data.data_dir", "callbacks.progress_bar", "trainer.enable_progress_bar",
                     "trainer.enable_model_summary")
 
 
+# Sections whose class (`_target_`) is the recipe's own wiring, the same in every run: their class path is no
+# param (it would be the first thing the compare view shows). Any other section's class is a choice that changes
+# a run (the optimizer, a scheduler, an added callback): recorded as `<section>.class`.
+WIRING = ("data", "model", "trainer", "callbacks.model_checkpoint", "callbacks.cpu_settings")
+
+
 def run_params(config: dict) -> dict[str, Any]:
-    """The params a run records: its resolved config `flatten`ed, without NOT_RUN_SETTINGS and Hydra's
-    `_partial_` markers."""
-    return {name: value for name, value in flatten(config).items()
-            if not name.endswith("._partial_")
-            and not any(name == key or name.startswith(f"{key}.") for key in NOT_RUN_SETTINGS)}
+    """The params a run records: its resolved config `flatten`ed, without NOT_RUN_SETTINGS, Hydra's
+    `_partial_` markers and the WIRING's classes; other `<section>._target_` as `<section>.class`."""
+    params = {}
+    for name, value in flatten(config).items():
+        if name.endswith("._partial_") or any(name == key or name.startswith(f"{key}.") for key in NOT_RUN_SETTINGS):
+            continue
+        if name.endswith("._target_"):
+            section = name.removesuffix("._target_")
+            if section in WIRING:
+                continue
+            name = f"{section}.class"
+        params[name] = value
+    return params
 
 
 def user_tags(tags: dict | None) -> dict[str, str]:

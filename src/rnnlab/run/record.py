@@ -3,8 +3,8 @@
 `RunRecord` is the bookkeeping half of the recipe in `rnnlab.train`:
 
     record = RunRecord(cfg, sweep_id)                     # a callback: it hears how a fit ended
-    with record.running(trainer, model, datamodule, plan):  # run started (or resumed): params, tags;
-        trainer.fit(...); trainer.test(...)               # ends FINISHED / KILLED / FAILED, with a reason
+    with record.running(trainer, model, datamodule, plan):  # run started (or resumed): params, tags, system
+        trainer.fit(...); trainer.test(...)               # metrics; ends FINISHED / KILLED / FAILED, with a reason
         result = record.finish(trainer, datamodule, output_dir)   # artifacts, served model, export -> TrainResult
 
 A run that already finished this very configuration (`rnnlab.run`) is exported again by `export_finished`.
@@ -19,7 +19,7 @@ import logging
 import shutil
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -38,6 +38,7 @@ from rnnlab.run.plan import RunPlan
 from rnnlab.run.provenance import log_dataset_inputs, run_params, run_tags, user_tags
 from rnnlab.run.result import TrainResult, stored_result
 from rnnlab.run.signals import Stopped
+from rnnlab.run.system_metrics import SystemMetrics
 from rnnlab.run.tags import END_REASON, ERROR, UNRECORDED
 from rnnlab.serve.pyfunc import log_sentiment_model
 from rnnlab.tracking import StoreUnreachable, redact, unreachable
@@ -88,6 +89,19 @@ class RunRecord(pl.Callback):
         self.plan: RunPlan | None = None
         self.exception: BaseException | None = None
         self.recording = False  # `finish` has begun: training and testing are over
+        self._described: dict[str, str] | None = None
+
+    def described(self, model: pl.LightningModule, plan: RunPlan) -> dict[str, str]:
+        """The tags that describe the run (cell, impl, device, versions, sweep, the config's own `tags`), before
+        the bookkeeping ones (`rnnlab.*`): a new run is created with them first, and MLflow lists a run's tags in
+        the order they were set (the run page), or sorted (`rnnlab.` after most of them)."""
+        if self._described is None:
+            self._described = run_tags(model.hparams.cell, model.hparams.impl, plan.data_sha256,
+                                       self.cfg.trainer.accelerator, self.sweep_id)
+            configured = self.cfg.get("tags")  # the config's own (`+tags.purpose=baseline`, debug configs)
+            self._described.update(user_tags(OmegaConf.to_container(configured)
+                                             if OmegaConf.is_config(configured) else None))
+        return self._described
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Counted in the process that trained: a ddp_spawn worker's count never reaches the main process's trainer
@@ -115,18 +129,18 @@ class RunRecord(pl.Callback):
         data_dir = getattr(datamodule, "data_dir", None)  # generated data (data=adding) have no files
         if data_dir is not None and self.plan.data_sha256 and not stored.inputs.dataset_inputs:
             log_dataset_inputs(client, run_id, "imdb", Path(data_dir), self.plan.data_sha256)
-        tags = run_tags(model.hparams.cell, model.hparams.impl, self.plan.data_sha256,
-                        self.cfg.trainer.accelerator, self.sweep_id)
-        tags["rnnlab.code_sha256"] = self.plan.code_sha256
-        configured = self.cfg.get("tags")  # the config's own (`+tags.purpose=baseline`, debug configs)
-        tags.update(user_tags(OmegaConf.to_container(configured) if OmegaConf.is_config(configured) else None))
-        for key, value in tags.items():
+        tags = {**self.described(model, plan), "rnnlab.code_sha256": self.plan.code_sha256}
+        for key, value in tags.items():  # a resumed run: the values of this attempt (its device, versions)
             client.set_tag(run_id, key, value)
         self.logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())}, step=0)
         log.info("MLflow run %s (%s, attempt %d) in %s", run_id, stored.info.run_name, self.plan.attempt,
                  redact(self.logger._tracking_uri))
+        interval = self.logger.system_metrics_interval_s
+        sampling = SystemMetrics(run_id, self.plan.tracking_uri, interval, resumed=self.plan.attempt > 1) \
+            if interval else nullcontext()
         try:
-            yield
+            with sampling:
+                yield
         except BaseException as e:
             exception = self.exception or e
             if unreachable(exception):  # no status can be written: the run stays RUNNING, its checkpoints kept

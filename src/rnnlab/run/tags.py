@@ -32,3 +32,6 @@ def resumable_failure(reason: str) -> bool:
 
 
 ERROR = "error"  # the start of the end reason of a run that failed on an error: it is not resumed
+
+
+SWEEP_PARENT = "rnnlab.sweep_parent"  # marks the parent run of a Hydra multirun; its value is the sweep id
