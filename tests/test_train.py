@@ -6,13 +6,17 @@ import json
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
+from hydra.utils import instantiate
 
 from rnnlab.composition import compose_config
-from rnnlab.models.recurrent_module import TrainingDiverged
+from rnnlab.data.arrays import PreparedSplit
+from rnnlab.models.recurrent_module import RecurrentModule, TrainingDiverged
 from rnnlab.train import check_trainer_settings, train
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import mlflow_server
-from tests.helpers.training import EXPERIMENT, compose_tiny, runs, tiny_overrides, untracked_overrides
+from tests.helpers.training import (EXPERIMENT, compose_tiny, counted_examples, runs, tiny_overrides,
+                                    untracked_overrides)
 
 
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
@@ -186,6 +190,33 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
     [run] = runs(tmp_path)  # two processes, one MLflow run
     assert run.info.status == "FINISHED"
     assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ddp_evaluation_counts_every_review_once(prepared_dir, tmp_path, ranks):
+    """4 validation and 12 test reviews in batches of 4: on 2 ranks the test's 3 batches are shared 2 + 1 (padding
+    would repeat one), on 3 ranks validation's one batch is cut so that each rank gets a part. The logged
+    accuracies and losses are a one-process evaluation's of the same checkpoint."""
+    counts = tmp_path / "counts"
+    result = run_module("rnnlab.train", "trainer=ddp_sim", f"trainer.devices={ranks}",
+                        *tiny_overrides(prepared_dir, tmp_path), "trainer.max_epochs=1", f"export_dir={tmp_path}/export",
+                        "+callbacks.count._target_=tests.helpers.training.CountEvaluated",
+                        f"+callbacks.count.folder={counts}", f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("val", "test"):
+        per_rank = counted_examples(counts, stage)
+        assert len(per_rank) == ranks and all(per_rank)
+        assert sum(per_rank) == len(PreparedSplit.load(prepared_dir / stage))
+    [run] = runs(tmp_path)
+    cfg = compose_tiny(prepared_dir, tmp_path)
+    module = RecurrentModule.load_from_checkpoint(tmp_path / "export" / "model.ckpt", weights_only=True)
+    one_process = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                             use_distributed_sampler=False)
+    [validated] = one_process.validate(module, datamodule=instantiate(cfg.data))
+    [tested] = one_process.test(module, datamodule=instantiate(cfg.data))
+    for name, value in {**validated, **tested}.items():
+        assert run.data.metrics[name] == pytest.approx(value, rel=1e-6), name
 
 
 def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):

@@ -66,6 +66,7 @@ class RecurrentModule(pl.LightningModule):
         self.net = RecurrentNetwork(**network)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler
+        self.val_loss_mean, self.test_loss_mean = MeanMetric(), MeanMetric()  # per-example means over all ranks
         if task == "binary":
             self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
         else:
@@ -91,10 +92,17 @@ class RecurrentModule(pl.LightningModule):
             mse = getattr(self, f"{stage}_mse")
             mse(outputs, targets)
             self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=len(targets))
-        sync = stage != "train"  # epoch-level values only: no per-step collective on the training path
         shown = stage != "test"  # on the progress bar once their epoch ends (the test has its own table)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=sync,
-                 prog_bar=shown)
+        if stage == "train":  # each rank's own mean: no collective on the training path
+            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), prog_bar=shown)
+        else:
+            # Evaluation's loss over all ranks' examples, each once (rnnlab.data.sampler): a metric that sums
+            # loss x examples and examples over ranks at the epoch's end. Lightning's own `sync_dist` mean would
+            # average the ranks' example counts as integers (4 examples on 3 ranks: 1), wrong when ranks
+            # evaluate different numbers of examples.
+            mean_loss = getattr(self, f"{stage}_loss_mean")
+            mean_loss.update(loss.detach(), weight=len(targets))
+            self.log(f"{stage}_loss", mean_loss, on_step=False, on_epoch=True, prog_bar=shown)
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(targets), prog_bar=shown)
         return loss
 
