@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import mlflow
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 
+from rnnlab.cli import UserError
 from rnnlab.composition import compose_config
 from rnnlab.data.arrays import PreparedSplit
 from rnnlab.models.recurrent_module import RecurrentModule, TrainingDiverged
@@ -89,6 +92,22 @@ def test_epoch_time_leaves_validation_out(prepared_dir, tmp_path):
     assert result.metrics["fit_time_s"] - epoch_time >= pause
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_timer_waits_for_the_gpu_before_reading_the_clock():
+    from rnnlab.run.timing import TrainingTimer
+
+    timer = TrainingTimer()
+    timer.device = torch.device("cuda", torch.cuda.current_device())
+    x = torch.randn(4096, 4096, device=timer.device)
+    start = timer.clock()
+    for _ in range(50):  # queued in microseconds, tens of milliseconds of work
+        x = torch.tanh(x @ x)
+    measured = timer.clock() - start
+    waited = time.perf_counter()
+    torch.cuda.synchronize()  # nothing left to wait for: the clock read already waited
+    assert time.perf_counter() - waited < 0.1 * measured
+
+
 def test_same_seed_same_metrics(prepared_dir, tmp_path):
     a, b = (train(compose_tiny(prepared_dir, tmp_path / name, "model=gru")) for name in ("a", "b"))
     assert a.metrics["test_acc"] == b.metrics["test_acc"] and a.metrics["test_loss"] == b.metrics["test_loss"]
@@ -153,6 +172,39 @@ def test_trainer_settings_users_rely_on_are_accepted(prepared_dir, tmp_path, ove
 @pytest.mark.parametrize("experiment", ["adding", "article", "best"])
 def test_the_experiments_trainer_settings_are_accepted(experiment):
     check_trainer_settings(compose_config([f"experiment={experiment}"]))  # adding: max_epochs -1, max_steps
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer=gpu", "model.impl=sequence"], ["trainer=ddp", "model.impl=sequence"],
+    ["trainer.accelerator=mps", "model.impl=sequence"],
+    ["trainer=gpu", "experiment=best"], ["trainer=gpu", "experiment=adding"],
+])
+def test_the_cpu_kernel_is_refused_on_other_accelerators(overrides):
+    """Decided from the configured accelerator: no GPU needed. Running the explicit cells instead would record
+    them as `sequence`."""
+    with pytest.raises(UserError, match=r"^model.impl=sequence runs rnnlab's C\+\+ kernel on CPUs only, not with "
+                                        r"trainer.accelerator=(gpu|mps): choose model.impl=fused"):
+        check_trainer_settings(compose_config(overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer=gpu", "experiment=best", "model.impl=fused"], ["trainer=gpu", "model.impl=explicit"],
+    ["trainer=gpu", "debug=limit"], ["model.impl=sequence"], ["experiment=best"],
+])
+def test_gpu_settings_users_rely_on_are_accepted(overrides):
+    cfg = compose_config(overrides)
+    check_trainer_settings(cfg)
+    if "trainer=gpu" in overrides:  # a debug config keeps the accelerator it is given
+        assert cfg.trainer.accelerator == "gpu"
+
+
+def test_the_cpu_kernel_refusal_is_one_line_and_creates_no_run(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), "trainer=gpu", "model.impl=sequence",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "train: error: model.impl=sequence runs rnnlab's C++ kernel on CPUs only, not with trainer.accelerator=gpu: "
+        "choose model.impl=fused (cuDNN's kernels) or model.impl=explicit (the same cells, step by step)"]
+    assert runs(tmp_path) == []
 
 
 def test_an_unbounded_budget_trains_to_max_steps(prepared_dir, tmp_path):
