@@ -66,7 +66,10 @@ class RecurrentModule(pl.LightningModule):
         self.net = RecurrentNetwork(**network)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler
-        self.val_loss_mean, self.test_loss_mean = MeanMetric(), MeanMetric()  # per-example means over all ranks
+        # Per-example means over all ranks; a NaN loss kept as it is (MeanMetric's default drops it with a warning),
+        # so that a diverged validation is seen (on_train_epoch_end)
+        self.val_loss_mean = MeanMetric(nan_strategy="disable")
+        self.test_loss_mean = MeanMetric(nan_strategy="disable")
         if task == "binary":
             self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
         else:
