@@ -17,7 +17,9 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	# torch first and exactly: a looser spec would pull a multi-GB CUDA build
+	# torch first, at the pinned version. The pin matches the CPU and the CUDA builds alike (PEP 440 ignores the
+	# local tag, +cpu): which one arrives is the package index's choice. This machine's pip serves 2.13.0+cpu from
+	# its local wheels; PyPI on Linux serves the CUDA build (about 0.5 GB, plus NVIDIA's CUDA runtime wheels).
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@

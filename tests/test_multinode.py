@@ -90,24 +90,29 @@ def test_a_two_task_slurm_job_trains_one_run_as_ddp_sim_does(cluster, prepared_d
 @pytest.mark.parametrize("impl", ["fused", "explicit", "sequence"])
 def test_bf16_mixed_precision_trains_every_implementation(prepared_dir, tmp_path, impl):
     """trainer.precision=bf16-mixed on CPU: Lightning's autocast is on in training (the network's output is
-    bfloat16), and the run finishes with finite numbers. The sequence kernel takes float32 only: it must still
-    run (its input stays float32 under autocast), not fall back to the explicit cells."""
+    bfloat16) but the recurrent layers run in float32 (rnnlab.models.encoder), and the run finishes with finite
+    numbers. The sequence kernel takes float32 only: it must still run, not fall back to the explicit cells."""
     import pytorch_lightning as pl
 
     from rnnlab.train import train
 
     class OutputDtypes(pl.Callback):
         seen: set[torch.dtype] = set()
+        recurrent: set[torch.dtype] = set()
 
         def on_fit_start(self, trainer, pl_module) -> None:
             pl_module.net.decoder.register_forward_hook(lambda module, args, out: self.seen.add(out.dtype))
+            for directions in pl_module.net.encoder.layers:
+                for layer in directions:
+                    layer.register_forward_hook(lambda module, args, out: self.recurrent.add(
+                        (out[0] if isinstance(out, tuple) else out).dtype))
 
     cfg = compose_tiny(prepared_dir, tmp_path, f"model.impl={impl}", "trainer.precision=bf16-mixed",
                        "trainer.max_epochs=1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train(cfg, callbacks=[OutputDtypes()])
-    assert torch.bfloat16 in OutputDtypes.seen
+    assert torch.bfloat16 in OutputDtypes.seen and OutputDtypes.recurrent == {torch.float32}
     assert not [w for w in caught if "running the explicit cells instead" in str(w.message)]
     [run] = runs(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["trainer.precision"] == "bf16-mixed"

@@ -122,7 +122,7 @@ def test_python_split_matches_hf_tokenizer(text):
 def test_validation_split_is_stratified_and_seeded(tmp_path):
     raw = extract(tmp_path, review_members())
     a = prepare(raw, tmp_path / "a", tmp_path / "a.json", settings(), workers=1)
-    b = prepare(raw, tmp_path / "b", tmp_path / "b.json", settings("prepare.split_seed=1"), workers=1)
+    prepare(raw, tmp_path / "b", tmp_path / "b.json", settings("prepare.split_seed=1"), workers=1)
     assert a["val"]["pos"] == a["val"]["neg"] == 2
     val_a = PreparedSplit.load(tmp_path / "a" / "val")
     val_b = PreparedSplit.load(tmp_path / "b" / "val")

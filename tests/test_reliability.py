@@ -24,6 +24,7 @@ import torch
 
 from rnnlab.cli import UserError
 from rnnlab.composition import compose_config
+from rnnlab.identity import run_key, world_size
 from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.run.provenance import run_params
 from rnnlab.run.tags import END_REASON
@@ -145,6 +146,9 @@ def test_ddp_run_resumes_identically(prepared_dir, tmp_path, uninterrupted_ddp, 
     where = (fault, seed, delay, f"stopped after epoch {len(stopped['history']['val_acc'])} of {EPOCHS}")
     print(*where)
     assert stopped["status"] == status, where
+    [last] = (tmp_path / "checkpoints").glob("*/last.ckpt")
+    states = [state for state in torch.load(last, weights_only=True)["callbacks"].values() if "rng_by_rank" in state]
+    assert [len(state["rng_by_rank"]) for state in states] == [2]  # each rank's own random states, for its resume
     time.sleep(2)  # workers started in tmp_path: none may outlive their main process
     assert not [p.pid for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)], where
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -153,6 +157,26 @@ def test_ddp_run_resumes_identically(prepared_dir, tmp_path, uninterrupted_ddp, 
     assert resumed["run_id"] == stopped["run_id"] and resumed["status"] == "FINISHED"
     assert resumed["metrics"] == uninterrupted_ddp["metrics"], where
     assert resumed["history"] == uninterrupted_ddp["history"], where
+
+
+@pytest.mark.parametrize("trainer, processes", [
+    ({"accelerator": "cpu", "devices": 2}, 2), ({"accelerator": "cpu", "devices": -1}, os.cpu_count()),
+    ({"accelerator": "gpu", "devices": [0, 1, 3]}, 3), ({"accelerator": "gpu", "devices": "0,1"}, 2),
+    ({"accelerator": "gpu", "devices": 4, "num_nodes": 2}, 8), ({"accelerator": "cpu", "devices": "auto"}, 1),
+    ({"accelerator": "gpu", "devices": -1}, torch.cuda.device_count()),
+])
+def test_world_size_is_resolved_as_lightning_reads_devices(trainer, processes):
+    assert world_size(trainer) == processes
+
+
+def test_the_run_key_holds_the_resolved_world_size():
+    """devices: -1 is every device this machine has: the same key as their count, another key on another count
+    (a resume there would shard the batches otherwise)."""
+    def key(*overrides: str) -> str:
+        return run_key(compose_config(["trainer=ddp_sim", *overrides]), "data", "code")
+
+    cores = os.cpu_count()
+    assert key("trainer.devices=-1") == key(f"trainer.devices={cores}") != key(f"trainer.devices={cores + 1}")
 
 
 @pytest.mark.slow

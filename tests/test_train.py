@@ -6,18 +6,25 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
 
+from rnnlab.cli import UserError
 from rnnlab.composition import compose_config
-from rnnlab.models.recurrent_module import TrainingDiverged
+from rnnlab.data.arrays import PreparedSplit
+from rnnlab.models.recurrent_module import RecurrentModule, TrainingDiverged
 from rnnlab.run.sweep import sweep_parent
 from rnnlab.run.tags import SWEEP_PARENT
 from rnnlab.train import check_trainer_settings, train
 from tests.helpers.project import PROJECT_ROOT, run_module
 from tests.helpers.servers import mlflow_server
-from tests.helpers.training import EXPERIMENT, compose_tiny, runs, sweep_runs, tiny_overrides, untracked_overrides
+from tests.helpers.training import (EXPERIMENT, compose_tiny, counted_examples, runs, sweep_runs, tiny_overrides,
+                                    untracked_overrides)
 
 
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
@@ -90,6 +97,22 @@ def test_epoch_time_leaves_validation_out(prepared_dir, tmp_path):
     assert result.metrics["fit_time_s"] - epoch_time >= pause
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_timer_waits_for_the_gpu_before_reading_the_clock():
+    from rnnlab.run.timing import TrainingTimer
+
+    timer = TrainingTimer()
+    timer.device = torch.device("cuda", torch.cuda.current_device())
+    x = torch.randn(4096, 4096, device=timer.device)
+    start = timer.clock()
+    for _ in range(50):  # queued in microseconds, tens of milliseconds of work
+        x = torch.tanh(x @ x)
+    measured = timer.clock() - start
+    waited = time.perf_counter()
+    torch.cuda.synchronize()  # nothing left to wait for: the clock read already waited
+    assert time.perf_counter() - waited < 0.1 * measured
+
+
 def test_same_seed_same_metrics(prepared_dir, tmp_path):
     a, b = (train(compose_tiny(prepared_dir, tmp_path / name, "model=gru")) for name in ("a", "b"))
     assert a.metrics["test_acc"] == b.metrics["test_acc"] and a.metrics["test_loss"] == b.metrics["test_loss"]
@@ -154,6 +177,39 @@ def test_trainer_settings_users_rely_on_are_accepted(prepared_dir, tmp_path, ove
 @pytest.mark.parametrize("experiment", ["adding", "article", "best"])
 def test_the_experiments_trainer_settings_are_accepted(experiment):
     check_trainer_settings(compose_config([f"experiment={experiment}"]))  # adding: max_epochs -1, max_steps
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer=gpu", "model.impl=sequence"], ["trainer=ddp", "model.impl=sequence"],
+    ["trainer.accelerator=mps", "model.impl=sequence"],
+    ["trainer=gpu", "experiment=best"], ["trainer=gpu", "experiment=adding"],
+])
+def test_the_cpu_kernel_is_refused_on_other_accelerators(overrides):
+    """Decided from the configured accelerator: no GPU needed. Running the explicit cells instead would record
+    them as `sequence`."""
+    with pytest.raises(UserError, match=r"^model.impl=sequence runs rnnlab's C\+\+ kernel on CPUs only, not with "
+                                        r"trainer.accelerator=(gpu|mps): choose model.impl=fused"):
+        check_trainer_settings(compose_config(overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["trainer=gpu", "experiment=best", "model.impl=fused"], ["trainer=gpu", "model.impl=explicit"],
+    ["trainer=gpu", "debug=limit"], ["model.impl=sequence"], ["experiment=best"],
+])
+def test_gpu_settings_users_rely_on_are_accepted(overrides):
+    cfg = compose_config(overrides)
+    check_trainer_settings(cfg)
+    if "trainer=gpu" in overrides:  # a debug config keeps the accelerator it is given
+        assert cfg.trainer.accelerator == "gpu"
+
+
+def test_the_cpu_kernel_refusal_is_one_line_and_creates_no_run(prepared_dir, tmp_path):
+    result = run_module("rnnlab.train", *tiny_overrides(prepared_dir, tmp_path), "trainer=gpu", "model.impl=sequence",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "train: error: model.impl=sequence runs rnnlab's C++ kernel on CPUs only, not with trainer.accelerator=gpu: "
+        "choose model.impl=fused (cuDNN's kernels) or model.impl=explicit (the same cells, step by step)"]
+    assert runs(tmp_path) == []
 
 
 def test_an_unbounded_budget_trains_to_max_steps(prepared_dir, tmp_path):
@@ -225,6 +281,33 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
     [run] = runs(tmp_path)  # two processes, one MLflow run
     assert run.info.status == "FINISHED"
     assert "test_acc" in run.data.metrics and "fit_time_s" in run.data.metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ddp_evaluation_counts_every_review_once(prepared_dir, tmp_path, ranks):
+    """4 validation and 12 test reviews in batches of 4: on 2 ranks the test's 3 batches are shared 2 + 1 (padding
+    would repeat one), on 3 ranks validation's one batch is cut so that each rank gets a part. The logged
+    accuracies and losses are a one-process evaluation's of the same checkpoint."""
+    counts = tmp_path / "counts"
+    result = run_module("rnnlab.train", "trainer=ddp_sim", f"trainer.devices={ranks}",
+                        *tiny_overrides(prepared_dir, tmp_path), "trainer.max_epochs=1", f"export_dir={tmp_path}/export",
+                        "+callbacks.count._target_=tests.helpers.training.CountEvaluated",
+                        f"+callbacks.count.folder={counts}", f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("val", "test"):
+        per_rank = counted_examples(counts, stage)
+        assert len(per_rank) == ranks and all(per_rank)
+        assert sum(per_rank) == len(PreparedSplit.load(prepared_dir / stage))
+    [run] = runs(tmp_path)
+    cfg = compose_tiny(prepared_dir, tmp_path)
+    module = RecurrentModule.load_from_checkpoint(tmp_path / "export" / "model.ckpt", weights_only=True)
+    one_process = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                             use_distributed_sampler=False)
+    [validated] = one_process.validate(module, datamodule=instantiate(cfg.data))
+    [tested] = one_process.test(module, datamodule=instantiate(cfg.data))
+    for name, value in {**validated, **tested}.items():
+        assert run.data.metrics[name] == pytest.approx(value, rel=1e-6), name
 
 
 def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,11 +58,14 @@ def settings_sha256(config: DictConfig | Mapping[str, Any]) -> str:
 
 
 def run_key(cfg: DictConfig, data_sha256: str | None, code_sha256: str) -> str:
-    """A training command's identity (tag `rnnlab.run_key`): its result settings, whether it is tested, where it
-    is recorded and exported, and the data and code it runs on. The same key is the same run."""
+    """A training command's identity (tag `rnnlab.run_key`): its result settings with the number of processes it
+    trains on resolved (`trainer.devices: -1` means the GPUs this machine has), whether it is tested, where it is
+    recorded and exported, and the data and code it runs on. The same key is the same run: a resume on another
+    number of GPUs, which shards the batches otherwise, is a new run."""
     settings = result_settings(cfg)
+    settings["trainer"]["devices"] = devices_per_node(settings["trainer"])
     settings.update(test=cfg.get("test"), export_dir=cfg.get("export_dir"), experiment=cfg.logger.experiment_name,
-                    data_sha256=data_sha256, code_sha256=code_sha256)
+                    data_sha256=data_sha256, code_sha256=code_sha256, world_size=world_size(settings["trainer"]))
     return sha256_of(settings)
 
 
@@ -76,3 +80,30 @@ def timing_settings_sha256(config: DictConfig | Mapping[str, Any]) -> str:
     if isinstance(settings.get("data"), dict):
         settings["data"].pop("seed", None)
     return sha256_of(settings)
+
+
+def world_size(trainer: Mapping[str, Any]) -> int:
+    """How many processes a resolved trainer section trains on: `num_nodes` x `devices_per_node`."""
+    return int(trainer.get("num_nodes") or 1) * devices_per_node(trainer)
+
+
+def devices_per_node(trainer: Mapping[str, Any]) -> int:
+    """How many devices of one node a resolved trainer section trains on, as Lightning reads `devices`: a count,
+    -1 or "auto", a list of ids or a comma-separated string of them."""
+    import torch  # here: the rest of this module is plain data
+
+    devices, accelerator = trainer.get("devices", "auto"), trainer.get("accelerator", "auto")
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    on_gpus = accelerator in ("gpu", "cuda")
+    if isinstance(devices, str) and "," in devices:
+        per_node = len([d for d in devices.split(",") if d.strip()])
+    elif isinstance(devices, (list, tuple)):
+        per_node = len(devices)
+    elif devices in (-1, "-1"):  # every device: the GPUs torch sees, or (Lightning's reading on CPU) every core
+        per_node = torch.cuda.device_count() if on_gpus else os.cpu_count() or 1
+    elif devices == "auto":
+        per_node = torch.cuda.device_count() if on_gpus else 1
+    else:
+        per_node = int(devices)
+    return per_node

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import mlflow
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -149,9 +150,24 @@ def check_trainer_settings(cfg: DictConfig) -> None:
             positive_int("max_epochs", max_epochs)
         except ValueError as e:
             raise UserError(f"trainer: {e} (-1 only with trainer.max_steps or trainer.max_time as the budget)") from e
+    check_implementation(cfg.model.get("impl"), trainer.get("accelerator", "auto"))
     clip = trainer.get("gradient_clip_val")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf):
         raise UserError(f"trainer: gradient_clip_val={clip!r} must be a number >= 0, or null (no clipping)")
+
+
+def check_implementation(impl: str | None, accelerator: str) -> None:
+    """Refuse `model.impl=sequence` on an accelerator other than the CPU (one `UserError` line): its C++ kernel runs
+    on CPUs only, and running the explicit cells instead would record them as `sequence`. The decision is made from
+    the configured accelerator (`auto`: a GPU when torch sees one), before any run exists."""
+    if impl != "sequence":
+        return
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator != "cpu":
+        raise UserError(f"model.impl=sequence runs rnnlab's C++ kernel on CPUs only, not with trainer.accelerator="
+                        f"{accelerator}: choose model.impl=fused (cuDNN's kernels) or model.impl=explicit (the same "
+                        "cells, step by step)")
 
 
 @contextmanager

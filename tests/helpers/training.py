@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
+import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from rnnlab.composition import compose_config
@@ -73,3 +75,37 @@ def outcome(store: Path) -> dict:
     metrics = {name: value for name, value in run.data.metrics.items() if name not in TIMINGS}
     return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
             "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
+
+
+class CountEvaluated(pl.Callback):
+    """Writes how many examples this rank validated (in the last validation epoch) and tested to
+    `folder`/<stage>-rank<r>.json: summed over ranks, what an evaluation counted. A config entry
+    (+callbacks.count._target_=tests.helpers.training.CountEvaluated), so that spawned DDP ranks build it too."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder, self.examples = Path(folder), 0
+
+    def count(self, batch) -> None:
+        self.examples += len(batch[2])
+
+    def write(self, trainer: pl.Trainer, stage: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{stage}-rank{trainer.global_rank}.json").write_text(json.dumps({"examples": self.examples}))
+        self.examples = 0
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.count(batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.count(batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self.write(trainer, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.write(trainer, "test")
+
+
+def counted_examples(folder: Path, stage: str) -> list[int]:
+    """What CountEvaluated wrote for `stage`, per rank."""
+    return [json.loads(path.read_text())["examples"] for path in sorted(folder.glob(f"{stage}-rank*.json"))]

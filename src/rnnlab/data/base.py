@@ -40,6 +40,11 @@ class SequenceDataModule(pl.LightningDataModule):
         """The length of every example of a set-up split, for bucketing."""
         raise NotImplementedError
 
+    def example_labels(self, split: str) -> np.ndarray | None:
+        """The class label of every example of a set-up split, spread evenly over the evaluation batches so that a
+        limited evaluation is a fair sample; None where the task has no classes."""
+        return None
+
     collate_fn = None  # torch's default collation unless a subclass pads its own batches
 
     def loader(self, split: str, train: bool) -> DataLoader:
@@ -50,7 +55,7 @@ class SequenceDataModule(pl.LightningDataModule):
             lengths = np.zeros(len(lengths), dtype=np.int64)
         sampler = BucketBatchSampler(lengths, self.batch_size if train else self.eval_batch_size, shuffle=train,
                                      chunk_batches=self.chunk_batches, seed=self.seed, num_replicas=replicas,
-                                     rank=rank)
+                                     rank=rank, labels=None if train else self.example_labels(split))
         return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=self.collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

@@ -89,3 +89,6 @@ class IMDBDataModule(SequenceDataModule):
 
     def example_lengths(self, split: str) -> np.ndarray:
         return self.datasets[split].lengths
+
+    def example_labels(self, split: str) -> np.ndarray:
+        return np.asarray(self.datasets[split].split.labels)

@@ -12,6 +12,12 @@ All see the same padded input [B, T, E] with `lengths` [B]:
 
 Outputs at padded positions are zeroed.
 
+Mixed precision (`trainer.precision=bf16-mixed` or `16-mixed`): the recurrent layers run in float32 whatever the
+autocast dtype, autocast off around them (their inputs cast to float32); the layers around them (the decoder)
+follow autocast. PyTorch's autocast would run cuDNN's RNN in float16 even under bf16-mixed (its cuDNN-RNN rule
+casts to half, not to the autocast dtype), with no gradient scaler, and gradients carried back over hundreds of
+steps are what underflows first; one rule for every implementation keeps their results comparable.
+
 The weights start as `init` says: `pytorch`, each layer's own initialisation (uniform within ±1/sqrt(H)), or
 `keras`, what Keras's recurrent layers start from (`init_keras`), the same in every implementation.
 """
@@ -139,7 +145,13 @@ class RecurrentEncoder(nn.Module):
         return rnn(x)[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """x [B, T, input_size], lengths [B] -> [B, T, directions * hidden_size]."""
+        """x [B, T, input_size], lengths [B] -> [B, T, directions * hidden_size], float32 (module docstring)."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.recur(x.float(), lengths)
+        return self.recur(x, lengths)
+
+    def recur(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         for k, (forward, *backward) in enumerate(self.layers):
             if k > 0:
                 x = self.dropout(x)

@@ -66,6 +66,10 @@ class RecurrentModule(pl.LightningModule):
         self.net = RecurrentNetwork(**network)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
         self.scheduler_factory = scheduler
+        # Means over all ranks' examples; a NaN loss kept as it is (MeanMetric's default drops it with a warning),
+        # so that a diverged validation is seen (on_train_epoch_end)
+        self.val_loss_mean = MeanMetric(nan_strategy="disable")
+        self.test_loss_mean = MeanMetric(nan_strategy="disable")
         if task == "binary":
             self.train_acc, self.val_acc, self.test_acc = BinaryAccuracy(), BinaryAccuracy(), BinaryAccuracy()
         else:
@@ -91,10 +95,20 @@ class RecurrentModule(pl.LightningModule):
             mse = getattr(self, f"{stage}_mse")
             mse(outputs, targets)
             self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=len(targets))
-        sync = stage != "train"  # epoch-level values only: no per-step collective on the training path
         shown = stage != "test"  # on the progress bar once their epoch ends (the test has its own table)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=sync,
-                 prog_bar=shown)
+        if stage == "train":  # each rank's own mean: no collective on the training path
+            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), prog_bar=shown)
+        else:
+            # Evaluation's loss over all ranks' examples, each once (rnnlab.data.sampler): a metric that sums the
+            # examples' losses and counts them over ranks at the epoch's end. Lightning's own `sync_dist` mean
+            # would average the ranks' example counts as integers (4 examples on 3 ranks: 1), wrong when ranks
+            # evaluate different numbers of examples. One value per example: MeanMetric ignores its weights when
+            # it keeps NaNs.
+            loss_of_each = (F.binary_cross_entropy_with_logits if self.task == "binary" else F.mse_loss)(
+                outputs.detach(), targets, reduction="none")
+            mean_loss = getattr(self, f"{stage}_loss_mean")
+            mean_loss.update(loss_of_each)
+            self.log(f"{stage}_loss", mean_loss, on_step=False, on_epoch=True, prog_bar=shown)
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(targets), prog_bar=shown)
         return loss
 

@@ -93,23 +93,34 @@ def check_optimizer_states(states: Any, model: torch.nn.Module) -> None:
                                      f"{tuple(value.shape)} for a parameter of shape {tuple(parameter.shape)})")
 
 
-def rng_states() -> dict[str, Any]:
-    """torch's, numpy's and Python's global random states, as plain values and tensors (`weights_only` loads them)."""
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """This process's random states, as plain values and tensors (`weights_only` loads them): torch's, numpy's and
+    Python's global ones, and on a CUDA device that device's own."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     states = {"torch": torch.get_rng_state(), "python": random.getstate(),
               "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_rng_states(states: dict[str, Any]) -> None:
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     kind, keys, position, has_gauss, gauss = states["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def every_ranks_rng_states(trainer: pl.Trainer) -> list[dict[str, Any]]:
+    """Each rank's random states, in rank order, on every rank (one collective: call it on every rank)."""
+    own = rng_states(trainer.strategy.root_device)
+    if trainer.world_size == 1 or not torch.distributed.is_initialized():
+        return [own]
+    gathered: list[Any] = [None] * trainer.world_size
+    torch.distributed.all_gather_object(gathered, own)
+    return gathered
 
 
 class LastCheckpoint(Checkpoint):
@@ -118,14 +129,15 @@ class LastCheckpoint(Checkpoint):
 
     Lightning's checkpoint holds the weights, the optimizer's and schedulers' states, the loops' progress and the
     callbacks' states (the best checkpoint's score, the training clock). This callback's state adds what an
-    identical continuation needs besides: the random states (dropout, the data loader's seed draws) and the
-    epoch's metrics, which Lightning sends to MLflow only after this hook: a run killed in between gets them
+    identical continuation needs besides: every rank's random states (dropout, the data loader's seed draws; rank
+    0 writes the file, so it gathers the others' first, and each rank gets its own back) and the epoch's metrics, which Lightning sends to MLflow only after this hook: a run killed in between gets them
     from here when it resumes.
     """
 
     def __init__(self) -> None:
         self.dirpath: str | None = None  # set by `RunPlan.attach` once the run exists
         self.epoch_end: dict[str, Any] = {}
+        self.rng_by_rank: list[dict[str, Any]] = []  # gathered just before last.ckpt is written
         self.restored: dict[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -139,6 +151,7 @@ class LastCheckpoint(Checkpoint):
         step = trainer.fit_loop.epoch_loop._batches_that_stepped - 1
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
         self.epoch_end = {"step": step, "metrics": metrics}
+        self.rng_by_rank = every_ranks_rng_states(trainer)
         trainer.save_checkpoint(Path(self.dirpath) / LAST)
         write_pending(trainer)
 
@@ -152,7 +165,7 @@ class LastCheckpoint(Checkpoint):
         write_pending(trainer, self.epoch_end.get("step", -1) if stopped else None)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_states(), **self.epoch_end}
+        return {"rng_by_rank": self.rng_by_rank, **self.epoch_end}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.restored = state_dict
@@ -163,7 +176,8 @@ class LastCheckpoint(Checkpoint):
         # Lightning restores before this hook. The random states go back to what they were when the checkpoint
         # was written, before the next draw: the training data iterator's seed, which an uninterrupted run draws
         # after on_train_epoch_start but a resumed fit while setting up, before it.
-        set_rng_states(self.restored["rng"])
+        # The same number of ranks as when it was written: the run key holds the world size (rnnlab.identity).
+        set_rng_states(self.restored["rng_by_rank"][trainer.global_rank], trainer.strategy.root_device)
         if trainer.is_global_zero and trainer.logger is not None:
             log_missing_metrics(trainer.logger, self.restored["step"], self.restored["metrics"])
         self.restored = None
