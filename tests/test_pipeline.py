@@ -36,6 +36,7 @@ def test_dvc_repro_data_stages(tmp_path, tiny_archive):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every stage for real, the baseline and timing stages included: ~8 min on 2 loaded cores
 def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     """download -> prepare -> train x3, baseline (the bag) -> gradients, adding, timing -> compare, with params.yaml
     composed for a tiny run (as `dvc exp run -S` would compose it), a metrics table listing every cell and the
