@@ -244,6 +244,30 @@ def test_stages_run_their_own_modules(stages):
     assert "adding" in composers
 
 
+# The settings a training run is made of, and those compare checks a run was trained with (comparison.runs)
+TRAINING_SECTIONS = {"data", "model", "trainer", "callbacks"}
+COMPARED_SECTIONS = {"data", "model", "trainer"}
+
+
+def test_stages_track_whole_training_sections_and_paths_by_key():
+    """What a stage tracks decides what reruns it. The training settings are whole sections: a key added with
+    `+` (`+trainer.max_steps`, an added callback) changes results and must rerun the stages that train, and compare.
+    `paths` only by the keys a stage reads: another stage's folder is no reason to rerun it."""
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    for name in ("train", "baseline", "timing"):
+        assert TRAINING_SECTIONS <= set(stages[name]["params"]), name
+    assert COMPARED_SECTIONS <= set(stages["compare"]["params"])
+    for name, stage in stages.items():
+        tracked = stage.get("params", [])
+        assert "paths" not in tracked, name
+        for key in tracked:  # each names a key params.yaml has (DVC refuses a missing one at run time only)
+            value = params
+            for part in key.split("."):
+                assert isinstance(value, dict) and part in value, f"{name}: {key}"
+                value = value[part]
+
+
 SYNTHETIC_PACKAGE = {
     "__init__.py": "",
     "entry.py": "import os\nfrom rnnlab.helpers import used\n\ndef main():\n    from rnnlab import late\n",

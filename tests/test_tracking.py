@@ -14,7 +14,8 @@ from rnnlab.composition import compose_config
 from rnnlab.run.history import HISTORY
 from rnnlab.run.naming import description
 from rnnlab.run.logger import SUMMARY_METRICS
-from rnnlab.run.provenance import run_params
+from rnnlab.run.provenance import COUNT_PARAMS, run_params
+from rnnlab.run.result import stored_result
 from rnnlab.train import train
 from tests.helpers.interrupts import InterruptTraining
 from tests.helpers.training import client_of, compose_tiny, runs
@@ -31,7 +32,7 @@ def test_params_are_the_resolved_config_once(prepared_dir, tmp_path):
 
     expected = run_params(OmegaConf.to_container(cfg, resolve=True))
     # (MLflow 3 logs a served model's model_config as params too: rnnlab names them as the run's own, adding none)
-    assert set(params) == set(expected)
+    assert set(params) == set(expected) | set(COUNT_PARAMS.values())  # and the run's counts
     assert all(params[name] == str(value) for name, value in expected.items())
     # Lightning's copy of the module's hyperparameters (cell, hidden_size, ... without their section) is gone
     assert not {"cell", "impl", "hidden_size", "embedding_dim", "task"} & set(params)
@@ -63,6 +64,38 @@ def test_summary_metrics_are_one_value_at_step_0_and_epochs_at_their_last_step(p
     assert "epoch" not in client.get_run(result.run_id).data.metrics  # Lightning's counter: a chart of a staircase
 
 
+def test_the_runs_counts_are_params_and_read_back(prepared_dir, tmp_path):
+    """Its size and the epochs it trained: one value each, params (no chart in MLflow's UI), not metrics."""
+    result = train(compose_tiny(prepared_dir, tmp_path))
+    client = client_of(tmp_path)
+    run = client.get_run(result.run_id)
+    assert not {"n_params", "epochs"} & set(run.data.metrics)
+    assert run.data.params["trainer.epochs_trained"] == "2"
+    assert int(run.data.params["model.n_params"]) > 0
+    stored = stored_result(client, result.run_id, result.tracking_uri)
+    assert stored.metrics["epochs"] == 2 and stored.metrics["n_params"] == int(run.data.params["model.n_params"])
+    assert stored.metrics == result.metrics
+
+
+def test_a_run_recorded_before_keeps_its_counts_as_metrics(tmp_path):
+    """Runs logged before the counts were params hold them as metrics at step 0: read back from there."""
+    client = client_of(tmp_path)
+    run_id = client.create_run(client.create_experiment("older")).info.run_id
+    for name, value in {"test_acc": 0.75, "test_loss": 0.5, "best_val_acc": 0.8, "fit_time_s": 3.0,
+                        "train_samples_per_s": 100.0, "epochs": 4, "n_params": 1234}.items():
+        client.log_metric(run_id, name, value, step=0)
+    for epoch, (loss, acc) in enumerate([(0.7, 0.6), (0.6, 0.7), (0.5, 0.75), (0.45, 0.8)], start=1):
+        for name, value in {"train_loss": loss, "val_loss": loss, "val_acc": acc}.items():
+            client.log_metric(run_id, name, value, step=epoch)
+    client.set_terminated(run_id)
+
+    stored = stored_result(client, run_id, f"sqlite:///{tmp_path}/mlflow.db")
+
+    assert stored.metrics["epochs"] == 4 and stored.metrics["n_params"] == 1234
+    assert isinstance(stored.metrics["epochs"], int) and isinstance(stored.metrics["n_params"], int)
+    assert stored.metrics["test_acc"] == 0.75
+
+
 def test_the_prepared_data_is_the_runs_dataset(prepared_dir, tmp_path):
     result = train(compose_tiny(prepared_dir, tmp_path))
     run = client_of(tmp_path).get_run(result.run_id)
@@ -89,8 +122,9 @@ def test_a_resumed_run_logs_nothing_twice(prepared_dir, tmp_path):
     client = client_of(tmp_path)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["rnnlab.attempt"] == "2"
-    for name in ("n_params", "test_acc", "fit_time_s", "best_val_acc"):
+    for name in ("test_acc", "fit_time_s", "best_val_acc"):
         assert len(client.get_metric_history(result.run_id, name)) == 1, name
+    assert run.data.params["trainer.epochs_trained"] == "2" and int(run.data.params["model.n_params"]) > 0
     assert len(run.inputs.dataset_inputs) == 3
 
 

@@ -38,7 +38,8 @@ def test_one_run_per_cell_and_impl_is_recorded(prepared_dir, tmp_path, cell, imp
     assert run.info.status == "FINISHED" and run.info.run_name == f"{cell}-{impl}-seed0"
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
     assert {"train_loss", "val_loss", "val_acc", "test_acc", "test_loss", "fit_time_s", "epoch_time_s",
-            "train_samples_per_s", "n_params"} <= set(metrics)
+            "train_samples_per_s"} <= set(metrics)
+    assert int(params["model.n_params"]) > 0 and params["trainer.epochs_trained"] == "2"  # counts: params
     assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 2  # one value per epoch
     assert 0 <= metrics["test_acc"] <= 1 and metrics["fit_time_s"] > 0 and metrics["train_samples_per_s"] > 0
     assert params["model.cell"] == cell and params["model.impl"] == impl and params["trainer.max_epochs"] == "2"

@@ -7,11 +7,13 @@ from typing import Any
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from rnnlab.run.provenance import COUNT_PARAMS
 from rnnlab.tracking import default_artifact_location, resolve_tracking_uri
 
-# Metrics a run has one value of, at its end (plus its size): logged once, at step 0, so that MLflow shows them as
-# the run's summary (a bar per run in the chart view) rather than as stray points on the epochs' step axis.
-SUMMARY_METRICS = ("fit_time_s", "train_samples_per_s", "best_val_acc", "epochs", "n_params",
+# Metrics a run has one value of, at its end: logged once, at step 0, so that MLflow shows them as the run's
+# summary (a bar per run in the chart view) rather than as stray points on the epochs' step axis. (Its size and
+# epochs trained are counts, no figures to chart: params, `log_counts`.)
+SUMMARY_METRICS = ("fit_time_s", "train_samples_per_s", "best_val_acc",
                    "fit_load_avg", "fit_cpu_share", "fit_other_cpu_pct")  # the last three: rnnlab.run.load
 
 
@@ -26,6 +28,7 @@ class RunLogger(MLFlowLogger):
     - the run's params are the resolved config, logged once by `RunRecord` (`log_config`): what Lightning logs
       itself (the module's `save_hyperparameters`, a copy of model.* under other names) is left out;
     - summary metrics (`is_summary`) go to step 0, each once: a resumed run that logs one again keeps the first;
+      the run's counts (its size, the epochs it trained) are params, also once (`log_counts`);
     - Lightning's `epoch` metric is left out: MLflow draws it as a chart of its own (a staircase). Per-epoch
       metrics are logged at their epoch's last optimizer step; the job log's line per epoch names the epoch;
     - `system_metrics_interval_s` (conf/logger/mlflow.yaml) is how often `RunRecord` samples the machine's load
@@ -61,6 +64,15 @@ class RunLogger(MLFlowLogger):
 
     def log_config(self, params: dict[str, Any]) -> None:
         super().log_hyperparams(params)
+
+    @rank_zero_only
+    def log_counts(self, counts: dict[str, int]) -> None:
+        """`COUNT_PARAMS` (`n_params`, `epochs`) as their params, each once: a resumed run keeps the first value
+        (MLflow refuses a param's second, different value)."""
+        logged = self.experiment.get_run(self.run_id).data.params
+        params = {COUNT_PARAMS[name]: value for name, value in counts.items() if COUNT_PARAMS[name] not in logged}
+        if params:
+            super().log_hyperparams(params)
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:

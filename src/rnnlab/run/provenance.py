@@ -117,6 +117,12 @@ NOT_RUN_SETTINGS = ("pipeline", "download", "prepare", "findings", "search", "co
                     "trainer.enable_model_summary")
 
 
+# What a run counts rather than is set to, recorded as params (one value each, which MLflow does not chart) under
+# the section they describe; before, as metrics at step 0 under the names they map from (readers fall back to
+# those). Not settings: the notebook's grouping of comparable runs leaves them out.
+COUNT_PARAMS = {"n_params": "model.n_params", "epochs": "trainer.epochs_trained"}
+
+
 # Sections whose class (`_target_`) is the recipe's own wiring, the same in every run: their class path is no
 # param (it would be the first thing the compare view shows). Any other section's class is a choice that changes
 # a run (the optimizer, a scheduler, an added callback): recorded as `<section>.class`.

@@ -106,7 +106,7 @@ class RunRecord(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Counted in the process that trained: a ddp_spawn worker's count never reaches the main process's trainer
         if trainer.logger is not None:
-            trainer.logger.log_metrics({"epochs": trainer.current_epoch})
+            trainer.logger.log_counts({"epochs": trainer.current_epoch})
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Lightning turns Ctrl-C into SystemExit after calling this: remember what really happened.
@@ -132,7 +132,7 @@ class RunRecord(pl.Callback):
         tags = {**self.described(model, plan), "rnnlab.code_sha256": self.plan.code_sha256}
         for key, value in tags.items():  # a resumed run: the values of this attempt (its device, versions)
             client.set_tag(run_id, key, value)
-        self.logger.log_metrics({"n_params": sum(p.numel() for p in model.parameters())}, step=0)
+        self.logger.log_counts({"n_params": sum(p.numel() for p in model.parameters())})
         log.info("MLflow run %s (%s, attempt %d) in %s", run_id, stored.info.run_name, self.plan.attempt,
                  redact(self.logger._tracking_uri))
         interval = self.logger.system_metrics_interval_s

@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 
 from rnnlab.run.history import metric_histories
+from rnnlab.run.provenance import COUNT_PARAMS
 
 LOAD_METRICS = ("fit_load_avg", "fit_cpu_share", "fit_other_cpu_pct")  # what the fit ran under (rnnlab.run.load)
 
@@ -26,9 +27,12 @@ class TrainResult:
 
 def stored_result(client: mlflow.MlflowClient, run_id: str, tracking_uri: str) -> TrainResult:
     """A run's result as the store holds it."""
-    logged = client.get_run(run_id).data.metrics  # the latest value of each
+    run = client.get_run(run_id)
+    logged = run.data.metrics  # the latest value of each
     metrics = {name: float(value) for name, value in logged.items() if name.startswith("test_")}
     metrics.update({name: float(logged[name]) for name in ("best_val_acc", "fit_time_s", "train_samples_per_s")})
-    metrics.update({name: int(logged[name]) for name in ("epochs", "n_params")})
+    # the counts: params (COUNT_PARAMS); runs recorded before hold them as metrics
+    metrics.update({name: int(float(run.data.params.get(param, logged.get(name))))
+                    for name, param in COUNT_PARAMS.items()})
     metrics.update({name: float(logged[name]) for name in LOAD_METRICS if name in logged})  # runs before: none
     return TrainResult(run_id, tracking_uri, metrics, metric_histories(client, run_id), None)
