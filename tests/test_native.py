@@ -9,6 +9,7 @@ import subprocess
 import mlflow
 import pytest
 
+from rnnlab.cells import CELLS
 from rnnlab.train import train
 from tests.helpers.project import PROJECT_ROOT, run_dvc, run_module
 from tests.helpers.training import compose_tiny, debug_runs, runs, tiny_overrides
@@ -49,7 +50,7 @@ def test_a_run_from_the_command_line_is_quiet_and_leaves_a_job_log(prepared_dir,
 
 def test_the_model_group_offers_the_cells_only(prepared_dir, tmp_path):
     shown = run_module("rnnlab.train", "--help", cwd=tmp_path)
-    assert "model: gru, lstm, rnn\n" in shown.stdout
+    assert "model: bag, gru, lstm, rnn\n" in shown.stdout  # the three cells and the floor without recurrence
     assert "_encoder" not in shown.stdout  # the cells' shared settings live in model/_base/recurrent_module.yaml
     picked = run_module("rnnlab.train", "model=_base/recurrent_module", f"paths.prepared_dir={prepared_dir}", cwd=tmp_path)
     assert picked.returncode == 1 and picked.stderr.strip().splitlines() == [
@@ -84,6 +85,6 @@ def test_dvc_plots_give_each_cell_its_colour_and_label_the_axes(tmp_path):
     [scatter] = [p for name, p in plots.items() if name.startswith("Test accuracy against training time")]
     for plot, x_title in ((curves, "epoch"), (scatter, "training time (s, log scale)")):
         encoding = plot[0]["content"]["encoding"]
-        assert encoding["color"]["field"] == "cell" and encoding["color"]["scale"]["domain"] == ["rnn", "lstm", "gru"]
+        assert encoding["color"]["field"] == "cell" and encoding["color"]["scale"]["domain"] == list(CELLS)
         assert encoding["x"]["title"] == x_title and encoding["y"]["title"] != "y"
     assert curves[0]["content"]["encoding"]["x"]["axis"]["format"] == "d"  # whole epochs
