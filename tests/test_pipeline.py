@@ -83,7 +83,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     assert "in accuracy (margin ±1 point):** not testable" in claims  # one seed: no intervals over seeds
     # ...but the time parts of (a) and (c) come from the timing stage's rounds, named by the CPU they ran on
     timing = json.loads((project / "data" / "timing" / "timing.json").read_text())
-    assert timing["order"] == [f"{cell}-fused" for cell in CELLS] * 2
+    assert timing["order"] == [*(f"{cell}-fused" for cell in CELLS), "bag-plain"] * 2  # the floor timed too
     assert "judged from the controlled timing measurement" in claims
     assert f"(c) LSTM ≈ 2x GRU's time:** on this CPU ({timing['machine']['cpu_model']}): " in claims
     gradients = json.loads((project / "data" / "findings" / "gradients.json").read_text())

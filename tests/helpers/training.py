@@ -19,6 +19,11 @@ TIMINGS = ("fit_time_s", "train_samples_per_s", "epoch_time_s", "fit_load_avg", 
            "epoch_load_avg", "epoch_cpu_share", "epoch_other_cpu_pct")
 
 
+def measured(name: str) -> bool:
+    """A clock or the machine's state (MLflow's system metrics), not a result: it differs between identical runs."""
+    return name in TIMINGS or name.startswith("system/")
+
+
 def tiny_overrides(prepared_dir: Path, store: Path) -> list[str]:
     """A 2-epoch run of a tiny network on `prepared_dir`, recorded in `store`/mlflow.db."""
     return [
@@ -71,8 +76,8 @@ def outcome(store: Path) -> dict:
     """The one run in `store`: status, final metrics and per-epoch history, clocks left out."""
     [run] = runs(store)
     history = {name: values for name, values in metric_histories(client_of(store), run.info.run_id).items()
-               if name not in TIMINGS}
-    metrics = {name: value for name, value in run.data.metrics.items() if name not in TIMINGS}
+               if not measured(name)}
+    metrics = {name: value for name, value in run.data.metrics.items() if not measured(name)}
     return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
             "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
 
