@@ -79,7 +79,7 @@ def outcome(store: Path) -> dict:
                if not measured(name)}
     metrics = {name: value for name, value in run.data.metrics.items() if not measured(name)}
     return {"run_id": run.info.run_id, "status": run.info.status, "metrics": metrics, "history": history,
-            "tags": run.data.tags, "fit_time_s": run.data.metrics.get("fit_time_s")}
+            "tags": run.data.tags, "params": run.data.params, "fit_time_s": run.data.metrics.get("fit_time_s")}
 
 
 class CountEvaluated(pl.Callback):
