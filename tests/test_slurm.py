@@ -104,7 +104,8 @@ def test_a_preempted_job_requeues_itself_and_resumes_its_run(cluster, prepared_d
                 cluster.command("scancel", job_id)
     cluster.wait_until_no_jobs()
 
-    [run] = runs(tmp_path)
+    [parent], [run] = sweep_runs(runs(tmp_path))  # the job's run, nested under its one-run sweep's parent
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.tags["rnnlab.attempt"] == "2"
     assert run.data.tags["rnnlab.slurm_job"] == f"{job_id}.1"  # the same job, SLURM_RESTART_COUNT=1
