@@ -32,7 +32,9 @@ class SystemMetrics:
                  traceback: TracebackType | None) -> None:
         self.monitor.finish()
         last = self.monitor.aggregate_metrics()  # what was sampled since the last logged step
-        if not last:
+        # A run ending on an error may have lost its store (a server down): MLflow would retry the last sample
+        # for about a minute before the run's own ending could say so. Only a run that ends well logs it.
+        if not last or kind is not None:
             return
         try:
             self.monitor.publish_metrics(last)
