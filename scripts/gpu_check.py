@@ -2,7 +2,7 @@
 
     python3 scripts/prepare_gpu_check.py                     # here, once: writes build/gpu_check (tens of MB)
     python3 scripts/gpu_check.py --out $OUT                  # on the GPU machine (needs torch, numpy, Lightning)
-    python3 scripts/gpu_check.py --device cpu --out /tmp/c   # the same parts on a CPU, at small sizes (tests)
+    python3 scripts/gpu_check.py --device cpu --out build/c   # the same parts on a CPU, at small sizes (tests)
 
 It reads what `prepare_gpu_check.py` put in the bundle (default build/gpu_check): rnnlab's sources and conf/, the
 pure-Python packages rnnlab imports that a GPU image lacks (Hydra, OmegaConf), and the prepared IMDB arrays, so the

@@ -2,7 +2,7 @@
 numpy, tokenizers, torchmetrics and pytorch_lightning, offline.
 
     python scripts/prepare_gpu_check.py                       # -> build/gpu_check, from data/prepared if there
-    python scripts/prepare_gpu_check.py --synthetic --out /tmp/b   # a tiny made-up set in the same format
+    python scripts/prepare_gpu_check.py --synthetic --out build/b   # a tiny made-up set in the same format
 
 The folder holds:
     gpu_check.py         the check itself, so that `python3 <folder>/gpu_check.py --out $OUT` runs it
