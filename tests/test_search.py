@@ -158,33 +158,57 @@ def test_a_study_refuses_other_settings_and_bad_spaces_in_one_line(searched, pre
     assert len(trials_table(searched)) == 4  # nothing was added
 
 
-def test_final_runs_test_the_best_settings_and_are_not_rerun(searched, prepared_dir):
+def test_final_runs_test_the_confirmed_settings_and_are_not_rerun(searched, prepared_dir):
     args = search_args(prepared_dir, searched, "search.cells=[rnn,gru]", "search.final.seeds=[0,1]",
-                       "search.final.proxy_check=3")
+                       "search.final.proxy_check=3", "search.final.confirm.top_k=2", "search.final.confirm.seeds=[0,1]")
+    # a report before any confirmation run: the best proxy trials, said to lack confirmation (nothing trained yet)
+    early = run_module("rnnlab.search.final", *args, "search.final.train=false", cwd=searched)
+    assert early.returncode == 1 and "no final run" in early.stderr, early.stderr[-3000:]
     result = run_module("rnnlab.search.final", *args, cwd=searched)
     assert result.returncode == 0, result.stderr[-3000:]
-    best = json.loads((searched / "search" / "best.json").read_text())
+    # confirmation: both trials of each cell (top 2) at the full budget over seeds 0 and 1, validation only
+    confirmed = [json.loads(path.read_text()) for path in sorted((searched / "search" / "confirm").glob("*.json"))]
+    assert sorted((r["cell"], r["trial"], r["seed"]) for r in confirmed) == sorted(
+        (cell, trial, seed) for cell in ("rnn", "gru") for trial in (0, 1) for seed in (0, 1))
+    confirm_runs = search_runs(searched, "search-confirm")
+    assert len(confirm_runs) == 8
+    assert all(not [m for m in run.data.metrics if m.startswith("test_")] for run in confirm_runs)
+    assert all("test_acc" not in r and 0 <= r["best_val_acc"] <= 1 for r in confirmed)
+    selection = json.loads((searched / "search" / "final.json").read_text())["selection"]
     for cell in ("rnn", "gru"):
+        means = {trial: np.mean([r["best_val_acc"] for r in confirmed if (r["cell"], r["trial"]) == (cell, trial)])
+                 for trial in (0, 1)}
+        chosen = max(means, key=lambda trial: (means[trial], -trial))
+        assert selection[cell]["chosen"] == chosen and selection[cell]["complete"]
+        setting = next(r["setting"] for r in confirmed if (r["cell"], r["trial"]) == (cell, chosen))
         for seed in (0, 1):
             run = json.loads((searched / "search" / "final" / f"{cell}-seed{seed}.json").read_text())
-            assert run["setting"] == best[cell]["setting"] and run["seed"] == seed and 0 <= run["test_acc"] <= 1
+            assert run["setting"] == setting and run["trial"] == chosen and run["seed"] == seed
+            assert 0 <= run["test_acc"] <= 1
     check = json.loads((searched / "search" / "proxy_check.json").read_text())
-    assert len(check["settings"]) == 3 and -1 <= check["spearman"] <= 1
+    assert -1 <= check["spearman"] <= 1 and all(row["checked"] for row in check["chosen"])
+    assert {(row["cell"], row["trial"]) for row in check["chosen"]} <= {
+        (row["cell"], row["trial"]) for row in check["settings"]}
     claims = (searched / "search" / "claims.md").read_text()
     assert "| claim | shared setting | tuned |" in claims
     # no dvc repro in this folder, and no lstm among the cells
     assert "| b_lstm_gru_similar_accuracy | not run (dvc repro) | fused: not testable |" in claims
+    assert "| **chosen** |" in claims and "Without all their confirmation runs" not in claims
     finals = len(search_runs(searched, "search-final"))
     assert finals == 4
     again = run_module("rnnlab.search.final", *args, "search.final.train=false", cwd=searched)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (searched / "search" / "claims.md").read_text() == claims  # the report again, from the files
     assert len(search_runs(searched, "search-final")) == finals
+    # a rerun that may train: every confirmation and final run is on disk, nothing trains again
+    rerun = run_module("rnnlab.search.final", *args, cwd=searched)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(search_runs(searched, "search-confirm")) == 8 and len(search_runs(searched, "search-final")) == finals
     # a result trained with other settings (the best changed as trials were added: another identity,
     # rnnlab.identity) is not reused
     path = searched / "search" / "final" / "rnn-seed0.json"
     stale = json.loads(path.read_text())
-    identity = stale["settings_sha256"]
+    identity, stale_setting = stale["settings_sha256"], stale["setting"]
     stale["setting"] = {**stale["setting"], "model.pooling": "not-the-best"}
     stale["settings_sha256"] = "0" * 64
     path.write_text(json.dumps(stale))
@@ -192,7 +216,7 @@ def test_final_runs_test_the_best_settings_and_are_not_rerun(searched, prepared_
     assert third.returncode == 0 and "the best setting or the settings around it changed" in (
         third.stdout + third.stderr), third.stderr[-3000:]
     retrained = json.loads(path.read_text())
-    assert retrained["setting"] == best["rnn"]["setting"] and retrained["settings_sha256"] == identity
+    assert retrained["setting"] == stale_setting and retrained["settings_sha256"] == identity
     assert len(search_runs(searched, "search-final")) == finals + 1  # that one alone: the others are on disk
 
 
@@ -224,3 +248,31 @@ def test_a_killed_search_goes_on_and_its_trial_resumes_into_the_same_run(prepare
     assert retry.user_attrs["mlflow_run_id"] == killed.info.run_id  # resumed from its checkpoint, same run
     children = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
+
+
+def proxy_trial(number: int, value: float) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(params={"model.optimizer.lr": 0.001 * (number + 1)},
+                                     distributions={"model.optimizer.lr": optuna.distributions.FloatDistribution(
+                                         1e-4, 1e-1)}, value=value)
+
+
+def test_confirmation_chooses_the_best_validation_mean_not_the_best_proxy():
+    from rnnlab.search.confirm import candidates, select
+
+    trials = [proxy_trial(0, 0.90), proxy_trial(1, 0.80), proxy_trial(2, 0.70)]
+    for number, trial in enumerate(trials):
+        trial.number = number
+    assert [t.number for t in candidates({"gru": trials}, 2)["gru"]] == [0, 1]
+    # the proxy's favourite is unstable at the full budget: one seed diverged (chance), the others lower
+    runs = [{"trial": 0, "seed": 0, "best_val_acc": 0.86}, {"trial": 0, "seed": 1, "diverged": "NaN loss"},
+            {"trial": 0, "seed": 2, "best_val_acc": 0.88},
+            {"trial": 1, "seed": 0, "best_val_acc": 0.84}, {"trial": 1, "seed": 1, "best_val_acc": 0.85},
+            {"trial": 1, "seed": 2, "best_val_acc": 0.83}]
+    chosen = select(trials[:2], runs, [0, 1, 2])
+    assert chosen["complete"] and chosen["chosen"] == 1
+    first = chosen["candidates"][0]
+    assert first["diverged"] == 1 and first["mean_val_acc"] == pytest.approx((0.86 + 0.5 + 0.88) / 3)
+    assert [c["chosen"] for c in chosen["candidates"]] == [False, True]
+    # a candidate without all its seeds: nothing is chosen (the report keeps the proxy's best and says so)
+    partial = select(trials[:2], runs[:-1], [0, 1, 2])
+    assert not partial["complete"] and partial["chosen"] is None

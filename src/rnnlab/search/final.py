@@ -2,18 +2,22 @@
 
     python -m rnnlab.search.final
 
-1. Final runs: each cell's best setting (rnnlab.search.report.best_trials, equal budgets) at the full budget
-   over search.final.seeds, tested once each (MLflow experiment `search-final`, runs `tuned-<cell>-seed<k>`);
-   one JSON per run in <search.dir>/final/.
-2. Proxy check: search.final.proxy_check settings, spread evenly over the proxy's ranking (all cells' trials
-   together), are trained again at the full budget (conf/ as it is), validation only; the Spearman and Kendall
-   rank correlations of the two validation accuracies go into proxy_check.json.
-3. claims.md: the article's claims judged on the tuned runs next to the verdicts on the pipeline's shared setting
+1. Confirmation (rnnlab.search.confirm): each cell's top search.final.confirm.top_k trials by proxy value are
+   trained at the full budget over search.final.confirm.seeds, validation only; the cell's setting is the one
+   with the best mean validation accuracy (equal budgets: every cell confirms as many).
+2. Final runs: each cell's confirmed setting at the full budget over search.final.seeds, tested once each (MLflow
+   experiment `search-final`, runs `tuned-<cell>-seed<k>`); one JSON per run in <search.dir>/final/.
+3. Proxy check: search.final.proxy_check settings, spread evenly over the proxy's ranking (all cells' trials
+   together), and the settings the cells chose, are trained again at the full budget (conf/ as it is),
+   validation only; the Spearman and Kendall rank correlations of the two validation accuracies go into
+   proxy_check.json.
+4. claims.md: the article's claims judged on the tuned runs next to the verdicts on the pipeline's shared setting
    (`dvc repro`'s runs), both by the rule of rnnlab.comparison.claims (holds / does not hold / inconclusive, Holm
    over each report's interval tests; settings `compare`, as in the compare stage), claim (b) at several margins,
    and how likely 5, 10, 20 or 40 seeds per cell are to decide (b) (rnnlab.search.budget.decide_probability).
 
-`search.final.train=false` trains nothing: the report from the runs already there (a sitting stopped part-way).
+`search.final.train=false` trains nothing: the report from the runs already there (a sitting stopped part-way); a
+cell without all its confirmation runs keeps its best proxy trial, and the report says so.
 Every run's result is written as soon as it ends and a rerun skips it, so this may be stopped and run again;
 a run killed part-way resumes from its last epoch (rnnlab.run).
 """
@@ -38,6 +42,7 @@ from rnnlab.files import write_atomically
 from rnnlab.identity import settings_sha256
 from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.search.budget import POWER_SEEDS, decide_probability, seeds_to_decide
+from rnnlab.search.confirm import confirm
 from rnnlab.search.report import best_trials, equal_budget
 from rnnlab.search.study import EXPERIMENT, run_overrides, setting_overrides
 from rnnlab.train import train
@@ -60,10 +65,17 @@ def spread(trials: dict[str, list[FrozenTrial]], count: int) -> list[tuple[str, 
     return [pooled[round(i)] for i in np.linspace(0, len(pooled) - 1, count)]
 
 
-def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]], train_missing: bool = True) -> dict:
+def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]], train_missing: bool = True,
+                chosen: dict[str, int] | None = None) -> dict:
+    """Settings spread over the proxy's ranking and the cells' chosen trials (cell -> trial number), retrained
+    at the full budget, validation only."""
     out = Path(cfg.search.dir) / "proxy_check.json"
     done = json.loads(out.read_text()) if out.is_file() else {"settings": []}
-    for cell, trial in spread(trials, cfg.search.final.proxy_check) if train_missing else []:
+    wanted = spread(trials, cfg.search.final.proxy_check)
+    for cell, number in (chosen or {}).items():
+        if not any(c == cell and t.number == number for c, t in wanted):
+            wanted.append((cell, next(t for t in trials[cell] if t.number == number)))
+    for cell, trial in wanted if train_missing else []:
         if any(row["cell"] == cell and row["trial"] == trial.number for row in done["settings"]):
             continue
         run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(trial.params), "test=false",
@@ -73,6 +85,9 @@ def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]], train_mis
         done["settings"].append({"cell": cell, "trial": trial.number, "proxy_val_acc": trial.value,
                                  "full_val_acc": result.metrics["best_val_acc"], "mlflow_run_id": result.run_id})
         write_json(out, done)
+    done["chosen"] = [{"cell": cell, "trial": number,
+                       "checked": any(r["cell"] == cell and r["trial"] == number for r in done["settings"])}
+                      for cell, number in (chosen or {}).items()]
     proxy = [row["proxy_val_acc"] for row in done["settings"]]
     full = [row["full_val_acc"] for row in done["settings"]]
     if len(proxy) >= 3:
@@ -92,6 +107,9 @@ def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = Tru
                                       f"logger.run_name=tuned-{cell}-seed{seed}"])
             identity = settings_sha256(run_cfg)
             if path.is_file() and json.loads(path.read_text()).get("settings_sha256") != identity:
+                if not train_missing:  # a report keeps what it cannot replace, and leaves it out
+                    log.warning("%s: %s was trained with another setting or other settings: left out", cell, path)
+                    continue
                 log.warning("%s: the best setting or the settings around it changed since %s was trained: "
                             "trained again", cell, path)
                 path.unlink()
@@ -197,6 +215,49 @@ def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: d
     return "\n".join(lines) + "\n"
 
 
+def chosen_settings(best: dict[str, dict], selection: dict[str, dict]) -> dict[str, dict]:
+    """Each cell's setting for the final runs: its confirmed choice, or (no complete confirmation: a report from
+    runs that predate it) its best proxy trial, marked `"confirmed": False`."""
+    out = {}
+    for cell, row in best.items():
+        confirmed = selection[cell]
+        if confirmed["complete"]:
+            pick = next(c for c in confirmed["candidates"] if c["chosen"])
+            out[cell] = {**row, "trial": pick["trial"], "setting": pick["setting"], "confirmed": True}
+        else:
+            out[cell] = {**row, "confirmed": False}
+    return out
+
+
+def selection_markdown(selection: dict[str, dict], best: dict[str, dict], proxy: dict) -> str:
+    """The candidates of every cell: proxy value, full-budget validation accuracy over seeds, the chosen one."""
+    lines = ["", "## How each cell's setting was chosen (validation only)", "",
+             ("Each cell's top trials by proxy value, retrained at the full budget over the same seeds with the "
+              "test split never read (`confirm/` beside this report; a diverged seed counts as chance, 0.5); the "
+              "chosen one has the highest mean validation accuracy."), "",
+             "| cell | trial | proxy val acc | full-budget val acc (mean ± sd) | seeds | diverged | chosen |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for cell, confirmed in selection.items():
+        for row in confirmed["candidates"]:
+            figure = (f"{row['mean_val_acc']:.4f} ± {row['sd_val_acc'] or 0:.4f}" if row["val_accs"] else "not run")
+            lines.append(f"| {cell} | {row['trial']} | {row['proxy_val_acc']:.4f} | {figure} | "
+                         f"{', '.join(map(str, row['seeds'])) or '–'} | {row['diverged']} | "
+                         f"{'**chosen**' if row['chosen'] else ''} |")
+    lacking = [cell for cell, row in best.items() if not row["confirmed"]]
+    if lacking:
+        seeds = list(next(iter(selection.values()))["seeds"])
+        fallback = ", ".join(f"{cell} trial {best[cell]['trial']}" for cell in lacking)
+        lines += ["", (f"Without all their confirmation runs (seeds {seeds}): {', '.join(lacking)}; their final "
+                       f"runs use the best proxy trial ({fallback}), as before the confirmation step: run "
+                       "`python -m rnnlab.search.final` to confirm.")]
+    unchecked = [f"{row['cell']} trial {row['trial']}" for row in proxy.get("chosen", []) if not row["checked"]]
+    lines += ["", ("Proxy check: every chosen setting is among the settings retrained (proxy_check.json)."
+                   if not unchecked else
+                   f"Proxy check: the chosen {', '.join(unchecked)} not yet among the settings retrained "
+                   "(proxy_check.json): run `python -m rnnlab.search.final` to add them.")]
+    return "\n".join(lines) + "\n"
+
+
 @hydra_app("search.final")
 def main(cfg: DictConfig) -> None:
     trials, _ = equal_budget(cfg.search)
@@ -206,18 +267,22 @@ def main(cfg: DictConfig) -> None:
     if failed:
         raise UserError(f"every trial of {', '.join(failed)} diverged: widen search.space or run more trials")
     train_missing = bool(cfg.search.final.train)
+    selection = confirm(cfg, trials, train_missing)
+    best = chosen_settings(best, selection)
     results = final_runs(cfg, best, train_missing)
     runs = [r for r in results if "diverged" not in r]
     if not runs:
         raise UserError(f"no final run in {Path(cfg.search.dir) / 'final'} yet: run with search.final.train=true")
-    proxy = proxy_check(cfg, trials, train_missing)
+    proxy = proxy_check(cfg, trials, train_missing, {cell: row["trial"] for cell, row in best.items()})
     tuned = judge_all(runs, **rule_settings(cfg))
     text = claims_markdown(tuned, shared_setting_claims(cfg), runs, proxy, n_trials)
     diverged = [f"{r['cell']} seed {r['seed']}" for r in results if "diverged" in r]
     if diverged:  # left out of the figures above, and said
         text += (f"\nDiverged at the full budget (no model; left out of the figures above): {', '.join(diverged)}.\n")
+    text += selection_markdown(selection, best, proxy)
     write_atomically(Path(cfg.search.dir) / "claims.md", text)
-    write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy})
+    write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy,
+                                                     "selection": selection})
     print(text, end="")
 
 
