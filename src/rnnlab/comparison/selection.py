@@ -1,0 +1,153 @@
+"""Which setting `experiment=best` trains: every measured candidate judged on validation accuracy alone.
+
+    python -m rnnlab.comparison.selection
+
+The candidates are the settings this project has trained over several seeds and committed: the pipeline's shared
+setting, per cell x implementation (<paths.train_dir>/<cell>-<impl>-<seed>/scores.json), and the equal-budget
+search's tuned settings (<search.dir>/final/<cell>-seed<k>.json). Each is summarised by the mean and sd of its
+best-epoch validation accuracy over its seeds (a seed whose training diverged counts as chance, 0.5); the highest
+mean is chosen, and only the chosen one's test accuracy is shown (each of its seeds was tested once, when it
+trained). Candidates named in UNRECORDED (tried once, with no committed run) are listed and cannot be chosen.
+Writes <search.dir>/experiment_best.md and experiment_best.json; conf/experiment/best.yaml must set the chosen
+candidate's settings (tests/test_selection.py checks it against these files' sources).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from rnnlab.cli import UserError, hydra_app
+from rnnlab.files import write_atomically
+from rnnlab.pipeline import planned_runs, run_folder
+
+CHANCE = 0.5  # a diverged seed's validation accuracy: its setting gave no model better than a coin
+# Tried before selection was done on validation alone; no data file records their runs.
+UNRECORDED = {
+    "bidirectional GRU, H 128, E 128, mean pooling, dropout 0.3, Adam 3e-3, max_len 800, 6 epochs "
+    "(conf/experiment/best.yaml until issue 20)": "no committed run",
+}
+
+
+@dataclass
+class Candidate:
+    name: str
+    overrides: list[str]  # Hydra overrides that train it (conf/ as it is besides these)
+    val_accs: list[float] = field(default_factory=list)  # one per seed; a diverged seed counts as CHANCE
+    test_accs: list[float] = field(default_factory=list)  # the seeds that trained
+    seeds: list[int] = field(default_factory=list)
+    diverged: int = 0
+    note: str = ""
+
+    @property
+    def mean_val_acc(self) -> float | None:
+        return float(np.mean(self.val_accs)) if self.val_accs else None
+
+    @property
+    def sd_val_acc(self) -> float | None:
+        return float(np.std(self.val_accs, ddof=1)) if len(self.val_accs) > 1 else None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} cannot be read as JSON: {e}") from e
+    if not isinstance(found, dict):
+        raise UserError(f"{path} is not a JSON object")
+    return found
+
+
+def shared_candidates(cfg: DictConfig) -> list[Candidate]:
+    """The pipeline's shared setting, one candidate per cell x implementation, over the seeds trained so far."""
+    by_setting: dict[tuple[str, str], Candidate] = {}
+    for run in planned_runs(cfg.pipeline):
+        path = run_folder(cfg.paths.train_dir, run) / "scores.json"
+        if not path.is_file():
+            continue  # not trained (yet): the candidate has the seeds that are
+        scores = read_json(path)
+        candidate = by_setting.setdefault((run.cell, run.impl), Candidate(
+            f"shared setting, {run.cell} ({run.impl})", [f"model={run.cell}", f"model.impl={run.impl}"]))
+        candidate.val_accs.append(float(scores["best_val_acc"]))
+        candidate.test_accs.append(float(scores["test_acc"]))
+        candidate.seeds.append(run.seed)
+    return list(by_setting.values())
+
+
+def tuned_candidates(search_dir: Path) -> list[Candidate]:
+    """The search's final runs, one candidate per cell x search trial x implementation."""
+    by_setting: dict[tuple[str, int, str], Candidate] = {}
+    for path in sorted((search_dir / "final").glob("*.json")):
+        run = read_json(path)
+        setting = run["setting"]
+        shown = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                          for k, v in setting.items())
+        candidate = by_setting.setdefault((run["cell"], run["trial"], run["impl"]), Candidate(
+            f"tuned {run['cell']} (search trial {run['trial']}, {run['impl']}): {shown}",
+            [f"model={run['cell']}", f"model.impl={run['impl']}",
+             *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())]))
+        if "diverged" in run:
+            candidate.val_accs.append(CHANCE)
+            candidate.diverged += 1
+        else:
+            candidate.val_accs.append(float(run["best_val_acc"]))
+            candidate.test_accs.append(float(run["test_acc"]))
+        candidate.seeds.append(int(run["seed"]))
+    return list(by_setting.values())
+
+
+def choose(candidates: list[Candidate]) -> Candidate:
+    """The candidate with the highest mean validation accuracy (the first listed among equals); test accuracy
+    plays no part."""
+    measured = [c for c in candidates if c.val_accs]
+    if not measured:
+        raise UserError("no candidate has a recorded run: run `dvc repro` or `python -m rnnlab.search.final`")
+    return max(measured, key=lambda c: c.mean_val_acc)
+
+
+def markdown(candidates: list[Candidate], chosen: Candidate) -> str:
+    ranked = sorted(candidates, key=lambda c: -(c.mean_val_acc if c.val_accs else -1.0))
+    lines = ["# `experiment=best`: chosen on validation accuracy alone", "",
+             ("Every setting trained over several seeds here, ranked by mean best-epoch validation accuracy (a "
+              "diverged seed counts as chance, 0.5). Only the chosen one's test accuracy is shown. A tuned setting "
+              "was picked by the search on this validation split, so its figure flatters it (the shared setting's "
+              "does not); compare leads with the seeds' spread."), "",
+             "| candidate | seeds | val acc (mean ± sd) | diverged | |", "| --- | --- | --- | --- | --- |"]
+    for c in ranked:
+        figure = f"{c.mean_val_acc:.4f} ± {c.sd_val_acc or 0:.4f}" if c.val_accs else c.note
+        seeds = ", ".join(map(str, sorted(c.seeds))) or "–"
+        lines.append(f"| {c.name} | {seeds} | {figure} | {c.diverged} | {'**chosen**' if c is chosen else ''} |")
+    test = (f"{np.mean(chosen.test_accs):.4f} ± {np.std(chosen.test_accs, ddof=1):.4f}"
+            if len(chosen.test_accs) > 1 else f"{chosen.test_accs[0]:.4f}" if chosen.test_accs else "not tested")
+    lines += ["", f"Chosen: {chosen.name}. Its test accuracy (each seed tested once, seeds "
+                  f"{', '.join(map(str, sorted(chosen.seeds)))}): {test}.",
+              f"`experiment=best` sets: {' '.join(chosen.overrides)}."]
+    return "\n".join(lines) + "\n"
+
+
+def select(cfg: DictConfig) -> tuple[list[Candidate], Candidate]:
+    candidates = [*shared_candidates(cfg), *tuned_candidates(Path(cfg.search.dir)),
+                  *(Candidate(name, [], note=note) for name, note in UNRECORDED.items())]
+    return candidates, choose(candidates)
+
+
+@hydra_app("comparison.selection")
+def main(cfg: DictConfig) -> None:
+    candidates, chosen = select(cfg)
+    text = markdown(candidates, chosen)
+    out = Path(cfg.search.dir)
+    write_atomically(out / "experiment_best.md", text)
+    write_atomically(out / "experiment_best.json", json.dumps({
+        "chosen": chosen.name, "overrides": chosen.overrides, "test_accs": chosen.test_accs,
+        "candidates": [{"name": c.name, "overrides": c.overrides, "seeds": c.seeds, "val_accs": c.val_accs,
+                        "mean_val_acc": c.mean_val_acc, "sd_val_acc": c.sd_val_acc, "diverged": c.diverged,
+                        "note": c.note} for c in candidates]}, indent=2) + "\n")
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
