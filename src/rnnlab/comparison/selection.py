@@ -123,8 +123,9 @@ def markdown(candidates: list[Candidate], chosen: Candidate) -> str:
         lines.append(f"| {c.name} | {seeds} | {figure} | {c.diverged} | {'**chosen**' if c is chosen else ''} |")
     test = (f"{np.mean(chosen.test_accs):.4f} ± {np.std(chosen.test_accs, ddof=1):.4f}"
             if len(chosen.test_accs) > 1 else f"{chosen.test_accs[0]:.4f}" if chosen.test_accs else "not tested")
-    lines += ["", f"Chosen: {chosen.name}. Its test accuracy (each seed tested once, seeds "
-                  f"{', '.join(map(str, sorted(chosen.seeds)))}): {test}.",
+    tested = len(chosen.test_accs)
+    lines += ["", (f"Chosen: {chosen.name}. Its test accuracy (each of its {tested} trained seeds tested once, "
+                   f"when it trained): {test}."),
               f"`experiment=best` sets: {' '.join(chosen.overrides)}."]
     return "\n".join(lines) + "\n"
 
