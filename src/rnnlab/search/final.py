@@ -71,11 +71,11 @@ def proxy_check(cfg: DictConfig, trials: dict[str, list[FrozenTrial]], train_mis
     at the full budget, validation only."""
     out = Path(cfg.search.dir) / "proxy_check.json"
     done = json.loads(out.read_text()) if out.is_file() else {"settings": []}
-    wanted = spread(trials, cfg.search.final.proxy_check)
-    for cell, number in (chosen or {}).items():
+    wanted = spread(trials, cfg.search.final.proxy_check) if train_missing else []
+    for cell, number in (chosen or {}).items() if train_missing else []:
         if not any(c == cell and t.number == number for c, t in wanted):
             wanted.append((cell, next(t for t in trials[cell] if t.number == number)))
-    for cell, trial in wanted if train_missing else []:
+    for cell, trial in wanted:
         if any(row["cell"] == cell and row["trial"] == trial.number for row in done["settings"]):
             continue
         run_cfg = compose_config([*run_overrides(cfg, cell), *setting_overrides(trial.params), "test=false",
@@ -223,7 +223,8 @@ def chosen_settings(best: dict[str, dict], selection: dict[str, dict]) -> dict[s
         confirmed = selection[cell]
         if confirmed["complete"]:
             pick = next(c for c in confirmed["candidates"] if c["chosen"])
-            out[cell] = {**row, "trial": pick["trial"], "setting": pick["setting"], "confirmed": True}
+            out[cell] = {**row, "trial": pick["trial"], "setting": pick["setting"], "best_val_acc": pick["proxy_val_acc"],
+                         "confirmed": True}
         else:
             out[cell] = {**row, "confirmed": False}
     return out
@@ -243,6 +244,10 @@ def selection_markdown(selection: dict[str, dict], best: dict[str, dict], proxy:
             lines.append(f"| {cell} | {row['trial']} | {row['proxy_val_acc']:.4f} | {figure} | "
                          f"{', '.join(map(str, row['seeds'])) or '–'} | {row['diverged']} | "
                          f"{'**chosen**' if row['chosen'] else ''} |")
+    counts = {cell: len(confirmed["candidates"]) for cell, confirmed in selection.items()}
+    if len(set(counts.values())) > 1:  # a cell with fewer trials that trained than top_k: said, not hidden
+        lines += ["", "Unequal confirmation: candidates per cell " + ", ".join(
+            f"{cell} {count}" for cell, count in counts.items()) + " (the others' trials diverged on the proxy)."]
     lacking = [cell for cell, row in best.items() if not row["confirmed"]]
     if lacking:
         seeds = list(next(iter(selection.values()))["seeds"])
