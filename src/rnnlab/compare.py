@@ -44,8 +44,8 @@ from rnnlab.cells import CELLS
 from rnnlab.cli import hydra_app
 from rnnlab.comparison.champion import register_best
 from rnnlab.comparison.claims import baseline_figures, judge_counting_failures, rule_settings
-from rnnlab.comparison.failures import finished, unstable_drop
 from rnnlab.comparison.claims_report import claims_markdown
+from rnnlab.comparison.failures import finished, unstable_drop
 from rnnlab.comparison.figures import plot_accuracy_vs_time
 from rnnlab.comparison.runs import load_runs, load_timing, read_optional
 from rnnlab.comparison.table import (

@@ -125,8 +125,9 @@ def failures_section(report: dict) -> list[str]:
     if failures is None:
         return []
     if not failures["failed"]:
-        return ["## Failed runs: none", "", f"All {failures['attempted']} runs finished: the verdicts above are "
-                "the only ones (none would change with failures counted).", ""]
+        said = (f"All {failures['attempted']} runs finished: the verdicts above are the only ones (none would "
+                "change with failures counted).")
+        return ["## Failed runs: none", "", said, ""]
     as_chance = failures["as_chance"]
     lines = [f"## The verdicts with failed runs counted as chance ({CHANCE:g} accuracy)", "",
              f"{len(failures['failed'])} of {failures['attempted']} runs failed: "
