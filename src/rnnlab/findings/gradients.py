@@ -9,8 +9,8 @@ for the model at initialisation (same seed) and after training (the DVC train st
 never does). Tiny gradients are measured, not zeroed: denormal flushing is a training setting (the
 `cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
 
-Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds` whose training did not diverge,
-fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
+Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`
+whose training did not diverge, fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
 The baselines (`pipeline.baselines`: the bag of embeddings) are left out: without recurrence a token's gradient
 does not depend on its distance from the end (the mean weighs every token alike), so there is no decay to measure.
 
