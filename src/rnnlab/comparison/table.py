@@ -32,7 +32,8 @@ def markdown_table(runs: list[dict], drop: float = UNSTABLE_DROP) -> str:
     # "vs fastest": against the fastest recurrent cell, so that adding the baselines changes no cell's figure
     # (a bag, faster than any cell, shows below 1x); over the runs that finished (a failed run's time is not a fit's)
     done_groups = {key: finished(group) for key, group in groups.items()}
-    recurrent = [done for (cell, _), done in done_groups.items() if done and (cell not in CELLS or CELLS[cell].recurrent)]
+    recurrent = [done for (cell, _), done in done_groups.items()
+                 if done and (cell not in CELLS or CELLS[cell].recurrent)]
     fastest = min((np.mean([r["fit_time_s"] for r in done]) for done in recurrent
                    or [done for done in done_groups.values() if done]), default=None)
     columns = ["cell", "impl", "seeds", "failed (rate)", f"unstable (val drop > {drop:g})", "test accuracy",
