@@ -25,14 +25,17 @@ from rnnlab.comparison.claims import (
     holm,
     interval_test,
     judge_all,
+    judge_counting_failures,
     judge_gradients,
     locate,
     t_interval,
 )
+from rnnlab.comparison.failures import curve
 from rnnlab.composition import compose_config
 from rnnlab.identity import timing_settings_sha256
 from rnnlab.serve.registry import ALIAS, CHAMPION_URI, LOGGED_MODEL, REGISTERED_MODEL
 from tests.helpers.project import run_module
+from tests.helpers.training import runs, tiny_overrides
 
 SEEDS = (0, 1, 2)
 
@@ -84,7 +87,9 @@ def claims(out: Path) -> dict:
 
 
 def table_rows(table: str) -> list[list[str]]:
-    rows = [line.strip("|").split("|") for line in table.splitlines() if line.startswith("|")][2:]
+    """The rows of the first table in `table` (the cells'; the runs' validation curves follow it)."""
+    first = table.split("\n\n")[0]
+    rows = [line.strip("|").split("|") for line in first.splitlines() if line.startswith("|")][2:]
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -111,6 +116,8 @@ def test_the_articles_world_passes_every_claim(tmp_path):
     text = (tmp_path / "compare" / "claims.md").read_text()
     assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** on this CPU (test): holds" in text
     assert "(trained; at initialisation): rnn 5 (3), lstm 50 (3), gru 60 (3)" in text
+    # nothing failed: one line says so, and the verdicts are not repeated
+    assert "## Failed runs: none\n\nAll 9 runs finished" in text and "counted as chance" not in text
     assert (tmp_path / "compare" / "accuracy_vs_time.png").stat().st_size > 0
     assert (tmp_path / "compare" / "learning_curves.csv").read_text().splitlines() == ["epoch,cell,val_acc"]  # no fused
 
@@ -123,7 +130,7 @@ def test_the_table_says_what_it_shows(tmp_path):
     })
     table = run_compare(tmp_path, *pipeline)
     assert (tmp_path / "compare" / "table.md").read_text() == table
-    assert "| lstm | explicit | 3 | 0.8710 ± 0.0010 |" in table
+    assert "| lstm | explicit | 3 | 0 of 3 (0%) | 0 of 3 | 0.8710 ± 0.0010 |" in table
     assert [row[0] for row in table_rows(table)] == ["rnn", "lstm", "gru"]
     cfg = compose_config([])
     model, data = cfg.model, cfg.data
@@ -191,16 +198,17 @@ def test_only_the_planned_runs_enter_the_table(tmp_path):
 
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "compare" / "table.md").read_text()
-    assert [row[:4] for row in table_rows(table)] == [
+    assert [row[:3] + row[5:6] for row in table_rows(table)] == [
         ["rnn", "fused", "1", "0.7011"], ["lstm", "fused", "1", "0.8022"], ["gru", "fused", "1", "0.8033"]]
     for stale in ("0.669", "991", "992", "993", "explicit"):
         assert stale not in table
     assert "3 runs = 3 cells x 1 impls x 1 seeds (rnn, lstm, gru x fused x 0)." in table
     # DVC's metrics: one file, per cell x impl of the pipeline, the means of the two numbers the article compares
     scores = json.loads((tmp_path / "compare" / "scores.json").read_text())
-    assert scores == {"rnn-fused": {"test_acc": 0.7011, "fit_time_s": 51.0},
-                      "lstm-fused": {"test_acc": 0.8022, "fit_time_s": 203.0},
-                      "gru-fused": {"test_acc": 0.8033, "fit_time_s": 107.0}}
+    counted = {"failure_rate": 0.0, "unstable": 0}
+    assert scores == {"rnn-fused": {"test_acc": 0.7011, "fit_time_s": 51.0, **counted},
+                      "lstm-fused": {"test_acc": 0.8022, "fit_time_s": 203.0, **counted},
+                      "gru-fused": {"test_acc": 0.8033, "fit_time_s": 107.0, **counted}}
     points = (tmp_path / "compare" / "accuracy_vs_time.csv").read_text().splitlines()
     assert points == ["run,cell,impl,seed,fit_time_s,test_acc", "rnn-fused-0,rnn,fused,0,51.0,0.7011",
                       "lstm-fused-0,lstm,fused,0,203.0,0.8022", "gru-fused-0,gru,fused,0,107.0,0.8033"]
@@ -602,3 +610,95 @@ def test_the_table_flags_runs_whose_load_makes_their_times_not_comparable(tmp_pa
     assert "- rnn-sequence-0: not comparable: load average 3.10 > 2 cores" in table
     text = (tmp_path / "compare" / "claims.md").read_text()
     assert "| rnn | 3 |" in text and "(seed 0 under load)" in text
+
+
+# Failed and unstable runs (rnnlab.comparison.failures): results, counted, never dropped.
+
+def diverged_run(cell: str, seed: int, impl: str = "sequence") -> dict:
+    """A run's record as the train stage writes it when the training diverged (rnnlab.run.export.export_diverged)."""
+    return {"cell": cell, "impl": impl, "seed": seed, "diverged": "training diverged: train_loss is nan at epoch 1",
+            "epochs": 2, "n_params": 1000, "device": "CPU test", "history": {"val_acc": [0.6, float("nan")]}}
+
+
+def test_a_diverged_seed_counted_as_chance_changes_a_verdict():
+    runs_now = runs_of(WORLD) + [diverged_run("gru", 3)]
+    report = judge_counting_failures(runs_now)
+    on_finished = report["implementations"]["sequence"]
+    counted = report["failures"]["as_chance"]["implementations"]["sequence"]
+    # on the three GRU seeds that finished, LSTM and GRU are equally accurate; a fourth at 0.5 leaves it open
+    assert on_finished["b_lstm_gru_similar_accuracy"]["verdict"] == "holds"
+    assert counted["b_lstm_gru_similar_accuracy"]["verdict"] == "inconclusive"
+    assert counted["cells"]["gru"]["test_acc"]["n"] == 4 and counted["cells"]["gru"]["test_acc"]["mean"] == \
+        pytest.approx((0.871 + 0.870 + 0.872 + 0.5) / 4)
+    assert on_finished["cells"]["gru"]["runs"] == {"attempted": 4, "failed": 1, "failed_seeds": [3],
+                                                   "failure_rate": 0.25, "unstable": 0, "unstable_seeds": []}
+    # the time parts stay on the finished runs: the failed seed has no fit time to pair
+    assert counted["c_lstm_twice_gru_time"]["lstm_over_gru_time"]["n"] == 3
+    assert report["failures"]["failed"] == ["gru-sequence-3: training diverged: train_loss is nan at epoch 1"]
+
+
+def test_a_run_is_unstable_when_its_last_epoch_falls_below_its_best():
+    peaked_early = {"cell": "gru", "impl": "fused", "seed": 2, "history": {"val_acc": [0.88, 0.77, 0.71, 0.63]}}
+    assert curve(peaked_early) == {"best_epoch": 1, "best_val_acc": 0.88, "last_epoch": 4, "last_val_acc": 0.63,
+                                   "unstable": True}
+    settled = {**peaked_early, "history": {"val_acc": [0.80, 0.88, 0.85]}}  # 0.03 below its best: within 0.05
+    assert curve(settled)["unstable"] is False and curve(settled, drop=0.02)["unstable"] is True
+    assert curve(diverged_run("gru", 3)) is None
+
+
+def test_the_table_and_claims_count_failed_and_unstable_runs(tmp_path):
+    train = tmp_path / "train"
+    pipeline = write_runs(train, "explicit", WORLD)
+    for cell in ("rnn", "lstm"):
+        write_run(train, cell, "explicit", 3, WORLD[cell][0][0], WORLD[cell][1][0])
+    failed = write_run(train, "gru", "explicit", 3, 0.5, 1)  # its metrics.json then replaced
+    (failed / "metrics.json").write_text(json.dumps(diverged_run("gru", 3, "explicit")))
+    unstable = train / "gru-explicit-0" / "metrics.json"
+    unstable.write_text(json.dumps({**json.loads(unstable.read_text()), "history": {"val_acc": [0.88, 0.70]}}))
+
+    table = run_compare(tmp_path, *pipeline[:2], "pipeline.seeds=[0,1,2,3]", "compare.unstable_drop=0.1")
+
+    rows = {row[0]: row for row in table_rows(table)}
+    assert rows["gru"][2:6] == ["4", "1 of 4 (25%)", "1 of 3", "0.8710 ± 0.0010"]  # accuracy: the 3 that finished
+    assert rows["lstm"][3:5] == ["0 of 4 (0%)", "0 of 4"]
+    assert "| gru-explicit-0 | 1 | 0.8800 | 2 | 0.7000 | unstable |" in table
+    assert "| gru-explicit-3 | failed: training diverged: train_loss is nan at epoch 1 |" in table
+    scores = json.loads((tmp_path / "compare" / "scores.json").read_text())
+    assert scores["gru-explicit"]["failure_rate"] == 0.25 and scores["gru-explicit"]["unstable"] == 1
+    text = (tmp_path / "compare" / "claims.md").read_text()
+    assert "Failed runs (diverged): gru 1 of 4 (seed 3)." in text
+    assert "Unstable runs (last epoch's validation accuracy more than 0.1 below the best epoch's): gru 1 of 3" in text
+    assert "## The verdicts with failed runs counted as chance (0.5 accuracy)" in text
+    assert "### Implementation: explicit, failures counted" in text
+    judged = json.loads((tmp_path / "compare" / "claims.json").read_text())
+    assert judged["failures"]["as_chance"]["implementations"]["explicit"]["cells"]["gru"]["test_acc"]["n"] == 4
+
+
+@pytest.mark.parametrize("drop", ["-0.1", "1", "true"])
+def test_a_bad_unstable_drop_is_one_error_line(tmp_path, drop):
+    pipeline = write_runs(tmp_path / "train", "explicit", WORLD)
+    result = run_command(tmp_path, *pipeline, f"compare.unstable_drop={drop}")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        "compare: error: compare: unstable_drop=") and not (tmp_path / "compare").exists()
+
+
+@pytest.mark.slow
+def test_a_diverged_pipeline_run_is_written_and_compare_counts_it(prepared_dir, tmp_path):
+    # A real tiny training run that diverges (lr = inf), as a DVC train stage runs it: with export_dir set
+    trained_as = [*tiny_overrides(prepared_dir, tmp_path), "model.optimizer.lr=inf", "model.cell=lstm",
+                  "model.impl=fused", "seed=0"]
+    export = tmp_path / "train" / "lstm-fused-0"
+    result = run_module("rnnlab.train", *trained_as, f"export_dir={export}", f"hydra.run.dir={tmp_path}/out",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # the stage's result is the failure: dvc repro goes on
+    assert result.stderr.strip().splitlines()[-1].startswith("train: warning: training diverged")
+    assert sorted(path.name for path in export.iterdir()) == ["config.yaml", "metrics.json", "model.ckpt",
+                                                              "scores.json"]
+    assert json.loads((export / "metrics.json").read_text())["diverged"].startswith("training diverged")
+    [run] = runs(tmp_path)
+    assert run.info.status == "FAILED"
+
+    table = run_compare(tmp_path, *trained_as, "pipeline.cells=[lstm]", "pipeline.impls=[fused]",
+                        "pipeline.seeds=[0]")
+    assert table_rows(table)[0][:4] == ["lstm", "fused", "1", "1 of 1 (100%)"]
+    assert "| lstm-fused-0 | failed: training diverged" in table

@@ -7,7 +7,10 @@ import json
 import pytest
 
 from rnnlab.cells import CELL_NAMES as CELLS
+from rnnlab.cli import UserError
+from rnnlab.findings.gradients import run_dirs
 from rnnlab.params import compose_params
+from rnnlab.pipeline import PlannedRun
 from tests.helpers.project import copy_project, run_dvc
 
 
@@ -109,3 +112,17 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     assert not {"download", "prepare"} & set(changed), changed
     for stage, changes in changed.items():
         assert changes == [{"changed deps": {"src/rnnlab/run/cpu.py": "modified"}}], (stage, changes)
+
+
+def test_gradients_measure_each_cells_lowest_seed_that_did_not_diverge(tmp_path):
+    runs = [PlannedRun(cell, "fused", seed) for seed in (0, 1) for cell in ("rnn", "gru")]
+    for run in runs:
+        folder = tmp_path / run.name
+        folder.mkdir()
+        (folder / "model.ckpt").write_bytes(b"")
+        record = {"seed": run.seed, **({"diverged": "training diverged"} if run.name == "gru-fused-0" else {})}
+        (folder / "metrics.json").write_text(json.dumps(record))
+    assert run_dirs(tmp_path, runs) == [tmp_path / "rnn-fused-0", tmp_path / "gru-fused-1"]
+    (tmp_path / "gru-fused-1" / "metrics.json").write_text(json.dumps({"seed": 1, "diverged": "training diverged"}))
+    with pytest.raises(UserError, match=r"every run of gru diverged \(gru-fused-0, gru-fused-1\)"):
+        run_dirs(tmp_path, runs)

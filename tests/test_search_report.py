@@ -13,8 +13,10 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, create_trial
 
+from rnnlab.comparison.claims import judge_counting_failures
 from rnnlab.search import report
 from rnnlab.search.budget import bootstrap_expected_max, expected_max, percentile_band
+from rnnlab.search.final import claims_markdown
 from rnnlab.search.study import DRAW_ATTR, requeue_interrupted, sampler, suggest
 
 SPACE = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/search/default.yaml").space)
@@ -205,3 +207,37 @@ def test_a_retried_trial_keeps_the_cells_in_step():
     after = study.ask()
     assert after.number == 2 and suggest(after, space) == expected[1]
     assert [t.user_attrs[DRAW_ATTR] for t in study.trials] == [0, 0, 1]
+
+
+# The search's claims report counts its failed final runs as compare does (rnnlab.comparison.failures).
+
+def final_run(cell: str, seed: int, accuracy: float, curve: list[float]) -> dict:
+    """A final run's JSON as rnnlab.search.final.final_runs writes it."""
+    return {"cell": cell, "impl": "fused", "seed": seed, "test_acc": accuracy, "fit_time_s": 100.0 + seed,
+            "setting": {"model.optimizer.lr": 0.01}, "trial": 3, "history": {"val_acc": curve}}
+
+
+def test_the_search_report_counts_a_diverged_final_run_at_chance():
+    results = [final_run("lstm", seed, accuracy, [0.85, accuracy]) for seed, accuracy in
+               enumerate([0.880, 0.881, 0.882, 0.880])]
+    results += [final_run("gru", seed, accuracy, [accuracy, 0.70]) for seed, accuracy in  # peaked at epoch 1
+                enumerate([0.880, 0.881, 0.879])]
+    results.append({"cell": "gru", "impl": "fused", "seed": 3, "diverged": "training diverged: train_loss is nan",
+                    "setting": {"model.optimizer.lr": 0.01}, "trial": 3})
+    tuned = judge_counting_failures(results)
+    text = claims_markdown(tuned, None, results, {}, 20)
+    assert tuned["implementations"]["fused"]["b_lstm_gru_similar_accuracy"]["verdict"] == "holds"
+    as_chance = tuned["failures"]["as_chance"]["implementations"]["fused"]
+    assert as_chance["b_lstm_gru_similar_accuracy"]["verdict"] == "inconclusive"
+    assert "over seeds [0, 1, 2, 3]" in text
+    assert "Failed runs (diverged): gru 1 of 4 (seed 3)." in text
+    assert "gru 3 of 3 finished (seeds 0, 1, 2)" in text  # each ended 0.18 below its epoch-1 best
+    assert "| gru-fused-0 | 1 | 0.8800 | 2 | 0.7000 | unstable |" in text
+    assert "- **(b) LSTM ≈ GRU in accuracy (margin ±1 point):** inconclusive" in text.split(
+        "counted as chance (0.5 accuracy)")[1]
+
+
+def test_the_search_report_says_in_one_line_when_no_final_run_failed():
+    results = [final_run(cell, seed, 0.88, [0.87, 0.88]) for cell in ("lstm", "gru") for seed in range(3)]
+    text = claims_markdown(judge_counting_failures(results), None, results, {}, 20)
+    assert "## Failed runs: none\n\nAll 6 runs finished" in text and "counted as chance" not in text

@@ -10,16 +10,22 @@ stage with one line saying which. Optional: gradients.json and adding.json in pa
 controlled timing measurement, paths.timing_dir/timing.json (stage `timing`): when it is there, the time parts
 of claims (a) and (c) are judged from it (rnnlab.comparison.claims), else from the runs' own fit times.
 Writes, in paths.compare_dir:
-    table.md              accuracy, the runs' own fit times (each under its load; runs whose load made them not
+    table.md              failed (diverged) runs and their rate, unstable runs (last epoch's validation accuracy more
+                          than compare.unstable_drop below the best: rnnlab.comparison.failures), accuracy, the
+                          runs' own fit times (each under its load; runs whose load made them not
                           comparable flagged), throughput and parameters (all, and the recurrent layers') per
-                          cell and implementation (mean ± sd), then the settings, the runs and the device(s)
-                          behind them; the baselines (pipeline.baselines: no recurrence) as rows too
+                          cell and implementation (mean ± sd over the runs that finished), then the settings, the
+                          runs and the device(s) behind them; the baselines (pipeline.baselines: no recurrence) as
+                          rows too; then each run's best and last epoch's validation accuracy
     claims.md             each of the article's four claims on the recurrent cells (the baselines: extra rows):
                           figures, intervals, verdict (holds / does not hold / inconclusive, by the rule of
                           rnnlab.comparison.claims, Holm-adjusted over the report's interval tests; settings:
-                          `compare`); the timing claims from the timing stage's controlled measurement
+                          `compare`); the timing claims from the timing stage's controlled measurement; where
+                          a run failed, the verdicts again with each failed run counted at chance (0.5), else one
+                          line saying none failed
     claims.json           the same, as data
-    scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s
+    scores.json           DVC metrics: per cell x implementation, the means over seeds of test_acc and fit_time_s,
+                          failure_rate and the count of unstable runs
     accuracy_vs_time.png  one point per run; accuracy_vs_time.csv, the same as data (a DVC plot)
     learning_curves.csv   validation accuracy by epoch and cell (fused and plain, mean over seeds; a DVC plot)
 Then it registers the pipeline's best run (highest test_acc) in the MLflow store that run went to, as
@@ -37,11 +43,13 @@ from omegaconf import DictConfig
 from rnnlab.cells import CELLS
 from rnnlab.cli import hydra_app
 from rnnlab.comparison.champion import register_best
-from rnnlab.comparison.claims import baseline_figures, judge_all, rule_settings
+from rnnlab.comparison.claims import baseline_figures, judge_counting_failures, rule_settings
 from rnnlab.comparison.claims_report import claims_markdown
+from rnnlab.comparison.failures import finished, unstable_drop
 from rnnlab.comparison.figures import plot_accuracy_vs_time
 from rnnlab.comparison.runs import load_runs, load_timing, read_optional
 from rnnlab.comparison.table import (
+    curves_table,
     load_notes,
     markdown_table,
     what_the_table_shows,
@@ -55,27 +63,32 @@ from rnnlab.files import write_atomically
 def compare(cfg: DictConfig) -> str:
     """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
     settings = rule_settings(cfg)  # a bad setting stops the stage before it reads anything
+    drop = unstable_drop(cfg)
     runs = load_runs(cfg)
     timing = load_timing(cfg)
     findings_dir = Path(cfg.paths.findings_dir)
     gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
     # The claims are about the article's recurrent cells; the baselines (no recurrence) are extra rows beside them.
     recurrent = [run for run in runs if CELLS[run["cell"]].recurrent]
-    report = judge_all(recurrent, gradients, adding, **settings, timing=timing)
-    report["baselines"] = baseline_figures([run for run in runs if not CELLS[run["cell"]].recurrent])
+    # A failed (diverged) run is a result: counted per cell, and the claims judged again with it at chance
+    report = judge_counting_failures(recurrent, gradients, adding, **settings, timing=timing, unstable_drop=drop)
+    report["baselines"] = baseline_figures(finished([run for run in runs if not CELLS[run["cell"]].recurrent]))
     out = Path(cfg.paths.compare_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(runs) + "\n" + what_the_table_shows(cfg, runs)
+    table = markdown_table(runs, drop) + "\n" + what_the_table_shows(cfg, runs)
     if load_notes(runs):
         table += "\n" + load_notes(runs)
+    table += "\n" + curves_table(runs, drop)
     write_atomically(out / "table.md", table)
     write_atomically(out / "claims.md", claims_markdown(report))
     write_atomically(out / "claims.json", json.dumps(report, indent=2) + "\n")
-    write_scores(runs, out / "scores.json")
-    plot_accuracy_vs_time(runs, out / "accuracy_vs_time.png")
-    write_accuracy_vs_time(runs, out / "accuracy_vs_time.csv")
-    write_learning_curves(runs, out / "learning_curves.csv")
-    register_best(cfg, runs)
+    write_scores(runs, out / "scores.json", drop)
+    done = finished(runs)  # a failed run has no test accuracy, fit time or model to serve
+    plot_accuracy_vs_time(done, out / "accuracy_vs_time.png")
+    write_accuracy_vs_time(done, out / "accuracy_vs_time.csv")
+    write_learning_curves(done, out / "learning_curves.csv")
+    if done:
+        register_best(cfg, done)
     return table
 
 

@@ -11,13 +11,16 @@
 The recipe: settings checked -> seed -> datamodule -> model -> which run (new, resumed, or finished before:
 rnnlab.run) -> callbacks -> logger -> trainer -> fit (from the last checkpoint when resuming) -> test on the best
 checkpoint -> record. `train(cfg)` returns a `TrainResult` (run id, final metrics, history, best checkpoint); the entry point
-returns the best validation accuracy, what a Hydra sweeper maximises.
+returns the best validation accuracy, what a Hydra sweeper maximises. A run whose training diverges ends FAILED
+(`TrainingDiverged`, one error line); with `export_dir` set (a DVC train stage) its outputs are written all the
+same, marked diverged, and the command ends with a warning line and status 0: the failure is the stage's result.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +36,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from rnnlab.checks import positive_int
 from rnnlab.cli import UserError, build, first_line, hydra_app
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.parameters import network_settings, with_matched_model
 from rnnlab.run.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from rnnlab.run.export import export_finished
@@ -107,13 +111,18 @@ def train_and_record(cfg: DictConfig, callbacks: Sequence[pl.Callback], output_d
         # What describes the run first, the bookkeeping after: MLflow shows a new run's tags in this order
         trainer.logger = build(cfg.logger, "logger", run_id=plan.run_id,
                                tags={**record.described(model, plan), **tags, **plan.creation_tags()})
-        with record.running(trainer, model, datamodule, plan):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
-            if cfg.get("test", True):
-                # fast_dev_run (debug=fdr) saves no checkpoint: it tests the model as it is in memory
-                best = None if trainer.fast_dev_run else trainer.checkpoint_callback.best_model_path
-                trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-            result = record.finish(trainer, datamodule, output_dir)
+        try:
+            with record.running(trainer, model, datamodule, plan):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
+                if cfg.get("test", True):
+                    # fast_dev_run (debug=fdr) saves no checkpoint: it tests the model as it is in memory
+                    best = None if trainer.fast_dev_run else trainer.checkpoint_callback.best_model_path
+                    trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+                result = record.finish(trainer, datamodule, output_dir)
+        except TrainingDiverged as e:
+            if cfg.export_dir:  # a DVC train stage: the failed run is a result, its outputs say so (compare counts it)
+                record.export_diverged(trainer, e)
+            raise
     if result.best_checkpoint is not None and not result.best_checkpoint.exists():
         result.best_checkpoint = None  # its temporary folder is gone; the checkpoint is in MLflow
     return result
@@ -186,7 +195,15 @@ def main(cfg: DictConfig) -> float:
     sweep_id = hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else None  # what the runs of one -m share
     output_dir = Path(hydra.runtime.output_dir)
     note = description(list(hydra.overrides.task), sweep_id)  # the run page's description: what it changed
-    result = train(cfg, output_dir=output_dir, sweep_id=sweep_id, tags={"mlflow.note.content": note})
+    try:
+        result = train(cfg, output_dir=output_dir, sweep_id=sweep_id, tags={"mlflow.note.content": note})
+    except TrainingDiverged as e:
+        if not cfg.export_dir:
+            raise
+        # A DVC train stage: the run failed, and that is its result (export_dir says so); `dvc repro` goes on to
+        # compare, which counts it. Ended FAILED in MLflow all the same.
+        print(f"train: warning: {first_line(e)}; recorded as a failed run in {cfg.export_dir}", file=sys.stderr)
+        return math.nan
     run = mlflow.MlflowClient(result.tracking_uri).get_run(result.run_id)
     log.info("%s: run %s in experiment %s; its folder: %s", run.info.run_name, result.run_id,
              kept_apart(cfg).logger.experiment_name, output_dir)

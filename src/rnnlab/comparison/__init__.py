@@ -3,6 +3,7 @@
     runs.py           the planned runs read from their folders, checked against the pipeline's settings
     table.py          table.md, and the DVC metrics and plot data (scores.json, CSVs)
     claims.py         the article's claims judged with intervals (the statistics)
+    failures.py       failed (diverged) and unstable runs: counted, and the claims with failures at chance
     claims_report.py  claims.md, the verdicts written out
     figures.py        accuracy against training time
     champion.py       the best run registered as the champion

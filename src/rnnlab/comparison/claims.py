@@ -48,6 +48,7 @@ from scipy import stats
 
 from rnnlab.cells import cell_rank
 from rnnlab.cli import UserError
+from rnnlab.comparison.failures import UNSTABLE_DROP, counts, failed, failed_names, failures_as_chance, finished
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable"
 ALPHA = 0.05  # family-wise error rate of one report's interval tests (compare.alpha)
@@ -180,6 +181,11 @@ def margin_words(margin: float) -> str:
     return f"±{points:g} point" + ("" if points == 1 else "s")
 
 
+def fit_times(runs: Iterable[dict]) -> list[float]:
+    """The fit times of the runs that finished: a failed run's time (to its divergence) is not comparable."""
+    return [r["fit_time_s"] for r in runs if not failed(r)]
+
+
 def group_runs(runs: list[dict]) -> dict[str, dict[str, dict[int, dict]]]:
     """impl -> cell -> seed -> run (the last one wins if a seed repeats)."""
     grouped: dict = defaultdict(lambda: defaultdict(dict))
@@ -218,8 +224,7 @@ def judge_fastest_least_accurate(cells: dict[str, dict[int, dict]],
             figure = describe(paired(timed, "rnn", other, lambda a, b: a - b))
             name, unit, source = f"rnn − {other} epoch time", "epoch s", CONTROLLED
         else:
-            figure = difference([r["fit_time_s"] for r in cells["rnn"].values()],
-                                [r["fit_time_s"] for r in cells[other].values()])
+            figure = difference(fit_times(cells["rnn"].values()), fit_times(cells[other].values()))
             name, unit, source = f"rnn − {other} time", "s", RUNS
         parts.append({**interval_test(name, figure, None, 0.0, "(−∞, 0)", closed=False), "unit": unit,
                       "ci95": figure["ci95"], "source": source})
@@ -248,7 +253,8 @@ def judge_time_ratio(cells: dict[str, dict[int, dict]], timed: dict[str, dict[in
     if timed and "lstm" in timed and "gru" in timed:
         ratios, source = paired(timed, "lstm", "gru", lambda a, b: a / b), CONTROLLED
     else:
-        seeds = sorted(set(cells["lstm"]) & set(cells["gru"]))  # paired: same seed, same sweep, same machine
+        seeds = sorted(s for s in set(cells["lstm"]) & set(cells["gru"])  # paired: same seed, sweep, machine
+                       if not failed(cells["lstm"][s]) and not failed(cells["gru"][s]))
         ratios = [cells["lstm"][s]["fit_time_s"] / cells["gru"][s]["fit_time_s"] for s in seeds]
         source = RUNS
     if not ratios:
@@ -319,7 +325,7 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
         figures = {cell: {"test_acc": describe([r["test_acc"] for r in cells[cell].values()]),
-                          "fit_time_s": describe([r["fit_time_s"] for r in cells[cell].values()]),
+                          "fit_time_s": describe(fit_times(cells[cell].values()) or [math.nan]),
                           "seeds": sorted(cells[cell]),
                           "runs_not_comparable": sorted(seed for seed, r in cells[cell].items()
                                                         if str(r.get("timing") or "").startswith("not "))}
@@ -362,3 +368,23 @@ def timing_source(timing: dict | None, devices: list[str]) -> dict:
     device = devices[0] if len(devices) == 1 else "; ".join(devices)
     where = f"on this CPU ({device[4:].split(' (')[0]})" if device.startswith("CPU ") else f"on {device}"
     return {"source": RUNS, "where": where, "device": device}
+
+
+def judge_counting_failures(runs: list[dict], gradients: dict | None = None, adding: dict | None = None,
+                            margin: float = SIMILAR_ACCURACY, margins_shown: Iterable[float] = MARGINS_SHOWN,
+                            alpha: float = ALPHA, timing: dict | None = None,
+                            unstable_drop: float = UNSTABLE_DROP) -> dict:
+    """judge_all on the runs that finished, each cell's figures with its failures and unstable runs counted
+    (rnnlab.comparison.failures.counts); and, where a run failed, `failures["as_chance"]`: every claim judged again
+    (its own Holm family) with each failed run counted at chance accuracy."""
+    report = judge_all(finished(runs), gradients, adding, margin, margins_shown, alpha, timing)
+    for impl, cells in group_runs(runs).items():
+        for cell, by_seed in cells.items():
+            figures = report["implementations"].get(impl, {}).get("cells", {}).get(cell)
+            if figures is not None:
+                figures["runs"] = counts(list(by_seed.values()), unstable_drop)
+    report["failures"] = {"attempted": len(runs), "failed": failed_names(runs), "unstable_drop": unstable_drop}
+    if report["failures"]["failed"]:
+        as_chance = judge_all(failures_as_chance(runs), None, None, margin, margins_shown, alpha, timing)
+        report["failures"]["as_chance"] = {key: as_chance[key] for key in ("implementations", "family")}
+    return report

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from rnnlab.comparison.claims import CONTROLLED, FAILS, HOLDS, INCONCLUSIVE, margin_words
+from rnnlab.comparison.failures import CHANCE, UNSTABLE_DROP
 
 FORMATS = {"s": "{:+.0f}", "epoch s": "{:+.1f}", "acc": "{:+.4f}", "ratio": "{:.2f}"}
 SAYS = {HOLDS: "lies inside", FAILS: "lies wholly outside", INCONCLUSIVE: "is neither inside nor wholly outside"}
@@ -86,6 +87,60 @@ def baseline_rows(report: dict, controlled: bool = False) -> list[str]:
             for cell, figures in (report.get("baselines") or {}).items()]
 
 
+def run_counts_line(result: dict, drop: float) -> str | None:
+    """One implementation's failed and unstable runs per cell, e.g. `Failed runs: gru 1 of 5 (seed 3). Unstable
+    runs (...): gru 4 of 4 finished (seeds 0, 1, 2, 4).`; None where the figures carry no counts."""
+    counted = {cell: figures["runs"] for cell, figures in result["cells"].items() if "runs" in figures}
+    if not counted:
+        return None
+    failed = [f"{cell} {c['failed']} of {c['attempted']} (seed{'s' if c['failed'] > 1 else ''} "
+              f"{', '.join(map(str, c['failed_seeds']))})" for cell, c in counted.items() if c["failed"]]
+    unstable = [f"{cell} {c['unstable']} of {c['attempted'] - c['failed']} finished "
+                f"(seed{'s' if c['unstable'] > 1 else ''} {', '.join(map(str, c['unstable_seeds']))})"
+                for cell, c in counted.items() if c["unstable"]]
+    return (f"Failed runs (diverged): {'; '.join(failed) or 'none'}. Unstable runs (last epoch's validation "
+            f"accuracy more than {drop:g} below the best epoch's): {'; '.join(unstable) or 'none'}.")
+
+
+def verdict_lines(result: dict, where: str) -> list[str]:
+    """One implementation's verdicts on (a), (b) and (c), each with the tests behind it."""
+    a = result["a_rnn_fastest_least_accurate"]
+    b = result["b_lstm_gru_similar_accuracy"]
+    c = result["c_lstm_twice_gru_time"]
+    margin = f" (margin {margin_words(b['margin'])})" if "margin" in b else ""
+    lines = [claim_line("(a) RNN fastest but least accurate", a, where)]
+    lines += [f"  - {test_line(part)}" + (f" ({part['source']})" if "source" in part else "")
+              for part in a.get("parts", [])]
+    lines.append(claim_line(f"(b) LSTM ≈ GRU in accuracy{margin}", b))
+    if margin_line(b):
+        lines.append(f"  - the same test at other margins: {margin_line(b)}")
+    lines.append(claim_line("(c) LSTM ≈ 2x GRU's time", c, where)
+                 + (f" ({c['test']['source']})" if "source" in c.get("test", {}) else ""))
+    return lines
+
+
+def failures_section(report: dict) -> list[str]:
+    """The verdicts again with each failed run counted at chance accuracy; one line when no run failed."""
+    failures = report.get("failures")
+    if failures is None:
+        return []
+    if not failures["failed"]:
+        said = (f"All {failures['attempted']} runs finished: the verdicts above are the only ones (none would "
+                "change with failures counted).")
+        return ["## Failed runs: none", "", said, ""]
+    as_chance = failures["as_chance"]
+    lines = [f"## The verdicts with failed runs counted as chance ({CHANCE:g} accuracy)", "",
+             f"{len(failures['failed'])} of {failures['attempted']} runs failed: "
+             + "; ".join(failures["failed"]) + ". The verdicts above are on the runs that finished; here each "
+             f"failed run counts as a test accuracy of {CHANCE:g} (the time parts stay on the finished runs). Its "
+             f"own family: {as_chance['family']['tests']} interval tests, Holm at family-wise error "
+             f"{as_chance['family']['alpha']:g}.", ""]
+    where = (report.get("timing") or {}).get("where", "")
+    for impl, result in as_chance["implementations"].items():
+        lines += [f"### Implementation: {impl}, failures counted", "", *verdict_lines(result, where), ""]
+    return lines
+
+
 def claims_markdown(report: dict) -> str:
     where = (report.get("timing") or {}).get("where", "")
     lines = ["# The article's claims, measured", "", family_note(report), "", timing_note(report), ""]
@@ -107,19 +162,9 @@ def claims_markdown(report: dict) -> str:
                 row += f" {epoch['mean']:.1f} {interval(epoch, '{:.1f}')} |" if epoch else " n/a |"
             lines.append(row)
         lines += baseline_rows(report, controlled)
-        a = result["a_rnn_fastest_least_accurate"]
-        b = result["b_lstm_gru_similar_accuracy"]
-        c = result["c_lstm_twice_gru_time"]
-        margin = f" (margin {margin_words(b['margin'])})" if "margin" in b else ""
-        lines += ["", claim_line("(a) RNN fastest but least accurate", a, where)]
-        lines += [f"  - {test_line(part)}" + (f" ({part['source']})" if "source" in part else "")
-                  for part in a.get("parts", [])]
-        lines.append(claim_line(f"(b) LSTM ≈ GRU in accuracy{margin}", b))
-        if margin_line(b):
-            lines.append(f"  - the same test at other margins: {margin_line(b)}")
-        lines.append(claim_line("(c) LSTM ≈ 2x GRU's time", c, where)
-                     + (f" ({c['test']['source']})" if "source" in c.get("test", {}) else ""))
-        lines.append("")
+        counted = run_counts_line(result, (report.get("failures") or {}).get("unstable_drop", UNSTABLE_DROP))
+        lines += ["", *([counted, ""] if counted else []), *verdict_lines(result, where), ""]
+    lines += failures_section(report)
     d = report["d_rnn_gradients_vanish"]
     lines.append(f"## (d) RNN gradients vanish, LSTM/GRU gradients survive: {d['verdict']}")
     if "trained_reach" in d:

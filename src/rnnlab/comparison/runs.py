@@ -20,6 +20,8 @@ from rnnlab.pipeline import PlannedRun, planned_runs, run_folder
 # What the train stage writes in metrics.json and this stage reads ("a.b": key b of the mapping a).
 REQUIRED_METRICS = ("cell", "impl", "seed", "test_acc", "fit_time_s", "train_samples_per_s", "epochs", "n_params",
                     "device", "history.val_acc")
+# What the record of a run whose training diverged holds (rnnlab.run.export.export_diverged): no test, no model
+REQUIRED_IF_DIVERGED = ("cell", "impl", "seed", "diverged")
 
 
 
@@ -29,7 +31,8 @@ REPRO = "run `dvc repro`"
 
 def load_runs(cfg: DictConfig) -> list[dict]:
     """The metrics of every run the pipeline section plans, each checked against the current settings, with
-    `recurrent_params` added: its recurrent layers' parameter count, from the sizes it was trained with."""
+    `recurrent_params` added: its recurrent layers' parameter count, from the sizes it was trained with. A run whose
+    training diverged is there too, its record marked `diverged` (rnnlab.comparison.failures)."""
     try:
         planned = planned_runs(cfg.pipeline)
     except ValueError as e:
@@ -58,7 +61,7 @@ def read_metrics(path: Path, run: PlannedRun) -> dict:
         raise UserError(f"{path} is not valid JSON ({e}): {REPRO} to train {run.name} again") from e
     if not isinstance(metrics, dict):
         raise UserError(f"{path} is not a JSON object: {REPRO} to train {run.name} again")
-    for key in REQUIRED_METRICS:
+    for key in REQUIRED_IF_DIVERGED if "diverged" in metrics else REQUIRED_METRICS:
         if not has_key(metrics, key):
             raise UserError(f"{path} lacks key '{key}': {REPRO} to train {run.name} again")
     written_for = f"{metrics['cell']}-{metrics['impl']}-{metrics['seed']}"

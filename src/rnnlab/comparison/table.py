@@ -11,35 +11,70 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.cells import CELLS, PLAIN, cell_rank
+from rnnlab.comparison.failures import UNSTABLE_DROP, counts, curve, failed, finished
 from rnnlab.files import replacing, write_atomically
 
 
 def mean_sd(values: list[float], fmt: str) -> str:
+    if not values:
+        return "n/a"
     if len(values) < 2:
         return fmt.format(values[0])
     return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
 
 
-def markdown_table(runs: list[dict]) -> str:
+def markdown_table(runs: list[dict], drop: float = UNSTABLE_DROP) -> str:
+    """One row per cell x implementation: the figures over its runs that finished, and how many of its runs failed
+    (diverged) and how many of those that finished were unstable (rnnlab.comparison.failures)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         groups[(run["cell"], run["impl"])].append(run)
     # "vs fastest": against the fastest recurrent cell, so that adding the baselines changes no cell's figure
-    # (a bag, faster than any cell, shows below 1x)
-    recurrent = [group for (cell, _), group in groups.items() if cell not in CELLS or CELLS[cell].recurrent]
-    fastest = min(np.mean([r["fit_time_s"] for r in group]) for group in recurrent or groups.values())
-    columns = ["cell", "impl", "seeds", "test accuracy", "fit time of the run, under its load (s)", "vs fastest",
+    # (a bag, faster than any cell, shows below 1x); over the runs that finished (a failed run's time is not a fit's)
+    done_groups = {key: finished(group) for key, group in groups.items()}
+    recurrent = [done for (cell, _), done in done_groups.items()
+                 if done and (cell not in CELLS or CELLS[cell].recurrent)]
+    fastest = min((np.mean([r["fit_time_s"] for r in done]) for done in recurrent
+                   or [done for done in done_groups.values() if done]), default=None)
+    columns = ["cell", "impl", "seeds", "failed (rate)", f"unstable (val drop > {drop:g})", "test accuracy",
+               "fit time of the run, under its load (s)", "vs fastest",
                "train samples/s", "epochs", "parameters", "recurrent parameters", "runs not comparable in time"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for (cell, impl), group in groups.items():
-        times = [r["fit_time_s"] for r in group]
+        done, counted = finished(group), counts(group, drop)
+        times = [r["fit_time_s"] for r in done]
+        first = done[0] if done else group[0]
+        throughput = f"{np.mean([r['train_samples_per_s'] for r in done]):.0f}" if done else "n/a"
+        speed = f"{np.mean(times) / fastest:.2f}x" if times and fastest else "n/a"
         lines.append(
-            f"| {cell} | {impl} | {len(group)} | {mean_sd([r['test_acc'] for r in group], '{:.4f}')} "
-            f"| {mean_sd(times, '{:.0f}')} | {np.mean(times) / fastest:.2f}x "
-            f"| {np.mean([r['train_samples_per_s'] for r in group]):.0f} | {group[0]['epochs']} "
-            f"| {group[0]['n_params']:,} | {group[0]['recurrent_params']:,} | {not_comparable(group)} |"
+            f"| {cell} | {impl} | {len(group)} | {counted['failed']} of {counted['attempted']} "
+            f"({counted['failure_rate']:.0%}) | {counted['unstable']} of {len(done)} "
+            f"| {mean_sd([r['test_acc'] for r in done], '{:.4f}')} "
+            f"| {mean_sd(times, '{:.0f}')} | {speed} | {throughput} "
+            f"| {first.get('epochs', 'n/a')} | {first.get('n_params', 0):,} | {first['recurrent_params']:,} "
+            f"| {not_comparable(done)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def curves_table(runs: list[dict], drop: float = UNSTABLE_DROP) -> str:
+    """Per run: its best validation epoch and accuracy beside its last epoch's (the best checkpoint is the one
+    tested), and whether it is unstable; a failed run says so."""
+    lines = ["| run | best val epoch | best val acc | last epoch | last val acc | unstable |",
+             "|" + " --- |" * 6]
+    for run in runs:
+        name = f"{run['cell']}-{run['impl']}-{run['seed']}"
+        brief = curve(run, drop)
+        if failed(run):
+            lines.append(f"| {name} | failed: {run['diverged']} | | | | |")
+        elif brief is None:
+            lines.append(f"| {name} | no validation history | | | | |")
+        else:
+            lines.append(f"| {name} | {brief['best_epoch']} | {brief['best_val_acc']:.4f} | {brief['last_epoch']} "
+                         f"| {brief['last_val_acc']:.4f} | {'unstable' if brief['unstable'] else ''} |")
+    return ("Each run's validation curve: the best epoch (its checkpoint is the one tested) and the last; unstable: "
+            f"the last epoch's accuracy more than {drop:g} (compare.unstable_drop) below the best.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def not_comparable(group: list[dict]) -> str:
@@ -90,7 +125,7 @@ def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:
         settings += (" Without recurrence, " + ", ".join(f"{cell} ({CELLS[cell].title})" for cell in baselines)
                      + ": the mean of the embeddings, then the linear output; hidden size, layers and pooling do "
                        "not apply to it.")
-    devices = sorted({str(r["device"] or "unknown") for r in runs})
+    devices = sorted({str(r.get("device") or "unknown") for r in runs})
     return (f"{settings}\n{count}.\nParameters: the trained model's (embedding and output layer included); "
             f"recurrent: the recurrent layers' alone.\n"
             f"{'Device' if len(devices) == 1 else 'Devices'}: {'; '.join(devices)}.\n")
@@ -102,18 +137,23 @@ def matched_sizes(runs: list[dict]) -> dict[str, int]:
             if "hidden_size" in run}
 
 
-MEAN_SCORES = ("test_acc", "fit_time_s")  # what the article compares; here means over seeds
+MEAN_SCORES = ("test_acc", "fit_time_s")  # what the article compares; here means over the seeds that finished
 
 
-def write_scores(runs: list[dict], path: Path) -> None:
+def write_scores(runs: list[dict], path: Path, drop: float = UNSTABLE_DROP) -> None:
     """DVC's metrics: per cell x implementation, the means over seeds of MEAN_SCORES, in one small file, so that
     `dvc metrics show` is one row and `dvc exp show` a dozen metric columns (a run's own numbers stay in its
     scores.json, a plain output)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for run in runs:
         groups[f"{run['cell']}-{run['impl']}"].append(run)
-    scores = {name: {key: round(float(np.mean([r[key] for r in members])), 4 if key == "test_acc" else 1)
-                     for key in MEAN_SCORES} for name, members in groups.items()}
+    scores = {}
+    for name, members in groups.items():
+        done, counted = finished(members), counts(members, drop)
+        scores[name] = {key: round(float(np.mean([r[key] for r in done])), 4 if key == "test_acc" else 1)
+                        if done else None for key in MEAN_SCORES}
+        # failed / attempted runs; unstable: how many finished runs ended more than `drop` below their best
+        scores[name].update(failure_rate=round(counted["failure_rate"], 4), unstable=counted["unstable"])
     write_atomically(path, json.dumps(scores, indent=2) + "\n")
 
 

@@ -9,8 +9,8 @@ for the model at initialisation (same seed) and after training (the DVC train st
 never does). Tiny gradients are measured, not zeroed: denormal flushing is a training setting (the
 `cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
 
-Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`,
-fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
+Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`
+whose training did not diverge, fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
 The baselines (`pipeline.baselines`: the bag of embeddings) are left out: without recurrence a token's gradient
 does not depend on its distance from the end (the mean weighs every token alike), so there is no decay to measure.
 
@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from rnnlab.cells import cell_rank  # noqa: E402
 from rnnlab.checks import positive_int  # noqa: E402
 from rnnlab.cli import UserError, hydra_app  # noqa: E402
 from rnnlab.data.arrays import PreparedSplit  # noqa: E402
@@ -110,26 +111,38 @@ def plot(result: dict, path: Path) -> None:
 
 
 def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
-    """One planned run per cell: the lowest seed, fused if the pipeline trains it, else its first implementation."""
+    """The planned runs of one implementation, fused if the pipeline trains it, else its first; by seed (run_dirs
+    measures each cell's lowest seed whose training did not diverge)."""
     try:
         runs = planned_runs(pipeline)
     except ValueError as e:
         raise UserError(str(e)) from e
     impl = "fused" if "fused" in pipeline.impls else pipeline.impls[0]
-    seed = min(run.seed for run in runs)
-    return [run for run in runs if run.impl == impl and run.seed == seed]
+    return sorted((run for run in runs if run.impl == impl), key=lambda run: run.seed)
 
 
 def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> list[Path]:
-    """The train stage's folder of each run; UserError if one lacks its checkpoint or metrics."""
-    folders = []
+    """Per cell, the train stage's folder of its first run (in `runs`' order) whose training did not diverge: a
+    diverged run's model (rnnlab.run.export.export_diverged) is no trained model. UserError if a run lacks its
+    checkpoint or metrics, or every run of a cell diverged."""
+    folders: dict[str, Path] = {}
+    diverged: dict[str, list[str]] = {}
     for run in runs:
+        if run.cell in folders:
+            continue
         folder = run_folder(train_dir, run)
         for name in ("model.ckpt", "metrics.json"):
             if not (folder / name).is_file():
                 raise UserError(f"{folder / name} does not exist: run `dvc repro train@{run.name}` first")
-        folders.append(folder)
-    return folders
+        if "diverged" in json.loads((folder / "metrics.json").read_text()):
+            diverged.setdefault(run.cell, []).append(run.name)
+        else:
+            folders[run.cell] = folder
+    failed = sorted(set(diverged) - set(folders))
+    if failed:
+        names = [name for cell in failed for name in diverged[cell]]
+        raise UserError(f"every run of {', '.join(failed)} diverged ({', '.join(names)}): no trained model to measure")
+    return [folders[cell] for cell in sorted(folders, key=cell_rank)]
 
 
 @hydra_app("gradients")

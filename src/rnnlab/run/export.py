@@ -1,4 +1,5 @@
-"""The train stage's outputs for DVC: the best checkpoint, the resolved config, the metrics; each file whole."""
+"""The train stage's outputs for DVC: the best checkpoint, the resolved config, the metrics; each file whole. A run
+whose training diverged has outputs too (`export_diverged`): a failed run is a result that compare counts."""
 
 from __future__ import annotations
 
@@ -35,6 +36,23 @@ def export(folder: Path, result: TrainResult, cfg: DictConfig, run: mlflow.entit
     copy_atomically(config_path, folder / "config.yaml")
     write_atomically(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
     write_atomically(folder / "scores.json", json.dumps(scores, indent=2) + "\n")
+
+
+def export_diverged(folder: Path, cfg: DictConfig, run: mlflow.entities.Run, reason: str,
+                    history: dict[str, list[float]], checkpoint: Path, config_path: Path) -> None:
+    """A diverged run's outputs: the same files, its record marked `diverged` (the reason) in place of a test's
+    metrics (rnnlab.comparison.runs reads it so), its history up to the divergence, and the model as the training
+    left it (DVC wants every output; no one tests or serves a diverged run's model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n_params = run.data.params.get("model.n_params")
+    summary = {"cell": cfg.model.cell, "impl": cfg.model.impl, "seed": cfg.seed, "diverged": reason,
+               "epochs": len(history.get("train_loss", [])), "n_params": int(n_params) if n_params else None,
+               "device": run.data.tags.get("device"), "timing": run.data.tags.get(TIMING),
+               "mlflow_run_id": run.info.run_id, "history": history}
+    copy_atomically(checkpoint, folder / "model.ckpt")
+    copy_atomically(config_path, folder / "config.yaml")
+    write_atomically(folder / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    write_atomically(folder / "scores.json", json.dumps({"diverged": 1}, indent=2) + "\n")
 
 
 def export_finished(cfg: DictConfig, plan: RunPlan) -> TrainResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -31,7 +32,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rnnlab.cli import UserError, first_line
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.run.curves import plot_learning_curves
-from rnnlab.run.export import export
+from rnnlab.run.export import export, export_diverged
 from rnnlab.run.history import metric_histories
 from rnnlab.run.logger import RunLogger
 from rnnlab.run.plan import RunPlan
@@ -202,6 +203,20 @@ class RunRecord(pl.Callback):
         log.info("run %s: %s", run_id, ", ".join(f"{name} {value:.4g}" for name, value in result.metrics.items()))
         trainer.strategy.broadcast(run_id)  # to the other ranks under torchrun or srun: the record is complete
         return result
+
+    def export_diverged(self, trainer: pl.Trainer, error: BaseException) -> None:
+        """A run whose training diverged, with cfg.export_dir set (a DVC train stage): its outputs, marked diverged
+        (rnnlab.run.export.export_diverged). Every rank calls it (saving a checkpoint is collective); rank 0 writes."""
+        with tempfile.TemporaryDirectory(prefix="rnnlab-") as temporary:
+            checkpoint = Path(temporary) / "model.ckpt"
+            trainer.save_checkpoint(checkpoint, weights_only=True)
+            if not trainer.is_global_zero:
+                return
+            config_path = Path(temporary) / "config.yaml"
+            OmegaConf.save(self.cfg, config_path, resolve=True)
+            client, run_id = self.logger.experiment, self.logger.run_id
+            export_diverged(Path(self.cfg.export_dir), self.cfg, client.get_run(run_id), first_line(error),
+                            metric_histories(client, run_id), checkpoint, config_path)
 
     def finish_debug_run(self, trainer: pl.Trainer, output_dir: Path) -> TrainResult:
         """A fast_dev_run (debug=fdr): a few batches through every step, no checkpoint, and Lightning gives it no

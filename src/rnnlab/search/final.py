@@ -15,6 +15,9 @@
    (`dvc repro`'s runs), both by the rule of rnnlab.comparison.claims (holds / does not hold / inconclusive, Holm
    over each report's interval tests; settings `compare`, as in the compare stage), claim (b) at several margins,
    and how likely 5, 10, 20 or 40 seeds per cell are to decide (b) (rnnlab.search.budget.decide_probability).
+   A final run that diverged is counted, as compare counts the pipeline's (rnnlab.comparison.failures): each
+   cell's failed and unstable runs, the verdicts again with failed runs at chance accuracy, each run's best and
+   last epoch's validation accuracy.
 
 `search.final.train=false` trains nothing: the report from the runs already there (a sitting stopped part-way); a
 cell without all its confirmation runs keeps its best proxy trial, and the report says so.
@@ -34,9 +37,11 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 from rnnlab.cli import UserError, hydra_app
-from rnnlab.comparison.claims import judge_all, margin_words, rule_settings
-from rnnlab.comparison.claims_report import family_note, test_line
+from rnnlab.comparison.claims import judge_counting_failures, margin_words, rule_settings
+from rnnlab.comparison.claims_report import failures_section, family_note, run_counts_line, test_line
+from rnnlab.comparison.failures import finished, unstable_drop
 from rnnlab.comparison.runs import load_runs, load_timing
+from rnnlab.comparison.table import curves_table
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
 from rnnlab.identity import settings_sha256
@@ -133,7 +138,8 @@ def shared_setting_claims(cfg: DictConfig) -> dict | None:
     """The claims on the pipeline's own runs (one setting for all cells), or None where they are not there; time
     judged as compare judges it (from the timing stage's measurement where there is one)."""
     try:
-        return judge_all(load_runs(cfg), **rule_settings(cfg), timing=load_timing(cfg))
+        return judge_counting_failures(load_runs(cfg), **rule_settings(cfg), timing=load_timing(cfg),
+                                       unstable_drop=unstable_drop(cfg))
     except UserError as e:
         log.warning("the shared-setting verdicts are left out: %s", e)
         return None
@@ -179,10 +185,13 @@ def power_lines(tuned: dict, runs: list[dict]) -> list[str]:
             f"inside or outside {margin_words(margin)}."]
 
 
-def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: dict, n_trials: int) -> str:
+def claims_markdown(tuned: dict, shared: dict | None, results: list[dict], proxy: dict, n_trials: int) -> str:
+    """results: every final run, failed (diverged) ones included: counted, and the verdicts judged again with them
+    at chance (judge_counting_failures)."""
+    runs = finished(results)
     lines = ["# The article's claims: shared setting vs each cell tuned", "",
              f"Tuned: each cell's best of {n_trials} trials (equal budgets; chosen on validation), retrained at the "
-             f"full budget over seeds {sorted({r['seed'] for r in runs})} and tested once. Shared: `dvc repro`'s "
+             f"full budget over seeds {sorted({r['seed'] for r in results})} and tested once. Shared: `dvc repro`'s "
              "runs, one setting for every cell.", "",
              "| cell | tuned test acc (mean ± sd, 95% CI) | fit time (s) | setting |", "| --- | --- | --- | --- |"]
     for impl, claims in tuned["implementations"].items():
@@ -194,6 +203,8 @@ def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: d
                               for k, v in setting.items())
             lines.append(f"| {cell} ({impl}) | {acc['mean']:.4f} ± {acc['sd'] or 0:.4f}, {ci} | "
                          f"{time['mean']:.0f} ± {time['sd'] or 0:.0f} | {shown} |")
+    drop = tuned["failures"]["unstable_drop"]
+    lines += ["", *filter(None, (run_counts_line(claims, drop) for claims in tuned["implementations"].values()))]
     tuned_rows, shared_rows = verdicts(tuned), verdicts(shared)
     lines += ["", family_note(tuned) + (f" The shared setting's column is compare's own report, a family of "
                                         f"{shared['family']['tests']} tests." if shared else ""),
@@ -206,6 +217,8 @@ def claims_markdown(tuned: dict, shared: dict | None, runs: list[dict], proxy: d
             lines += [f"- {impl}, {name[0]}: {test_line(test)}" for test in (claim.get("parts") or
                                                                            [claim.get("test")] if name != "cells" else [])
                       if test]
+    lines += ["", "Tuned runs' failures (the verdicts above are on the runs that finished):", "",
+              *failures_section(tuned), curves_table(results, drop)]
     lines += power_lines(tuned, runs)
     if "spearman" in proxy:
         lines += ["", f"Proxy check: {len(proxy['settings'])} settings retrained at the full budget rank as on the "
@@ -275,15 +288,12 @@ def main(cfg: DictConfig) -> None:
     selection = confirm(cfg, trials, train_missing)
     best = chosen_settings(best, selection)
     results = final_runs(cfg, best, train_missing)
-    runs = [r for r in results if "diverged" not in r]
-    if not runs:
+    if not finished(results):
         raise UserError(f"no final run in {Path(cfg.search.dir) / 'final'} yet: run with search.final.train=true")
     proxy = proxy_check(cfg, trials, train_missing, {cell: row["trial"] for cell, row in best.items()})
-    tuned = judge_all(runs, **rule_settings(cfg))
-    text = claims_markdown(tuned, shared_setting_claims(cfg), runs, proxy, n_trials)
-    diverged = [f"{r['cell']} seed {r['seed']}" for r in results if "diverged" in r]
-    if diverged:  # left out of the figures above, and said
-        text += (f"\nDiverged at the full budget (no model; left out of the figures above): {', '.join(diverged)}.\n")
+    # a diverged final run is a result: counted per cell, and the verdicts judged again with it at chance
+    tuned = judge_counting_failures(results, **rule_settings(cfg), unstable_drop=unstable_drop(cfg))
+    text = claims_markdown(tuned, shared_setting_claims(cfg), results, proxy, n_trials)
     text += selection_markdown(selection, best, proxy)
     write_atomically(Path(cfg.search.dir) / "claims.md", text)
     write_json(Path(cfg.search.dir) / "final.json", {"trials_per_cell": n_trials, "claims": tuned, "proxy": proxy,
