@@ -325,15 +325,21 @@ def test_the_best_run_becomes_the_champion(tmp_path, capsys):
     assert champion_run(uri) == run_ids["lstm"]
     version = client.get_model_version(REGISTERED_MODEL, "1")
     assert version.source.startswith("models:/m-") and version.tags == {"pipeline_run": "lstm-fused-0",
-                                                                         "test_acc": "0.87"}
+                                                                         "best_val_acc": "0.87", "test_acc": "0.87"}
 
     run_compare(tmp_path, *THREE_CELLS)  # the same best run: no new version
     assert "is still lstm-fused-0" in capsys.readouterr().err
     assert len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")) == 1
 
+    rnn_path = tmp_path / "train" / "rnn-fused-0" / "metrics.json"
+    rnn_path.write_text(json.dumps({**json.loads(rnn_path.read_text()), "test_acc": 0.95}))
+    run_compare(tmp_path, *THREE_CELLS)  # the best on test, not on validation: chosen on validation only
+    assert "is still lstm-fused-0" in capsys.readouterr().err
+
     metrics_path = tmp_path / "train" / "gru-fused-0" / "metrics.json"
-    metrics_path.write_text(json.dumps({**json.loads(metrics_path.read_text()), "test_acc": 0.9}))
-    run_compare(tmp_path, *THREE_CELLS)  # gru retrained, now the best: the alias moves to a new version
+    metrics = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**metrics, "history": {"val_acc": [0.5, 0.9, 0.8]}}))
+    run_compare(tmp_path, *THREE_CELLS)  # gru retrained, now the best on validation: the alias moves
     assert f"is now gru-fused-0 (run {run_ids['gru']}, version 2)" in capsys.readouterr().err
     assert champion_run(uri) == run_ids["gru"]
 

@@ -135,7 +135,7 @@ def test_a_parallel_sweep_compare_predict_and_the_notebook_use_the_server(server
                for cell in CELLS)
     champion = client.get_model_version_by_alias(REGISTERED_MODEL, ALIAS)  # registered on the server
     by_id = {run.info.run_id: run for run in runs}
-    assert by_id[champion.run_id].data.metrics["test_acc"] == max(r.data.metrics["test_acc"] for r in runs)
+    assert by_id[champion.run_id].data.metrics["best_val_acc"] == max(r.data.metrics["best_val_acc"] for r in runs)
 
     predicted = run_module("rnnlab.predict", "A wonderful film, great acting.", cwd=tmp_path, env=env)
     assert predicted.returncode == 0, predicted.stderr[-3000:]

@@ -10,10 +10,15 @@ from rnnlab.comparison.runs import read_config
 from rnnlab.pipeline import PlannedRun, run_folder
 
 
+def best_val_acc(run: dict) -> float:
+    return max(run["history"]["val_acc"])
+
+
 def register_best(cfg: DictConfig, runs: list[dict]) -> None:
-    """Point the champion alias at the best run (highest test_acc; the first of equals in the table's order),
-    in the store its config.yaml's logger.tracking_uri names (null: the same default training resolved)."""
-    best = max(runs, key=lambda r: r["test_acc"])
+    """Point the champion alias at the best run on validation (its best epoch's val_acc, the checkpoint it keeps;
+    the first of equals in the table's order), in the store its config.yaml's logger.tracking_uri names (null: the
+    same default training resolved). Chosen on validation only: the test accuracy is reported, never compared."""
+    best = max(runs, key=best_val_acc)
     planned = PlannedRun(best["cell"], best["impl"], best["seed"])
     folder = run_folder(cfg.paths.train_dir, planned)
     not_registered = f"the best run, {planned.name}, is not registered as the champion"
@@ -29,6 +34,7 @@ def register_best(cfg: DictConfig, runs: list[dict]) -> None:
     uri = resolve_tracking_uri(logger.get("tracking_uri") if isinstance(logger, dict) else None)
     try:
         version, moved = register_champion(uri, run_id, {"pipeline_run": planned.name,
+                                                         "best_val_acc": str(best_val_acc(best)),
                                                          "test_acc": str(best["test_acc"])})
     except NoStore as e:
         print(f"compare: note: {not_registered}: {e}", file=sys.stderr)
