@@ -55,9 +55,11 @@ def search(cfg: DictConfig, cells: list[str]) -> None:
     search.trials."""
     studies, parents = {}, {}
     for cell in cells:
+        # Under the cell's lock, so workers starting together create one study and one parent run between them
+        # (on a tracking server too, where the store's own lock is not there to serialize them).
         with study_lock(cfg.search, cell):
             studies[cell] = open_study(cfg, cell)
-        parents[cell] = parent_run(cfg, cell)
+            parents[cell] = parent_run(cfg, cell)
     while [cell for cell in cells if len(completed(studies[cell])) < cfg.search.trials]:
         for cell in sorted(cells, key=lambda cell: taken(studies[cell])):
             claim = claim_trial(cfg.search, studies[cell])

@@ -169,7 +169,7 @@ def study_lock(settings: DictConfig, cell: str) -> Iterator[None]:
 def trial_lock(settings: DictConfig, cell: str, number: int) -> TextIO | None:
     """The lock of trial `number` of `cell`, taken (the open file: close it to let go), or None when a live
     worker holds it."""
-    lock = open(lock_path(settings, f"{cell}-{number}"), "w")
+    lock = open(lock_path(settings, f"{cell}-{number}"), "w")  # noqa: SIM115 (returned open: it is the lock)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
