@@ -61,9 +61,12 @@ ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 # The equal-budget search (README "A fair comparison"; conf/search/default.yaml). Each target may be stopped and
-# run again: it goes on where it stopped. Results land in data/search/, committed to git.
+# run again: it goes on where it stopped. Results land in data/search/, committed to git. WORKERS: trials trained
+# at once, each by its own process (joblib; on SLURM: README "Scaling out"); on this 2-core machine, 1.
+WORKERS ?= 1
 search: setup
-	python -m rnnlab.search.run hydra.run.dir=outputs/search/run
+	python -m rnnlab.search.run -m hydra/launcher=joblib hydra.launcher.n_jobs=$(WORKERS) \
+		'search.worker=range($(WORKERS))' hydra.sweep.dir=outputs/search/run
 	python -m rnnlab.search.report hydra.run.dir=outputs/search/report
 
 search-final: setup

@@ -129,6 +129,30 @@ def test_every_cell_gets_the_same_trials_as_child_runs_that_never_read_test(sear
     assert table["params_model.pooling"].isin(["last", "max", "mean"]).all()
 
 
+def test_two_workers_share_the_budget_and_draw_what_one_worker_draws(searched, prepared_dir, tmp_path):
+    """The same search as `searched`, by two worker processes at once (Hydra's joblib launcher): each cell gets
+    exactly its trials, numbered once each, both workers train some, and trial k of each cell has the setting and
+    the value one worker gave it (shared draws, the same seed)."""
+    result = run_module("rnnlab.search.run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                        "search.worker=0,1", *search_args(prepared_dir, tmp_path, "search.cells=[rnn,gru]",
+                                                          "search.trials=2", f"hydra.sweep.dir={tmp_path}/sweep"),
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    together, alone = trials_table(tmp_path), trials_table(searched)
+    assert sorted(together.groupby("cell").size().items()) == [("gru", 2), ("rnn", 2)]
+    assert set(together.state) == {"COMPLETE"}
+    assert (together.groupby("cell")["number"].apply(sorted) == pd.Series({"gru": [0, 1], "rnn": [0, 1]})).all()
+    assert set(together.user_attrs_worker) == {0, 1}
+    drawn = [column for column in alone.columns if column.startswith("params_")]
+    key = ["cell", "user_attrs_draw"]
+    expected = alone.sort_values(key).reset_index(drop=True)
+    found = together.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(found[key + drawn], expected[key + drawn])
+    assert list(found.value) == pytest.approx(list(expected.value))
+    children = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4 and {r.info.status for r in children} == {"FINISHED"}
+
+
 def test_the_report_shows_expected_best_by_budget(searched):
     curves = pd.read_csv(searched / "search" / "expected_max.csv")
     table = trials_table(searched)

@@ -189,9 +189,10 @@ def test_every_cell_draws_the_same_settings_in_turn():
     assert suggest(study.ask(), space) == drawn["rnn"][1]
 
 
-def test_a_retried_trial_keeps_the_cells_in_step():
+def test_a_retried_trial_keeps_the_cells_in_step(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings, space = OmegaConf.create({"seed": 0, "sampler": "random"}), OmegaConf.create(SPACE)
+    settings = OmegaConf.create({"seed": 0, "sampler": "random", "dir": str(tmp_path)})
+    space = OmegaConf.create(SPACE)
     steady = optuna.create_study(direction="maximize", sampler=sampler(settings, "rnn", 0))
     expected = []
     for _ in range(2):
@@ -199,8 +200,8 @@ def test_a_retried_trial_keeps_the_cells_in_step():
         expected.append(suggest(trial, space))
         steady.tell(trial, 0.5)
     study = optuna.create_study(direction="maximize", sampler=sampler(settings, "gru", 0))
-    suggest(study.ask(), space)  # left RUNNING: a process died during it
-    assert requeue_interrupted(study) == [0]
+    suggest(study.ask(), space)  # left RUNNING by a process that died during it: nobody holds its lock
+    assert requeue_interrupted(settings, study) == [0]
     retry = study.ask()
     assert suggest(retry, space) == expected[0] and retry.user_attrs["retry_of"] == 0
     study.tell(retry, 0.5)

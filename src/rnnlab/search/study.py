@@ -1,10 +1,15 @@
 """One cell's Optuna study: where it is stored, how a trial's setting is drawn, and how a trial trains.
 
 The study of cell `c` is named `c` in an Optuna journal file (`<search.dir>/journal.log`): an append-only log
-of JSON lines, which git stores well and which another sitting opens where the last one stopped. One process
-at a time works on a cell (`cell_lock`); so a trial that a study still calls RUNNING when the lock is taken
-was left by a process that died: it is marked FAIL and its setting queued again, and training it again
-resumes its MLflow run from the last completed epoch (rnnlab.run), under the same parent run.
+of JSON lines, which git stores well and which another sitting opens where the last one stopped. Any number of
+worker processes may run trials of one study at once (rnnlab.search.run, on one machine or as the jobs of a
+cluster sharing the file system): a worker takes the next trial of a cell (`claim_trial`) under the cell's lock
+(`study_lock`, held for that moment only), and only while the cell's completed and running trials are fewer
+than search.trials, so every cell ends with exactly search.trials whatever order the workers finish in. While it
+trains the trial, the worker holds the trial's own lock (`trial_lock`), which the kernel releases when the worker
+dies however it dies (SIGKILL, scancel, a lost node's lock lease): a RUNNING trial whose lock nobody holds was
+left by a dead worker, so the next claim marks it FAIL and queues its setting again (the same draw), and training
+it again resumes its MLflow run from the last completed epoch (rnnlab.run), under the same parent run.
 
 Every trial is an MLflow run (experiment `search`, named `search-<cell>-<number>`) under one parent run per
 cell (`search-<cell>`), so the UI groups them.
@@ -18,8 +23,9 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import mlflow
 import optuna
@@ -143,29 +149,79 @@ def load_study(settings: DictConfig, cell: str) -> optuna.Study:
                         "run `python -m rnnlab.search.run` for it") from e
 
 
-@contextmanager
-def cell_lock(settings: DictConfig, cell: str) -> Iterator[None]:
-    """Held while a process runs trials of `cell`: two processes may search two cells at once, never one."""
-    path = Path(settings.dir) / f".{cell}.lock"
+def lock_path(settings: DictConfig, name: str) -> Path:
+    path = Path(settings.dir) / f".{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise UserError(f"another process is searching cell {cell!r} (it holds {path})") from e
+    return path
+
+
+@contextmanager
+def study_lock(settings: DictConfig, cell: str) -> Iterator[None]:
+    """Held while a worker opens `cell`'s study or claims its next trial: a moment, never a trial's training."""
+    with open(lock_path(settings, cell), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a process that died (the caller holds the cell's lock): FAIL, setting queued again."""
-    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in interrupted:
+def trial_lock(settings: DictConfig, cell: str, number: int) -> TextIO | None:
+    """The lock of trial `number` of `cell`, taken (the open file: close it to let go), or None when a live
+    worker holds it."""
+    lock = open(lock_path(settings, f"{cell}-{number}"), "w")  # noqa: SIM115 (returned open: it is the lock)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def requeue_interrupted(settings: DictConfig, study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a worker that died (their lock is free; the caller holds the study's lock): FAIL,
+    their setting queued again."""
+    interrupted = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lock = trial_lock(settings, study.study_name, trial.number)
+        if lock is None:
+            continue  # its worker is training it
+        lock.close()
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-    return [trial.number for trial in interrupted]
+        interrupted.append(trial.number)
+    return interrupted
+
+
+def taken(study: optuna.Study) -> int:
+    """The trials of the budget that are done or being trained (a queued retry replaces a FAIL: not counted)."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
+
+
+@dataclass
+class Claim:
+    """What `claim_trial` found: the trial this worker is to train, with its lock held (None: the cell's budget
+    is all done or being trained), and the trials it found interrupted and queued again."""
+
+    trial: optuna.Trial | None
+    lock: TextIO | None
+    interrupted: list[int]
+
+
+def claim_trial(settings: DictConfig, study: optuna.Study) -> Claim:
+    """The cell's next trial, while its completed and running trials are fewer than search.trials."""
+    with study_lock(settings, study.study_name):
+        interrupted = requeue_interrupted(settings, study)
+        if taken(study) >= settings.trials:
+            return Claim(None, None, interrupted)
+        trial = study.ask()
+        # Taken before the study's lock is let go: outside it, every RUNNING trial's lock is held while its
+        # worker lives (one that dies in between leaves the lock free, and its trial is requeued).
+        lock = trial_lock(settings, study.study_name, trial.number)
+        if lock is None:
+            raise UserError(f"{lock_path(settings, f'{study.study_name}-{trial.number}')} is held by a process "
+                            "other than the one that just created the trial: is search.dir shared by two copies?")
+        return Claim(trial, lock, interrupted)
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
