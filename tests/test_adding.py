@@ -220,10 +220,9 @@ def test_a_winning_edge_grows_the_grid_until_bracketed_or_capped(tmp_path):
 
 
 def test_the_sweep_extends_real_grids_and_runs_the_orthogonal_variant(tmp_path):
-    """Real tiny runs: every run meets the threshold (2.0) at its first validation, so all lrs tie on updates and
-    the lowest wins: the bottom edge, whose next lr (0.01 * 0.01 / 0.03) is trained; it wins again and the cap (1)
-    leaves it at the edge. The orthogonal RNN, a variant, goes through the same search and lengths; a rerun
-    trains nothing."""
+    """Real tiny runs. With two lrs the winner is always at an edge, so each row's grid grows by one lr past it
+    (0.01, 0.03 -> 0.00333 below or 0.09 above), which is trained; the cap (1) stops it there. The orthogonal RNN, a
+    variant, goes through the same search and lengths; a rerun trains nothing."""
     out = tmp_path / "findings"
     overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
     variants = {"rnn-orthogonal": ["model.cell=rnn", "model.init=orthogonal"]}
@@ -238,16 +237,18 @@ def test_the_sweep_extends_real_grids_and_runs_the_orthogonal_variant(tmp_path):
     assert len(adding_runs(tmp_path)) == 8 and again["runs"] == report["runs"]
     found = json.loads((out / "adding.json").read_text())
     assert found["settings"]["variants"] == {"rnn-orthogonal": {"cell": "rnn", "overrides": variants["rnn-orthogonal"]}}
-    for name in ("rnn", "rnn-orthogonal"):
-        assert found["lr_grid"][name] == {"lrs": [0.00333, 0.01, 0.03], "extensions": 1, "chosen": 0.00333,
-                                          "bracketed": False, "edge": "bottom"}
+    trained = {(r.data.params["model.init"], float(r.data.params["model.optimizer.lr"]), r.data.params["data.seq_len"])
+               for r in adding_runs(tmp_path)}
+    for name, init in (("rnn", "pytorch"), ("rnn-orthogonal", "orthogonal")):
+        grid = found["lr_grid"][name]
+        assert grid["lrs"] in ([0.00333, 0.01, 0.03], [0.01, 0.03, 0.09]) and grid["extensions"] == 1
+        assert grid["chosen"] == choose_lr(found["lr_search"][name]) == found["settings"]["lr"][name]
+        assert grid["bracketed"] == (grid["chosen"] == grid["lrs"][1])
+        assert grid["edge"] == (None if grid["bracketed"] else grid_edge(grid["lrs"], grid["chosen"]))
+        assert {(init, lr, "4") for lr in grid["lrs"]} | {(init, grid["chosen"], "6")} <= trained
         assert set(found["runs"][name]) == {"4", "6"} and found["results"][name]["6"]["learned"]
         assert found["limits"][name] is None and found["limit_margins"][name] is None
-    params = {(r.data.params["model.init"], r.data.params["model.optimizer.lr"], r.data.params["data.seq_len"])
-              for r in adding_runs(tmp_path)}
-    assert params == {(init, lr, T) for init in ("pytorch", "orthogonal")
-                      for lr, T in (("0.01", "4"), ("0.03", "4"), ("0.00333", "4"), ("0.00333", "6"))}
-    assert "| rnn-orthogonal | 0.00333 | 6 | 1/1 | 2 |" in table(found)
+        assert f"| {name} | {grid['chosen']:g} | 6 | 1/1 | 2 |" in table(found)
     assert (out / "adding.png").stat().st_size > 0
 
 
