@@ -206,7 +206,8 @@ def test_a_winning_edge_grows_the_grid_until_bracketed_or_capped(tmp_path):
     report = sweep(["gru"], [4], [0], {"length": 4, "lrs": [0.001, 0.01], "max_extensions": 2}, overrides, out)
     assert report["lr_grid"]["gru"] == {"lrs": [0.001, 0.01, 0.1, 1.0], "extensions": 2, "chosen": 0.1,
                                         "bracketed": True, "edge": None}
-    assert report["settings"]["lr"] == {"gru": 0.1} and list(report["lr_search"]["gru"]) == ["0.001", "0.01", "0.1", "1"]
+    assert report["settings"]["lr"] == {"gru": 0.1}
+    assert list(report["lr_search"]["gru"]) == ["0.001", "0.01", "0.1", "1"]
     assert report["runs"]["gru"]["4"]["0"]["updates_to_threshold"] == 4  # the search's run at 0.1, reused
     assert "gru 0.1 of [0.001, 0.01, 0.1, 1] (2 extensions): bracketed" in table(report)
     assert not (tmp_path / "mlflow.db").exists()  # nothing trained
@@ -319,7 +320,8 @@ def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     out = tmp_path / "findings"
     overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP,
                  "callbacks.reach_threshold.stopping_threshold=1e-9"]
-    report = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03], "max_extensions": 0}, overrides, out, workers=2)
+    lr_search = {"length": 4, "lrs": [0.001, 0.03], "max_extensions": 0}  # no extension: two lrs, both tried
+    report = sweep(["rnn", "lstm"], [4, 6], [0, 1], lr_search, overrides, out, workers=2)
     assert set(report["lr_search"]) == {"rnn", "lstm"}
     for cell in ("rnn", "lstm"):
         rows = report["lr_search"][cell]
@@ -333,7 +335,7 @@ def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     noise = capfd.readouterr().err  # the workers' own output: fresh interpreters get the noise filters too
     assert "LeafSpec" not in noise and "litlogger" not in noise
     assert len(adding_runs(tmp_path)) == 2 * 2 + 2 * 3  # the search, then the runs not searched already
-    again = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03], "max_extensions": 0}, overrides, out, workers=2)
+    again = sweep(["rnn", "lstm"], [4, 6], [0, 1], lr_search, overrides, out, workers=2)
     assert len(adding_runs(tmp_path)) == 10 and again["runs"] == report["runs"]
 
 
@@ -365,14 +367,14 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
      "adding: error: findings.adding.knife_edge=-0.1 must be a number >= 0 (relative to the threshold)"),
     ("findings.adding.lr_search.lrs=[0.01,0.01]",
      "adding: error: findings.adding.lr_search.lrs=[0.01, 0.01] lists a learning rate twice"),
-    ("findings.adding.variants={x:[model.init=orthogonal]}",
-     "adding: error: findings.adding.variants.x=['model.init=orthogonal'] must set model.cell to one of "
-     "rnn | lstm | gru, once"),
-    ("findings.adding.variants={rnn:[model.cell=rnn]}",
+    ('+findings.adding.variants.x=["model.init=orthogonal"]',
+     ("adding: error: findings.adding.variants.x=['model.init=orthogonal'] must set model.cell to one of "
+      "rnn | lstm | gru, once")),
+    ('+findings.adding.variants.rnn=["model.cell=rnn"]',
      "adding: error: findings.adding.variants.rnn: a variant needs a name of its own, not a cell's"),
-    ("findings.adding.variants={x:[model.cell=rnn,model.init=identity]}",
+    ('+findings.adding.variants.x=["model.cell=rnn","model.init=identity"]',
      "adding: error: model: init='identity' is unknown: choose pytorch | keras | orthogonal"),
-    ("findings.adding.variants={x:[model.cell=rnn,model.colour=red]}",
+    ('+findings.adding.variants.x=["model.cell=rnn","model.colour=red"]',
      "adding: error: findings.adding.variants.x or findings.adding.overrides: Could not override 'model.colour'."),
     ('findings.adding.overrides=["model.hidden_size=0"]', "adding: error: model: hidden_size=0 must be a positive integer"),
 ])

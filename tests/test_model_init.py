@@ -102,9 +102,11 @@ def test_orthogonal_init_makes_every_gates_recurrent_block_orthogonal(cell, impl
     net = network(cell, impl, "orthogonal", forget_bias=1.0)
     gates, bound = CELLS[cell].gates, 1 / math.sqrt(H)
     found = 0
-    for input_size, p in layers(net):
+    for _, p in layers(net):
         found += 1
-        for block in p["weight_hh"].double().split(H):  # the RNN: the whole W_hh, square
+        blocks = p["weight_hh"].double().split(H)  # one per gate; the RNN's one: the whole W_hh, square
+        assert len(blocks) == gates
+        for block in blocks:
             assert block.shape == (H, H)
             torch.testing.assert_close(block @ block.T, torch.eye(H, dtype=torch.float64), rtol=0, atol=1e-5)
             assert not torch.equal(block, torch.eye(H, dtype=torch.float64))  # drawn, not the identity

@@ -239,7 +239,8 @@ def sweep(cells: list[str], lengths: list[int], seeds: list[int], lr_search: dic
     rows = [Row(cell, cell) for cell in cells] + variant_rows(variants or {}, cells)
     names = [row.name for row in rows]
     # Every row's settings checked (a bad one: one line now, before any run); the budget is the same for all
-    budget = [make_task((), compose_run(row, lengths[0], seeds[0], lrs[0], overrides)) for row in rows][0].config
+    checked = [make_task((), compose_run(row, lengths[0], seeds[0], lrs[0], overrides)) for row in rows]
+    budget = checked[0].config
     report: dict = {
         "settings": {"threshold": budget["callbacks"]["reach_threshold"]["stopping_threshold"],
                      "max_updates": budget["trainer"]["max_steps"],

@@ -1,6 +1,6 @@
 """The adding problem's results: each row's limit and how far its seeds missed there, the summary table and the
 figure (adding.png). A row is a cell, or a variant of one (findings.adding.variants: drawn in its cell's colour,
-dashed)."""
+dashed, with squares)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def plot(report: dict, path: Path) -> None:
     for cell, cell_runs in runs.items():
         base = row_cell(report, cell)
         colour, title = CELLS[base].colour, CELLS[cell].title if cell in CELLS else cell
-        style = "-" if base == cell else "--"
+        style, marker = ("-", "o") if base == cell else ("--", "s")  # a variant: dashed, squares
         rows = sorted_lengths(cell_runs)
         for ax, key in ((mse_ax, "test_mse"), (updates_ax, "updates_to_threshold")):
             points = [(T, r[key]) for T, seeds in rows for r in seeds.values() if r[key] is not None]
@@ -113,14 +113,14 @@ def plot(report: dict, path: Path) -> None:
         else:
             borderline = (report.get("limit_margins", {}).get(cell) or {}).get("borderline")
             label = f"{title} (limit T = {limits[cell]}{', borderline' if borderline else ''})"
-        mse_ax.plot(*zip(*[(T, m) for T, m in medians if m is not None]), marker="o", color=colour, linestyle=style,
+        mse_ax.plot(*zip(*[(T, m) for T, m in medians if m is not None]), marker=marker, color=colour, linestyle=style,
                     label=label)
         if at_limit is not None:
             mse_ax.scatter([limits[cell]], [at_limit], marker="x", s=140, linewidths=2.5, color=colour, zorder=3)
         reached = [(T, median(r["updates_to_threshold"] for r in seeds.values())) for T, seeds in rows]
         reached = [(T, u) for T, u in reached if u is not None]
         if reached:
-            updates_ax.plot(*zip(*reached), marker="o", color=colour, linestyle=style, label=title)
+            updates_ax.plot(*zip(*reached), marker=marker, color=colour, linestyle=style, label=title)
     baseline = [(T, median(r["baseline_mse"] for cell_runs in runs.values() for r in cell_runs[str(T)].values()))
                 for T in lengths]
     mse_ax.plot(*zip(*baseline), "k--", label="predict 1 (baseline)")
@@ -165,8 +165,9 @@ def grid_text(report: dict, name: str) -> str:
 
 def table(report: dict) -> str:
     threshold = report["settings"]["threshold"]
-    lines = ["| row | lr | T | seeds learned | updates to threshold (never: best validation MSE, margin) | "
-             "test MSE (median) | baseline MSE |", "|" + " --- |" * 7]
+    header = ("| row | lr | T | seeds learned | updates to threshold (never: best validation MSE, margin) | "
+              "test MSE (median) | baseline MSE |")
+    lines = [header, "|" + " --- |" * 7]
     for cell, cell_runs in report["runs"].items():
         for T, seeds in sorted_lengths(cell_runs):
             summary = report["results"][cell][str(T)]
