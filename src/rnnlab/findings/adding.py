@@ -88,7 +88,7 @@ def variant_rows(variants: dict[str, list[str]], cells: list[str]) -> list[Row]:
     for name, overrides in variants.items():
         if name in CELL_NAMES or name in cells:
             raise UserError(f"findings.adding.variants.{name}: a variant needs a name of its own, not a cell's")
-        if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
             raise UserError(f"findings.adding.variants.{name}={overrides} must list Hydra overrides "
                             "(e.g. [model.cell=rnn, model.init=orthogonal])")
         named = [o.split("=", 1)[1] for o in overrides if o.startswith("model.cell=")]
