@@ -15,8 +15,8 @@ from rnnlab.cli import UserError
 from rnnlab.comparison.claims import adding_reach, judge_gradients
 from rnnlab.composition import compose_config
 from rnnlab.data.adding import AddingDataModule, adding_examples
-from rnnlab.findings.adding import choose_lr, first_below, sweep
-from rnnlab.findings.adding_report import limit, summarise
+from rnnlab.findings.adding import Row, beyond_edge, choose_lr, compose_run, first_below, grid_edge, make_task, sweep
+from rnnlab.findings.adding_report import limit, limit_margins, summarise, table
 from rnnlab.models.network import RecurrentNetwork
 from rnnlab.models.recurrent_module import RecurrentModule
 from rnnlab.train import build_data_and_model, train
@@ -145,6 +145,114 @@ def test_limit_learned_and_chosen_lr_from_hand_made_results():
     assert first_below([(2, 0.5), (4, 0.009), (6, 0.001)], 0.01) == 4 and first_below([(2, 0.5)], 0.01) is None
 
 
+def test_limits_state_their_margin_and_a_near_miss_is_borderline():
+    """The issue's case: RNN seed 0 missed by 5% at T = 25 (seed 1 learned), both seeds failed at T = 50, seed 1
+    by 30%: a clean limit at knife_edge 0.25, borderline at 0.5."""
+    runs = {"rnn": {"25": {"0": row(None, best=0.0105), "1": row(6000, best=0.0098)},
+                    "50": {"0": row(None, best=0.058), "1": row(None, best=0.013)}},
+            "lstm": {"25": {"0": row(750, best=0.009)}, "50": {"0": row(1000, best=0.0095)}},
+            "gru": {"25": {"0": {**row(None, best=None), "diverged": "training diverged"}}}}
+    results, limits = summarise(runs)
+    assert limits == {"rnn": 50, "lstm": None, "gru": 25}
+    assert results["rnn"]["25"]["best_val_mse"] == {"0": 0.0105, "1": 0.0098}
+    margins = limit_margins(runs, limits, 0.01, knife_edge=0.25)
+    rnn = margins["rnn"]
+    assert rnn["T"] == 50 and rnn["seeds"]["1"]["best_val_mse"] == 0.013
+    assert rnn["seeds"]["0"]["margin"] == pytest.approx(4.8) and rnn["closest_margin"] == pytest.approx(0.3)
+    assert not rnn["borderline"]
+    assert limit_margins(runs, limits, 0.01, knife_edge=0.5)["rnn"]["borderline"]
+    assert margins["lstm"] is None  # no limit, no margin
+    assert margins["gru"] == {"T": 25, "seeds": {"0": {"best_val_mse": None, "margin": None}}, "closest_margin": None,
+                              "borderline": False}  # diverged: failed, by no measurable margin
+    report = {"runs": runs, "results": results, "limits": limits, "limit_margins": margins,
+              "settings": {"threshold": 0.01, "knife_edge": 0.25, "lr": {"rnn": 0.001, "lstm": 0.01, "gru": 0.01},
+                           "lr_search": {"length": 50}}}
+    text = table(report)
+    assert "| rnn | 0.001 | 25 | 1/2 | never (0.0105, +5%), 6000 |" in text
+    assert ("rnn 50 (best validation MSE seed 0 0.0580 +480%, seed 1 0.0130 +30% vs 0.01: a clean limit); "
+            "lstm none; gru 25 (best validation MSE diverged vs 0.01: a clean limit)") in text
+    borderline = {**report, "limit_margins": limit_margins(runs, limits, 0.01, 0.5),
+                  "settings": {**report["settings"], "knife_edge": 0.5}}
+    assert "seed 1 0.0130 +30% vs 0.01: borderline: within 50% of it)" in table(borderline)
+
+
+def test_the_next_lr_past_a_winning_edge_keeps_the_edges_log_step():
+    grid = [0.0003, 0.001, 0.003, 0.01]
+    assert grid_edge(grid, 0.01) == "top" and grid_edge(grid, 0.0003) == "bottom" and grid_edge(grid, 0.003) is None
+    assert beyond_edge(grid, "top") == 0.0333 and beyond_edge([*grid, 0.0333], "top") == 0.111
+    assert beyond_edge(grid, "bottom") == 0.00009
+
+
+def plant_search_rows(path: Path, rows: dict[float, dict], overrides: list[str]) -> None:
+    """An earlier adding.json holding lr-search runs of the GRU at T = 4 with these outcomes: the sweep reuses a
+    run of the same settings, so these are the search's results and it trains none of them."""
+    planted = {}
+    for lr, outcome in rows.items():
+        task = make_task((), compose_run(Row("gru", "gru"), 4, 0, lr, overrides))
+        planted[f"{lr:g}"] = {**row(None, lr=lr), **outcome, "settings_sha256": task.settings_sha256}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"lr_search": {"gru": planted}, "runs": {}}))
+
+
+def test_a_winning_edge_grows_the_grid_until_bracketed_or_capped(tmp_path):
+    """Planted search results: the top lr (0.01) wins, so 0.1 is tried; it wins too, so 1 is tried; 1 is worse:
+    0.1 is bracketed. With one extension allowed, 0.1 wins at the edge and stays there. No run trains: the search's
+    runs are reused and the one length, 4, is the search's."""
+    out = tmp_path / "findings"
+    overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
+    outcomes = {0.001: {"best_val_mse": 0.5}, 0.01: {"updates_to_threshold": 6}, 0.1: {"updates_to_threshold": 4},
+                1.0: {"best_val_mse": 0.2}}
+    plant_search_rows(out / "adding.json", outcomes, overrides)
+    report = sweep(["gru"], [4], [0], {"length": 4, "lrs": [0.001, 0.01], "max_extensions": 2}, overrides, out)
+    assert report["lr_grid"]["gru"] == {"lrs": [0.001, 0.01, 0.1, 1.0], "extensions": 2, "chosen": 0.1,
+                                        "bracketed": True, "edge": None}
+    assert report["settings"]["lr"] == {"gru": 0.1}
+    assert list(report["lr_search"]["gru"]) == ["0.001", "0.01", "0.1", "1"]
+    assert report["runs"]["gru"]["4"]["0"]["updates_to_threshold"] == 4  # the search's run at 0.1, reused
+    assert "gru 0.1 of [0.001, 0.01, 0.1, 1] (2 extensions): bracketed" in table(report)
+    assert not (tmp_path / "mlflow.db").exists()  # nothing trained
+
+    plant_search_rows(out / "adding.json", outcomes, overrides)
+    capped = sweep(["gru"], [4], [0], {"length": 4, "lrs": [0.001, 0.01], "max_extensions": 1}, overrides, out)
+    assert capped["lr_grid"]["gru"] == {"lrs": [0.001, 0.01, 0.1], "extensions": 1, "chosen": 0.1,
+                                        "bracketed": False, "edge": "top"}
+    assert "gru 0.1 of [0.001, 0.01, 0.1] (1 extension): still at the top edge" in table(capped)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_sweep_extends_real_grids_and_runs_the_orthogonal_variant(tmp_path):
+    """Real tiny runs. With two lrs the winner is always at an edge, so each row's grid grows by one lr past it
+    (0.01, 0.03 -> 0.00333 below or 0.09 above), which is trained; the cap (1) stops it there. The orthogonal RNN, a
+    variant, goes through the same search and lengths; a rerun trains nothing."""
+    out = tmp_path / "findings"
+    overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
+    variants = {"rnn-orthogonal": ["model.cell=rnn", "model.init=orthogonal"]}
+    lr_search = {"length": 4, "lrs": [0.01, 0.03], "max_extensions": 1}
+    threads = torch.get_num_threads()
+    try:
+        report = sweep(["rnn"], [4, 6], [0], lr_search, overrides, out, variants=variants)
+        assert len(adding_runs(tmp_path)) == 2 * 3 + 2 * 1  # per row 3 lrs searched at T = 4, then T = 6
+        again = sweep(["rnn"], [4, 6], [0], lr_search, overrides, out, variants=variants)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(adding_runs(tmp_path)) == 8 and again["runs"] == report["runs"]
+    found = json.loads((out / "adding.json").read_text())
+    assert found["settings"]["variants"] == {"rnn-orthogonal": {"cell": "rnn", "overrides": variants["rnn-orthogonal"]}}
+    trained = {(r.data.params["model.init"], float(r.data.params["model.optimizer.lr"]), r.data.params["data.seq_len"])
+               for r in adding_runs(tmp_path)}
+    for name, init in (("rnn", "pytorch"), ("rnn-orthogonal", "orthogonal")):
+        grid = found["lr_grid"][name]
+        assert grid["lrs"] in ([0.00333, 0.01, 0.03], [0.01, 0.03, 0.09]) and grid["extensions"] == 1
+        assert grid["chosen"] == choose_lr(found["lr_search"][name]) == found["settings"]["lr"][name]
+        assert grid["bracketed"] == (grid["chosen"] == grid["lrs"][1])
+        assert grid["edge"] == (None if grid["bracketed"] else grid_edge(grid["lrs"], grid["chosen"]))
+        assert {(init, lr, "4") for lr in grid["lrs"]} | {(init, grid["chosen"], "6")} <= trained
+        assert set(found["runs"][name]) == {"4", "6"} and found["results"][name]["6"]["learned"]
+        assert found["limits"][name] is None and found["limit_margins"][name] is None
+        assert f"| {name} | {grid['chosen']:g} | 6 | 1/1 | 2 |" in table(found)
+    assert (out / "adding.png").stat().st_size > 0
+
+
 def test_claim_d_reads_the_sweeps_limits():
     runs = {"rnn": {"10": {"0": row(500)}, "25": {"0": row(None)}, "50": {"0": row(None)}},
             "lstm": {"10": {"0": row(250)}, "25": {"0": row(750)}, "50": {"0": row(None)}},
@@ -171,14 +279,14 @@ def test_sweep_records_updates_to_threshold_and_resumes(tmp_path, monkeypatch):
     overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
     threads = torch.get_num_threads()
     try:
-        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01]}, overrides, out)
+        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01], "max_extensions": 2}, overrides, out)
         first = json.loads((out / "adding.json").read_text())
         assert len(adding_runs(tmp_path)) == 2
         # a killed sweep: the entry of one run is missing (it never finished); the rerun trains that one only
         del first["runs"]["gru"]["8"]["0"]
         first["complete"] = False
         (out / "adding.json").write_text(json.dumps(first))
-        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01]}, overrides, out)
+        sweep(["gru"], [4, 8], [0], {"length": 4, "lrs": [0.01], "max_extensions": 2}, overrides, out)
     finally:
         torch.set_num_threads(threads)
     found = json.loads((out / "adding.json").read_text())
@@ -212,7 +320,8 @@ def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     out = tmp_path / "findings"
     overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP,
                  "callbacks.reach_threshold.stopping_threshold=1e-9"]
-    report = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03]}, overrides, out, workers=2)
+    lr_search = {"length": 4, "lrs": [0.001, 0.03], "max_extensions": 0}  # no extension: two lrs, both tried
+    report = sweep(["rnn", "lstm"], [4, 6], [0, 1], lr_search, overrides, out, workers=2)
     assert set(report["lr_search"]) == {"rnn", "lstm"}
     for cell in ("rnn", "lstm"):
         rows = report["lr_search"][cell]
@@ -226,7 +335,7 @@ def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     noise = capfd.readouterr().err  # the workers' own output: fresh interpreters get the noise filters too
     assert "LeafSpec" not in noise and "litlogger" not in noise
     assert len(adding_runs(tmp_path)) == 2 * 2 + 2 * 3  # the search, then the runs not searched already
-    again = sweep(["rnn", "lstm"], [4, 6], [0, 1], {"length": 4, "lrs": [0.001, 0.03]}, overrides, out, workers=2)
+    again = sweep(["rnn", "lstm"], [4, 6], [0, 1], lr_search, overrides, out, workers=2)
     assert len(adding_runs(tmp_path)) == 10 and again["runs"] == report["runs"]
 
 
@@ -252,6 +361,21 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
      "adding: error: callbacks.reach_threshold.stopping_threshold is missing: the sweep's runs stop, and count as "
      "learned, at that validation MSE (conf/experiment/adding.yaml)"),
     ("pipeline.cells=[tcn]", "adding: error: pipeline.cells lists unknown cells ['tcn']: choose from rnn | lstm | gru"),
+    ("findings.adding.lr_search.max_extensions=-1",
+     "adding: error: findings.adding.lr_search.max_extensions=-1 must be an integer >= 0"),
+    ("findings.adding.knife_edge=-0.1",
+     "adding: error: findings.adding.knife_edge=-0.1 must be a number >= 0 (relative to the threshold)"),
+    ("findings.adding.lr_search.lrs=[0.01,0.01]",
+     "adding: error: findings.adding.lr_search.lrs=[0.01, 0.01] lists a learning rate twice"),
+    ('+findings.adding.variants.x=["model.init=orthogonal"]',
+     ("adding: error: findings.adding.variants.x=['model.init=orthogonal'] must set model.cell to one of "
+      "rnn | lstm | gru, once")),
+    ('+findings.adding.variants.rnn=["model.cell=rnn"]',
+     "adding: error: findings.adding.variants.rnn: a variant needs a name of its own, not a cell's"),
+    ('+findings.adding.variants.x=["model.cell=rnn","model.init=identity"]',
+     "adding: error: model: init='identity' is unknown: choose pytorch | keras | orthogonal"),
+    ('+findings.adding.variants.x=["model.cell=rnn","model.colour=red"]',
+     "adding: error: findings.adding.variants.x or findings.adding.overrides: Could not override 'model.colour'."),
     ('findings.adding.overrides=["model.hidden_size=0"]', "adding: error: model: hidden_size=0 must be a positive integer"),
 ])
 def test_sweep_cli_refuses_bad_settings_in_one_line(tmp_path, override, message):

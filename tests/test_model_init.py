@@ -1,4 +1,5 @@
-"""model.init: `keras` starts every implementation from Keras's weights, the same for the same seed; `pytorch` leaves
+"""model.init: `keras` starts every implementation from Keras's weights and `orthogonal` from orthogonal recurrent
+blocks, each the same for the same seed in every implementation; `pytorch` leaves
 PyTorch's own initialisation exactly as it was."""
 
 from __future__ import annotations
@@ -95,6 +96,42 @@ def test_the_same_seed_gives_every_implementation_the_same_keras_weights(cell, b
     assert torch.equal(pytorch["fused"]["embedding.weight"], pytorch["explicit"]["embedding.weight"])
 
 
+@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_orthogonal_init_makes_every_gates_recurrent_block_orthogonal(cell, impl):
+    net = network(cell, impl, "orthogonal", forget_bias=1.0)
+    gates, bound = CELLS[cell].gates, 1 / math.sqrt(H)
+    found = 0
+    for _, p in layers(net):
+        found += 1
+        blocks = p["weight_hh"].double().split(H)  # one per gate; the RNN's one: the whole W_hh, square
+        assert len(blocks) == gates
+        for block in blocks:
+            assert block.shape == (H, H)
+            torch.testing.assert_close(block @ block.T, torch.eye(H, dtype=torch.float64), rtol=0, atol=1e-5)
+            assert not torch.equal(block, torch.eye(H, dtype=torch.float64))  # drawn, not the identity
+        # the rest as PyTorch draws it: uniform within ±1/sqrt(H), filling the range
+        assert 0.7 * bound < p["weight_ih"].abs().max() <= bound and p["bias_hh"].abs().max() <= bound
+        if cell == "lstm":  # model.forget_bias still applies on top
+            assert torch.equal(p["bias_ih"][H : 2 * H], torch.ones(H))
+            assert torch.equal(p["bias_hh"][H : 2 * H], torch.zeros(H))
+    assert found == 4  # 2 layers x 2 directions
+    # PyTorch's own init does not start orthogonal: the test above can tell the two apart
+    w_hh = next(layers(network(cell, impl, "pytorch")))[1]["weight_hh"].double()[:H]
+    assert not torch.allclose(w_hh @ w_hh.T, torch.eye(H, dtype=torch.float64), atol=1e-2)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_the_same_seed_gives_every_implementation_the_same_orthogonal_weights(cell):
+    states = {impl: same_names(network(cell, impl, "orthogonal", seed=3).state_dict()) for impl in IMPL_NAMES}
+    for impl in IMPL_NAMES[1:]:
+        assert states[impl].keys() == states[IMPL_NAMES[0]].keys()
+        for name, value in states[IMPL_NAMES[0]].items():
+            assert torch.equal(states[impl][name], value), (impl, name)
+    other_seed = same_names(network(cell, "sequence", "orthogonal", seed=4).state_dict())
+    assert not torch.equal(other_seed["encoder.layers.0.0.weight_hh"], states["fused"]["encoder.layers.0.0.weight_hh"])
+
+
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_pytorch_init_is_what_the_pytorch_layers_start_from(cell, impl):
@@ -149,5 +186,8 @@ def test_the_article_experiment_starts_from_keras_weights():
 
 
 def test_an_unknown_init_is_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"^init='bogus' is unknown: choose pytorch \| keras$"):
+    with pytest.raises(ValueError, match=r"^init='bogus' is unknown: choose pytorch \| keras \| orthogonal$"):
         network("gru", "fused", "bogus")
+    with pytest.raises(ValueError, match=r"^init='orthogonal' sets recurrent weights, and cell 'bag' has none: "
+                                         r"choose pytorch \| keras$"):
+        RecurrentNetwork(cell="bag", impl="plain", init="orthogonal", vocab_size=VOCAB)

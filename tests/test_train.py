@@ -134,7 +134,7 @@ def test_diverged_run_ends_failed(prepared_dir, tmp_path):
     ("model.cell=foo", "train: error: model: cell='foo' is unknown: choose rnn | lstm | gru"),
     ("model.impl=cuda", "train: error: model: impl='cuda' is unknown: choose fused | explicit"),
     ("model.pooling=sum", "train: error: model: pooling='sum' is unknown: choose last | max | mean"),
-    ("model.init=bogus", "train: error: model: init='bogus' is unknown: choose pytorch | keras"),
+    ("model.init=bogus", "train: error: model: init='bogus' is unknown: choose pytorch | keras | orthogonal"),
     ("model.hidden_size=0", "train: error: model: hidden_size=0 must be a positive integer"),
     ("model.dropout=1.5", "train: error: model: dropout=1.5 must be a number in [0, 1)"),
     ("data.max_len=-5", "train: error: data: max_len=-5 must be a positive integer"),

@@ -18,8 +18,9 @@ follow autocast. PyTorch's autocast would run cuDNN's RNN in float16 even under 
 casts to half, not to the autocast dtype), with no gradient scaler, and gradients carried back over hundreds of
 steps are what underflows first; one rule for every implementation keeps their results comparable.
 
-The weights start as `init` says: `pytorch`, each layer's own initialisation (uniform within ±1/sqrt(H)), or
-`keras`, what Keras's recurrent layers start from (`init_keras`), the same in every implementation.
+The weights start as `init` says: `pytorch`, each layer's own initialisation (uniform within ±1/sqrt(H));
+`keras`, what Keras's recurrent layers start from (`init_keras`); or `orthogonal`, PyTorch's initialisation with
+every gate's recurrent block an orthogonal matrix (`init_orthogonal`). Each is the same in every implementation.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from rnnlab.models.sequence import SEQUENCE_CELLS
 FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU
 # One layer in one direction: x [B, T, E] -> hidden states [B, T, H], with explicit.py's parameter names.
 LAYER_CELLS = {"explicit": EXPLICIT_CELLS, "sequence": SEQUENCE_CELLS}
-INITS = ("pytorch", "keras")  # model.init
+INITS = ("pytorch", "keras", "orthogonal")  # model.init
 # A layer's parameters, in the order Keras's initialisers are drawn; fused layers add the suffix _l0.
 LAYER_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -76,9 +77,10 @@ class RecurrentEncoder(nn.Module):
         one_of("cell", cell, CELL_NAMES)
         one_of("impl", impl, IMPL_NAMES)
         one_of("init", init, INITS)
-        # Drawn before the layers exist: their own initialisation draws differently in each implementation, so
-        # Keras's weights come from a generator of their own, the same for the same seed whatever the impl.
-        keras_seed = new_seed() if init == "keras" else None
+        # Drawn before the layers exist: their own initialisation may draw differently in each implementation, so
+        # Keras's and the orthogonal weights come from a generator of their own, the same for the same seed
+        # whatever the impl.
+        own_seed = new_seed() if init in ("keras", "orthogonal") else None
         positive_int("input_size", input_size)
         positive_int("hidden_size", hidden_size)
         positive_int("num_layers", num_layers)
@@ -93,8 +95,10 @@ class RecurrentEncoder(nn.Module):
             else:
                 make = lambda: LAYER_CELLS[impl][cell](size, hidden_size)  # noqa: E731
             self.layers.append(nn.ModuleList([make() for _ in range(self.directions)]))
-        if keras_seed is not None:
-            self.init_keras(torch.Generator().manual_seed(keras_seed))
+        if init == "keras":
+            self.init_keras(torch.Generator().manual_seed(own_seed))
+        elif init == "orthogonal":
+            self.init_orthogonal(torch.Generator().manual_seed(own_seed), hidden_size)
         # One config serves all three cells (DVC's stages override model.cell), so the other cells ignore it.
         if forget_bias is not None and cell == "lstm":
             self.init_forget_bias(forget_bias, hidden_size)
@@ -110,15 +114,32 @@ class RecurrentEncoder(nn.Module):
           recurrent kernel [H, gates*H] has orthonormal rows: the transpose);
         - biases zero (the LSTM's forget bias is set afterwards, `init_forget_bias`: Keras's unit_forget_bias).
         """
+        for weight_ih, weight_hh, bias_ih, bias_hh in self.layer_parameters():
+            nn.init.xavier_uniform_(weight_ih, generator=generator)
+            nn.init.orthogonal_(weight_hh, generator=generator)
+            bias_ih.zero_()
+            bias_hh.zero_()
+
+    def layer_parameters(self):
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of every layer and direction, whatever the implementation."""
         for directions in self.layers:
             for rnn in directions:
-                weight_ih, weight_hh, bias_ih, bias_hh = (
-                    getattr(rnn, name) if hasattr(rnn, name) else getattr(rnn, f"{name}_l0")
-                    for name in LAYER_PARAMETERS)
-                nn.init.xavier_uniform_(weight_ih, generator=generator)
-                nn.init.orthogonal_(weight_hh, generator=generator)
-                bias_ih.zero_()
-                bias_hh.zero_()
+                yield tuple(getattr(rnn, name) if hasattr(rnn, name) else getattr(rnn, f"{name}_l0")
+                            for name in LAYER_PARAMETERS)
+
+    @torch.no_grad()
+    def init_orthogonal(self, generator: torch.Generator, hidden_size: int) -> None:
+        """Every gate's recurrent block W_hh[g*H:(g+1)*H] [H, H] an orthogonal matrix (for the simple RNN: the
+        whole W_hh), so at the start the recurrence neither shrinks nor grows a state it carries (Saxe et al.,
+        2014; Le et al., 2015 start from the identity, one orthogonal matrix). The rest as PyTorch draws it
+        (uniform within ±1/sqrt(H)), here from `generator`, so no implementation's own draws matter."""
+        bound = hidden_size ** -0.5
+        for weight_ih, weight_hh, bias_ih, bias_hh in self.layer_parameters():
+            nn.init.uniform_(weight_ih, -bound, bound, generator=generator)
+            for block in weight_hh.split(hidden_size):
+                nn.init.orthogonal_(block, generator=generator)
+            nn.init.uniform_(bias_ih, -bound, bound, generator=generator)
+            nn.init.uniform_(bias_hh, -bound, bound, generator=generator)
 
     @torch.no_grad()
     def init_forget_bias(self, value: float, hidden_size: int) -> None:

@@ -10,7 +10,9 @@ Token ids (IMDB) are embedded first; continuous features (the adding problem) ta
 
 `init` (model.init): `pytorch` leaves every layer as PyTorch builds it; `keras` starts the network as the
 article's Keras model did: embedding uniform in ±0.05, the recurrent layers as `RecurrentEncoder.init_keras`
-says, the output layer glorot-uniform with bias 0.
+says, the output layer glorot-uniform with bias 0; `orthogonal` leaves the embedding and output layer as PyTorch
+builds them and starts every recurrent block orthogonal (`RecurrentEncoder.init_orthogonal`): it is about recurrent
+weights, so a cell without recurrence refuses it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class RecurrentNetwork(nn.Module):
             raise ValueError(f"impl={impl!r} does not apply to cell {cell!r} ({kind}): choose "
                              f"{' | '.join(CELLS[cell].impls)}")
         one_of("impl", impl, CELLS[cell].impls)
+        if one_of("init", init, INITS) == "orthogonal" and not self.recurrent:
+            raise ValueError(f"init='orthogonal' sets recurrent weights, and cell {cell!r} has none: choose pytorch | "
+                             "keras")
         # Drawn first, as in the encoder: the same seed gives the same embedding and output layer in every impl.
         keras = torch.Generator().manual_seed(new_seed()) if one_of("init", init, INITS) == "keras" else None
         if input_size is None:
