@@ -178,8 +178,8 @@ def test_the_bag_appears_in_compares_outputs(tmp_path):
     table = run_compare(tmp_path, *pipeline, "pipeline.baselines=[bag]")
     rows = {row[0]: row for row in table_rows(table)}
     assert list(rows) == ["rnn", "lstm", "gru", "bag"]
-    assert rows["bag"][:4] == ["bag", "plain", "3", "0.8600 ± 0.0010"]
-    assert rows["rnn"][5] == "1.00x" and rows["bag"][5] == f"{21 / 51:.2f}x"  # against the fastest cell
+    assert rows["bag"][:3] == ["bag", "plain", "3"] and rows["bag"][5] == "0.8600 ± 0.0010"
+    assert rows["rnn"][7] == "1.00x" and rows["bag"][7] == f"{21 / 51:.2f}x"  # against the fastest cell
     e, h = compose_config([]).model.embedding_dim, compose_config([]).model.hidden_size
     assert rows["bag"][-2] == "0"  # recurrent parameters
     for cell in CELL_NAMES:
@@ -192,7 +192,8 @@ def test_the_bag_appears_in_compares_outputs(tmp_path):
     text = (out / "claims.md").read_text()
     assert "| bag (no recurrence, impl plain) | 3 | 0.8600 [" in text
     assert json.loads((out / "claims.json").read_text())["baselines"]["bag"]["seeds"] == [0, 1, 2]
-    assert json.loads((out / "scores.json").read_text())["bag-plain"] == {"test_acc": 0.86, "fit_time_s": 21.0}
+    assert json.loads((out / "scores.json").read_text())["bag-plain"] == {"test_acc": 0.86, "fit_time_s": 21.0,
+                                                                         "failure_rate": 0.0, "unstable": 0}
     assert "bag-plain-0,bag,plain,0,20.0,0.861" in (out / "accuracy_vs_time.csv").read_text()
     assert "1,bag," in (out / "learning_curves.csv").read_text()
 
@@ -206,7 +207,7 @@ def test_a_matched_pipeline_is_checked_against_each_cells_solved_size(tmp_path):
             write_run(tmp_path / "train", cell, "fused", seed, accuracy, time, "experiment=matched",
                       f"model.hidden_size={solved[cell]}")
     pipeline = ["pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0,1,2]",
-                "experiment=matched"]
+                "pipeline.baselines=[]", "experiment=matched"]
     table = run_compare(tmp_path, *pipeline)
     rows = {row[0]: row for row in table_rows(table)}
     counts = {cell: int(rows[cell][-2].replace(",", "")) for cell in CELL_NAMES}

@@ -63,7 +63,7 @@ def write_runs(train_dir: Path, impl: str, figures: dict[str, tuple[list[float],
         for seed, accuracy, time in zip(SEEDS, accuracies, times):
             write_run(train_dir, cell, impl, seed, accuracy, time)
     return [f"pipeline.cells=[{','.join(figures)}]", f"pipeline.impls=[{impl}]",
-            f"pipeline.seeds=[{','.join(map(str, SEEDS))}]"]
+            f"pipeline.seeds=[{','.join(map(str, SEEDS))}]", "pipeline.baselines=[]"]
 
 
 def folders(tmp_path: Path) -> list[str]:
@@ -194,7 +194,8 @@ def test_only_the_planned_runs_enter_the_table(tmp_path):
     (train / "gru-fused-7" / "metrics.json").write_text("{not json")
     (train / "notes").mkdir()
 
-    result = run_command(tmp_path, "pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+    result = run_command(tmp_path, "pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]",
+                         "pipeline.baselines=[]")
 
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "compare" / "table.md").read_text()
@@ -216,12 +217,13 @@ def test_only_the_planned_runs_enter_the_table(tmp_path):
     assert result.stdout == table
 
 
-ONE_RUN = ("pipeline.cells=[rnn]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+ONE_RUN = ("pipeline.cells=[rnn]", "pipeline.impls=[fused]", "pipeline.seeds=[0]", "pipeline.baselines=[]")
 
 
 def test_a_missing_planned_run_is_one_error_line(tmp_path):
     write_run(tmp_path / "train", "rnn", "fused", 0, 0.75, 50)
-    result = run_command(tmp_path, "pipeline.cells=[rnn,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+    result = run_command(tmp_path, "pipeline.cells=[rnn,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]",
+                         "pipeline.baselines=[]")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"compare: error: {tmp_path / 'train' / 'gru-fused-0'} is missing: run gru-fused-0 of the pipeline "
@@ -290,7 +292,8 @@ def test_a_damaged_run_folder_is_one_clear_error(tmp_path, damage, message):
 # The champion: the pipeline's best run registered in the store its runs went to.
 
 ACCURACIES = {"rnn": 0.75, "lstm": 0.87, "gru": 0.86}
-THREE_CELLS = ("pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]")
+THREE_CELLS = ("pipeline.cells=[rnn,lstm,gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]",
+               "pipeline.baselines=[]")
 
 
 def runs_in_store(tmp_path: Path, logged: bool = True, accuracies: dict[str, float] = ACCURACIES) -> tuple[str, dict]:
@@ -662,7 +665,8 @@ def test_the_table_and_claims_count_failed_and_unstable_runs(tmp_path):
     unstable = train / "gru-explicit-0" / "metrics.json"
     unstable.write_text(json.dumps({**json.loads(unstable.read_text()), "history": {"val_acc": [0.88, 0.70]}}))
 
-    table = run_compare(tmp_path, *pipeline[:2], "pipeline.seeds=[0,1,2,3]", "compare.unstable_drop=0.1")
+    table = run_compare(tmp_path, *pipeline[:2], "pipeline.seeds=[0,1,2,3]", "compare.unstable_drop=0.1",
+                        "pipeline.baselines=[]")
 
     rows = {row[0]: row for row in table_rows(table)}
     assert rows["gru"][2:6] == ["4", "1 of 4 (25%)", "1 of 3", "0.8710 ± 0.0010"]  # accuracy: the 3 that finished
@@ -705,6 +709,6 @@ def test_a_diverged_pipeline_run_is_written_and_compare_counts_it(prepared_dir, 
     assert run.info.status == "FAILED"
 
     table = run_compare(tmp_path, *trained_as, "pipeline.cells=[lstm]", "pipeline.impls=[fused]",
-                        "pipeline.seeds=[0]")
+                        "pipeline.seeds=[0]", "pipeline.baselines=[]")
     assert table_rows(table)[0][:4] == ["lstm", "fused", "1", "1 of 1 (100%)"]
     assert "| lstm-fused-0 | failed: training diverged" in table

@@ -44,7 +44,7 @@ def test_the_command_lists_every_candidate_and_tests_the_chosen_one_only(tmp_pat
     write(search / "final" / "gru-seed0.json", {"cell": "gru", "impl": "sequence", "seed": 0, "trial": 5,
                                                "diverged": "NaN loss", "setting": {"model.optimizer.lr": 0.02}})
     args = [f"paths.train_dir={train}", f"search.dir={search}", "pipeline.cells=[gru]", "pipeline.impls=[fused]",
-            "pipeline.seeds=[0,1]", f"hydra.run.dir={tmp_path}/out"]
+            "pipeline.seeds=[0,1]", "pipeline.baselines=[]", f"hydra.run.dir={tmp_path}/out"]
     result = run_module("rnnlab.comparison.selection", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((search / "experiment_best.json").read_text())

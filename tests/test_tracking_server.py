@@ -127,7 +127,7 @@ def test_a_parallel_sweep_compare_predict_and_the_notebook_use_the_server(server
 
     compared = run_module("rnnlab.compare", *overrides, f"paths.train_dir={train_dir}",
                           f"paths.findings_dir={tmp_path / 'findings'}", f"paths.compare_dir={tmp_path / 'compare'}",
-                          f"pipeline.cells=[{','.join(CELLS)}]", "pipeline.impls=[fused]",
+                          f"pipeline.cells=[{','.join(CELLS)}]", "pipeline.impls=[fused]", "pipeline.baselines=[]",
                           f"pipeline.seeds=[{','.join(map(str, SEEDS))}]", f"hydra.run.dir={tmp_path}/compare-out",
                           cwd=tmp_path, env=env)
     assert compared.returncode == 0, compared.stderr[-3000:]
