@@ -95,8 +95,9 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
     assert list(shown) == ["data/compare/scores.json"]  # one row: the means per cell, not every run's numbers
     scores = shown["data/compare/scores.json"]["data"]
     assert sorted(scores) == sorted([*(f"{cell}-fused" for cell in CELLS), "bag-plain"])
-    assert all(set(row) == {"test_acc", "fit_time_s"} and all(isinstance(v, (int, float)) for v in row.values())
-               for row in scores.values())
+    assert all(set(row) == {"test_acc", "fit_time_s", "failure_rate", "unstable"}
+               and all(isinstance(v, (int, float)) for v in row.values()) for row in scores.values())
+    assert all(row["failure_rate"] == 0 for row in scores.values())  # nothing diverged at these settings
 
     again = run_dvc("repro", cwd=project, env=env)
     assert again.returncode == 0 and "Running stage" not in again.stdout
