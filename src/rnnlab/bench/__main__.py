@@ -64,7 +64,6 @@ from rnnlab.bench.flops import (
 )
 from rnnlab.bench.machine import cpu_identity, cpu_kind, denormal_cost, gpu_description, gpu_kind
 from rnnlab.bench.report import against_previous, check_targets, cpu_targets, cuda_targets, print_table
-from rnnlab.run.load import OtherLoad
 from rnnlab.bench.variants import (
     BatchPlan,
     Measurement,
@@ -81,6 +80,7 @@ from rnnlab.cli import UserError, build, fail
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
 from rnnlab.models.sequence import load_kernel
+from rnnlab.run.load import OtherLoad
 from rnnlab.run.provenance import device_description, git_state
 
 # The article's Keras setup (experiment=article: E=H=32, max_len 500, batch 128, 10k words, RMSprop),
@@ -187,7 +187,7 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
         "variants": variants,
     }
     # Every variant's window holds the same reviews, so samples/s ratios are time ratios.
-    ratio = lambda a, b: variants[a]["samples_per_s"] / variants[b]["samples_per_s"]  # noqa: E731
+    ratio = lambda a, b: variants[a]["samples_per_s"] / variants[b]["samples_per_s"]
     if "plain_padded" in variants:
         result["speedup"] = ratio("project", "plain_padded")
         result["breakdown"] = {f"{name}_vs_plain_padded": ratio(name, "plain_padded")

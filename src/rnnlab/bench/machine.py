@@ -93,3 +93,27 @@ def denormal_cost(size: int = 256) -> dict:
             "mul_denormal_slowdown": plain["mul_denormal_s"] / plain["mul_normal_s"],
             "gemm_denormal_slowdown_flushed": flushed["gemm_denormal_s"] / flushed["gemm_normal_s"],
             "mul_denormal_slowdown_flushed": flushed["mul_denormal_s"] / flushed["mul_normal_s"]}
+
+
+def gpu_description() -> dict | None:
+    """The first CUDA device's model, memory and capability, the driver (from nvidia-smi, where it is) and the
+    CUDA and cuDNN versions torch was built with; None without a CUDA device. It initialises CUDA: call it in a
+    child process (variants.in_fresh_process), as every GPU measurement is."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        driver = None
+    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}", "driver": driver, "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "visible_devices": torch.cuda.device_count()}
+
+
+def gpu_kind(name: str) -> str:
+    """A GPU model as a file-name part: "NVIDIA H100 80GB HBM3" -> "cuda-nvidia-h100-80gb-hbm3"."""
+    return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

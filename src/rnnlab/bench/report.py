@@ -180,7 +180,7 @@ def print_table(report: dict) -> None:
             + f" {'overhead':>8} {'other':>6}")
     print(head)
     print("-" * len(head))
-    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
+    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit
     for r in report["results"]:
         p, b = r["variants"]["project"], r.get("breakdown", {})
         gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
