@@ -16,11 +16,16 @@ and, with the fused cells (the default):
     plain_bucketed        the reference on the project's bucketed batches
     plain_bucketed_flush  the reference on the project's bucketed batches + flush-denormal
     plain_project         plain loop with the project's batches and all its settings (rnnlab.run.cpu, deterministic):
-                          the project path less Lightning + MLflow, so the two differ by their overhead
+                          the project path less Lightning + MLflow, so the two differ by their overhead; run for
+                          every implementation (the others with fused only)
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
 tokens only, see `flops.py`) against the sgemm peak, each implementation's speed against the fused cells', the
-speed-up over the reference and its breakdown. Writes JSON (default data/bench/train-<CPU kind>.json: one result per kind, intel or amd, each naming its CPU). Issue 4's targets,
+speed-up over the reference and its breakdown, and where the time goes (the layer alone at the mean length and on
+the real batches' shapes, the plain loop, the project). Writes JSON to --results-dir (data/bench)/train-<CPU
+kind>.json: one result per kind, intel or amd, each naming its CPU, flags and denormal cost; a file holding another
+kind's result is refused, and each row is compared with the result it replaces. Issue 19's targets are printed
+as PASS/MISS lines (report.CPU_TARGETS). Issue 4's targets,
 on the project's 2-core CPU, for the fused cells: LSTM and GRU at E=H=128 >= 50% of the sgemm peak; >= 2.5x the
 reference everywhere; overhead <= 5%. Issue 14's (SEQUENCE_TARGETS): at E=H=128 the sequence kernel's GRU at
 the fused LSTM's GFLOP/s or more and >= 40% of the peak, its LSTM >= 50%, its RNN >= 2x the fused RNN's speed;
