@@ -297,9 +297,9 @@ def test_a_run_refuses_to_write_over_another_kinds_result(tmp_path):
     started = time.perf_counter()
     result = run_module("rnnlab.bench", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines() == [
+    assert result.stderr.strip().splitlines() == [(
         f"bench: error: {out} holds the result of a {other_kind} machine and this is a {cpu_kind()} one: each kind "
-        "keeps its own file; choose another --out"]
+        "keeps its own file; choose another --out")]
     assert out.read_bytes() == before
     assert time.perf_counter() - started < 60  # refused before anything was measured
 
