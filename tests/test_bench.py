@@ -350,7 +350,8 @@ def test_denormal_cost_is_measured_with_and_without_flush(tmp_path):
     # In a process of its own, as the benchmark calls it: it forks, which a process whose OpenMP threads have
     # started (this one, after the tests before) must not do (variants.in_fresh_process).
     script = "import json; from rnnlab.bench.machine import denormal_cost; print(json.dumps(denormal_cost(size=64)))"
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     cost = json.loads(result.stdout)
     for mode in ("unflushed", "flushed"):
