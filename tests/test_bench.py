@@ -4,6 +4,8 @@ Never asserts on speed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -69,17 +71,40 @@ def test_bench_prepare_runs_the_prepare_stage(tmp_path):
     assert not (tmp_path / "outputs").exists()  # Hydra's run folder went to the temporary folder
 
 
+def committed_result_as(kind: str) -> dict:
+    """The committed AMD result, relabelled as measured on a `kind` machine: a result file to replace or keep."""
+    report = json.loads((PROJECT_ROOT / "data" / "bench" / "train-amd.json").read_text())
+    report["machine"]["cpu_kind"] = kind
+    return report
+
+
 @pytest.mark.slow
 def test_bench_writes_its_figures(prepared_dir, tmp_path):
-    out = tmp_path / "bench" / "train.json"
+    from rnnlab.bench.machine import cpu_kind
+
+    results_dir = tmp_path / "bench"
+    results_dir.mkdir()
+    this_kind, other_kind = cpu_kind(), {"amd": "intel", "intel": "amd"}[cpu_kind()]
+    (results_dir / f"train-{this_kind}.json").write_text(json.dumps(committed_result_as(this_kind)))
+    other_file = results_dir / f"train-{other_kind}.json"
+    other_file.write_text(json.dumps(committed_result_as(other_kind)))
+    other_before = other_file.read_bytes()
     # The article setting asks for 10,000 words and batches of 128; the tiny vocabulary has 100 and the
     # training split 8 reviews, hence the overrides: 1 warm-up + 2 timed batches of 2.
     result = run_module("rnnlab.bench", "--cells", "gru", "--settings", "article", "--steps", "2", "--warmup", "1",
-                        "--repeats", "1", "--peak-size", "256", "--data-dir", str(prepared_dir), "--out", str(out),
-                        "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
+                        "--repeats", "1", "--peak-size", "256", "--data-dir", str(prepared_dir), "--results-dir",
+                        str(results_dir), "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "gru" in result.stdout and "targets:" in result.stdout
+    # This CPU kind's file replaced, the other kind's untouched
+    out = results_dir / f"train-{this_kind}.json"
+    assert other_file.read_bytes() == other_before
+    assert "gru" in result.stdout and "targets (issues 4 and 14):" in result.stdout
     report = json.loads(out.read_text())
+    assert report["commit"] and len(report["results"]) == len(IMPL_NAMES)
+    # Compared with the result it replaced, row by row (the committed one, at other sizes: ratios far from 1)
+    ratios = report["against_previous"]["project_samples_per_s_ratio"]
+    assert set(ratios) == {f"gru/article/{impl}" for impl in IMPL_NAMES} and all(v > 0 for v in ratios.values())
+    assert "against the result this run replaces" in result.stdout
     assert report["sgemm_peak_gflops"] > 0 and report["machine"]["threads"] >= 1
     assert report["sequence_kernel_problem"] is None
     rows = {r["impl"]: r for r in report["results"]}
@@ -88,6 +113,14 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
     assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
                                   "plain_bucketed_flush", "plain_project"}
+    # Issue 19's targets, PASS/MISS with the figures: the overhead of every implementation, sequence over fused
+    cpu_checks = report["cpu_targets"]
+    for impl in IMPL_NAMES:
+        name = f"gru/article/{impl} project over plain_project time, % <= 5"
+        assert cpu_checks[name]["value"] == rows[impl]["overhead_pct"]
+        verdict = "PASS" if cpu_checks[name]["met"] else "MISS"
+        assert f"{verdict} {name}: {rows[impl]['overhead_pct']:.2f}" in result.stdout
+    assert "gru/article sequence speed over fused >= 1" in cpu_checks
     for name, v in r["variants"].items():
         assert v["samples"] == 4, name  # every variant trains the same reviews...
         assert v["real_tokens"] == r["variants"]["project"]["real_tokens"] > 0, name  # ...and real tokens
@@ -100,8 +133,9 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     # Same batches, weights and settings: the Lightning path computed what the plain loop computed.
     assert r["project_losses_match_plain"] is True
     assert report["targets"]["gru/article/fused speed-up >= 2.5"]["value"] == r["speedup"]
-    for impl in ("explicit", "sequence"):  # the project path alone
-        assert set(rows[impl]["variants"]) == {"project"}
+    for impl in ("explicit", "sequence"):  # the project path and the plain loop with its batches and settings
+        assert set(rows[impl]["variants"]) == {"project", "plain_project"}
+        assert rows[impl]["project_losses_match_plain"] is True
         assert rows[impl]["variants"]["project"]["real_tokens"] == r["variants"]["project"]["real_tokens"]
         assert rows[impl]["vs_fused"] == pytest.approx(rows[impl]["variants"]["project"]["samples_per_s"]
                                                        / r["variants"]["project"]["samples_per_s"])
@@ -112,6 +146,9 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     # Which CPU: its model and kind (intel, amd) with every result
     machine = report["machine"]
     assert machine["cpu_kind"] in ("intel", "amd") and machine["cpu_model"] and isinstance(machine["avx512"], bool)
+    assert machine["cpu_vendor"] in ("GenuineIntel", "AuthenticAMD") and machine["torch_cpu_capability"]
+    assert ("avx512f" in machine["cpu_flags"]) == machine["avx512"]
+    assert machine["denormals"]["gemm_denormal_slowdown"] > 0 and machine["denormals"]["flushed"]["gemm_denormal_s"] > 0
     # The layer alone on the timed batches' own shapes: 2 batches of 2, each padded to its own longest review
     for impl, row in rows.items():
         shapes = row["timed_batch_shapes"]
@@ -121,6 +158,16 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
         assert on_batches["real_tokens"] == row["variants"]["project"]["real_tokens"], impl
         assert on_batches["seconds"] > 0 and on_batches["useful_gflops"] > 0, impl
     assert "the layer alone on the timed batches' own shapes" in result.stdout
+    # Where the time goes, four ways, for every implementation: layer@mean, layer@real, plain loop, project
+    for impl, row in rows.items():
+        batch_size, layer = row["batch_size"], row["layer_only"]
+        assert f"  gru   article  {impl:8} layer@mean {batch_size / layer['seconds']:7.1f}/s" in result.stdout
+        layer_real = 4 / row["layer_on_batches"]["seconds"]  # 2 timed batches of 2 reviews
+        plain, project = row["variants"]["plain_project"], row["variants"]["project"]
+        assert (f"layer@real {layer_real:7.1f}/s {row['layer_on_batches']['useful_gflops']:6.1f} "
+                f"({row['layer_on_batches']['peak_pct']:4.1f}%)  plain loop {plain['samples_per_s']:7.1f}/s "
+                f"{plain['useful_gflops']:6.1f} ({plain['peak_pct']:4.1f}%)  project {project['samples_per_s']:7.1f}/s"
+                ) in result.stdout, impl
     assert "gru/article/explicit time over fused's <= 1.5" in report["targets"]
     for row in rows.values():
         ceiling = row["matmul_ceiling"]
@@ -211,3 +258,103 @@ def test_bench_cuda_mode_without_a_gpu_says_so_in_one_line(tmp_path):
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == ["bench: error: --device cuda: torch sees no CUDA device here"]
     assert not (tmp_path / "b.json").exists()
+
+
+def test_issue_19_targets():
+    from rnnlab.bench.report import cpu_targets
+
+    def row(cell, setting, impl, samples_per_s, gflops=0.0, peak_pct=0.0, overhead_pct=None):
+        project = {"samples_per_s": samples_per_s, "useful_gflops": gflops, "peak_pct": peak_pct}
+        r = {"cell": cell, "setting": setting, "impl": impl, "variants": {"project": project}}
+        return r if overhead_pct is None else {**r, "overhead_pct": overhead_pct}
+
+    checks = cpu_targets([
+        row("lstm", "h128", "fused", 100, gflops=110, peak_pct=55, overhead_pct=29.6),
+        row("lstm", "h128", "sequence", 120, gflops=130, peak_pct=65, overhead_pct=4.0),
+        row("gru", "h128", "fused", 80, gflops=100, peak_pct=50, overhead_pct=-1.0),
+        row("gru", "h128", "sequence", 40, gflops=50, peak_pct=25),
+        row("rnn", "article", "fused", 100), row("rnn", "article", "sequence", 210),
+    ])
+    assert checks["lstm/h128/fused project over plain_project time, % <= 5"] == {"value": 29.6, "met": False}
+    assert checks["lstm/h128/sequence project over plain_project time, % <= 5"] == {"value": 4.0, "met": True}
+    assert checks["gru/h128/fused project over plain_project time, % <= 5"]["met"] is True
+    assert "gru/h128/sequence project over plain_project time, % <= 5" not in checks  # not measured
+    assert checks["gru/h128 sequence speed over fused >= 1"] == {"value": 0.5, "met": False}
+    assert checks["rnn/article sequence speed over fused >= 1"] == {"value": 2.1, "met": True}
+    # The best implementation by GFLOP/s, at E=H=128 only
+    assert checks["gru/h128 best impl (fused) % of sgemm peak >= 50"] == {"value": 50, "met": True}
+    assert checks["lstm/h128 best impl (sequence) % of sgemm peak >= 50"] == {"value": 65, "met": True}
+    assert not any(name.startswith("rnn/article best") for name in checks)
+    assert checks["gru/h128 best (fused) GFLOP/s over lstm/h128 best's (sequence) >= 1"] == {
+        "value": pytest.approx(100 / 130), "met": False}
+
+
+def test_a_run_refuses_to_write_over_another_kinds_result(tmp_path):
+    from rnnlab.bench.machine import cpu_kind
+
+    other_kind = {"amd": "intel", "intel": "amd"}[cpu_kind()]
+    out = tmp_path / "train-mine.json"  # named as this kind's or not: the kind inside decides
+    out.write_text(json.dumps(committed_result_as(other_kind)))
+    before = out.read_bytes()
+    started = time.perf_counter()
+    result = run_module("rnnlab.bench", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [(
+        f"bench: error: {out} holds the result of a {other_kind} machine and this is a {cpu_kind()} one: each kind "
+        "keeps its own file; choose another --out")]
+    assert out.read_bytes() == before
+    assert time.perf_counter() - started < 60  # refused before anything was measured
+
+
+def test_the_readme_table_is_the_committed_results():
+    result = run_module("rnnlab.bench.readme_table", "--check", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_table_sets_the_cpu_kinds_side_by_side(tmp_path):
+    from rnnlab.bench.readme_table import BEGIN, END, readme_table
+
+    results_dir = tmp_path / "bench"
+    results_dir.mkdir()
+    for kind in ("amd", "intel"):
+        report = committed_result_as(kind)
+        report["machine"]["device"] = f"CPU {kind} model"
+        if kind == "intel":  # fewer rows, slower: the table says which CPU each figure came from
+            report["results"] = [r for r in report["results"] if r["setting"] == "h128"]
+            for r in report["results"]:
+                r["variants"]["project"]["samples_per_s"] /= 2
+        (results_dir / f"train-{kind}.json").write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
+    result = run_module("rnnlab.bench.readme_table", "--readme", str(readme), "--results-dir", str(results_dir),
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = readme.read_text()
+    assert text.startswith("# x\n\n") and text.endswith(f"{END}\n\nafter\n") and "stale" not in text
+    lines = readme_table(text).splitlines()
+    assert lines[0].startswith("- **amd**: `train-amd.json`, CPU amd model") and lines[1].startswith("- **intel**")
+    assert not any("no committed result" in line for line in lines)
+    assert "| cell | setting | impl | amd samples/s | amd GFLOP/s (% of peak) | amd vs fused | intel samples/s |" in lines[3]
+    assert "| gru | E=H=128 | sequence | 895 | 126.0 (64.8%) | 1.52x | 448 | " in text
+    assert "| gru | article | sequence | 5873 | 51.6 (26.5%) | 2.71x | — | — | — |" in text
+    check = run_module("rnnlab.bench.readme_table", "--readme", str(readme), "--results-dir", str(results_dir),
+                       "--check", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    (results_dir / "train-intel.json").unlink()  # a kind's new result changes the table: --check says so
+    check = run_module("rnnlab.bench.readme_table", "--readme", str(readme), "--results-dir", str(results_dir),
+                       "--check", cwd=tmp_path)
+    assert check.returncode == 1 and check.stderr.startswith("readme_table: error: ")
+
+
+def test_denormal_cost_is_measured_with_and_without_flush(tmp_path):
+    # In a process of its own, as the benchmark calls it: it forks, which a process whose OpenMP threads have
+    # started (this one, after the tests before) must not do (variants.in_fresh_process).
+    script = "import json; from rnnlab.bench.machine import denormal_cost; print(json.dumps(denormal_cost(size=64)))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cost = json.loads(result.stdout)
+    for mode in ("unflushed", "flushed"):
+        assert set(cost[mode]) == {"gemm_normal_s", "gemm_denormal_s", "mul_normal_s", "mul_denormal_s"}
+        assert all(seconds > 0 for seconds in cost[mode].values()), mode
+    assert cost["gemm_denormal_slowdown"] == cost["unflushed"]["gemm_denormal_s"] / cost["unflushed"]["gemm_normal_s"]

@@ -16,11 +16,16 @@ and, with the fused cells (the default):
     plain_bucketed        the reference on the project's bucketed batches
     plain_bucketed_flush  the reference on the project's bucketed batches + flush-denormal
     plain_project         plain loop with the project's batches and all its settings (rnnlab.run.cpu, deterministic):
-                          the project path less Lightning + MLflow, so the two differ by their overhead
+                          the project path less Lightning + MLflow, so the two differ by their overhead; run for
+                          every implementation (the others with fused only)
 
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
 tokens only, see `flops.py`) against the sgemm peak, each implementation's speed against the fused cells', the
-speed-up over the reference and its breakdown. Writes JSON (default data/bench/train-<CPU kind>.json: one result per kind, intel or amd, each naming its CPU). Issue 4's targets,
+speed-up over the reference and its breakdown, and where the time goes (the layer alone at the mean length and on
+the real batches' shapes, the plain loop, the project). Writes JSON to --results-dir (data/bench)/train-<CPU
+kind>.json: one result per kind, intel or amd, each naming its CPU, flags and denormal cost; a file holding another
+kind's result is refused, and each row is compared with the result it replaces. Issue 19's targets are printed
+as PASS/MISS lines (report.CPU_TARGETS). Issue 4's targets,
 on the project's 2-core CPU, for the fused cells: LSTM and GRU at E=H=128 >= 50% of the sgemm peak; >= 2.5x the
 reference everywhere; overhead <= 5%. Issue 14's (SEQUENCE_TARGETS): at E=H=128 the sequence kernel's GRU at
 the fused LSTM's GFLOP/s or more and >= 40% of the peak, its LSTM >= 50%, its RNN >= 2x the fused RNN's speed;
@@ -62,9 +67,8 @@ from rnnlab.bench.flops import (
     recurrent_step_gflops,
     sgemm_peak,
 )
-from rnnlab.bench.machine import cpu_kind, cpu_model, gpu_description, gpu_kind, has_avx512
-from rnnlab.bench.report import check_targets, cuda_targets, print_table
-from rnnlab.run.load import OtherLoad
+from rnnlab.bench.machine import cpu_identity, cpu_kind, denormal_cost, gpu_description, gpu_kind
+from rnnlab.bench.report import against_previous, check_targets, cpu_targets, cuda_targets, print_table
 from rnnlab.bench.variants import (
     BatchPlan,
     Measurement,
@@ -81,7 +85,8 @@ from rnnlab.cli import UserError, build, fail
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
 from rnnlab.models.sequence import load_kernel
-from rnnlab.run.provenance import device_description
+from rnnlab.run.load import OtherLoad
+from rnnlab.run.provenance import device_description, git_state
 
 # The article's Keras setup (experiment=article: E=H=32, max_len 500, batch 128, 10k words, RMSprop),
 # and the same with E=H=128, where the matmuls are big enough to approach the machine's peak.
@@ -144,8 +149,8 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
     plan: BatchPlan = plan_batches(datamodule, args.warmup or DEFAULT_WARMUP[setting],
                                    args.steps or DEFAULT_STEPS[setting], cfg.seed)
     # name: (batches, padded to max_len, flush-denormal, the project's settings). plain_project runs right
-    # after the project path, so that the overhead compares runs close in time. The plain loops break the fused
-    # cells' speed-up down; the other implementations run the project path alone.
+    # after the project path, so that the overhead compares runs close in time; it runs for every implementation
+    # (issue 19: the project within 5% of it for each). The other plain loops break the fused cells' speed-up down.
     plain = {
         "plain_project": (plan.bucketed, False, True, True),
         "plain_padded": (plan.shuffled, True, False, False),
@@ -153,7 +158,9 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
         "plain_bucketed": (plan.bucketed, False, False, False),
         "plain_bucketed_flush": (plan.bucketed, False, True, False),
     }
-    measured: dict[str, dict[str, list[Measurement]]] = {impl: {"project": []} for impl in args.impls}
+    measured: dict[str, dict[str, list[Measurement]]] = {
+        impl: {"project": [], **({"plain_project": []} if "plain_project" in args.variants else {})}
+        for impl in args.impls}
     if "fused" in measured:
         measured["fused"].update({name: [] for name in plain if name in args.variants})
     fits: dict[str, list[dict]] = {impl: [] for impl in args.impls}
@@ -165,8 +172,8 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
             fits[impl].append(fit)
             for name, (batches, pad, flush, project_settings) in plain.items():
                 if name in measured[impl] and (repeat == 0 or name in REPEATED):
-                    measured[impl][name].append(in_fresh_process(run_plain, cfg, batches, plan.warmup, pad, flush,
-                                                                 project_settings, args.device))
+                    measured[impl][name].append(in_fresh_process(run_plain, cfgs[impl], batches, plan.warmup, pad,
+                                                                 flush, project_settings, args.device))
     shapes = batch_shapes(datamodule, plan)
     return [{**summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl]),
              "timed_batch_shapes": shapes} for impl in args.impls]
@@ -185,7 +192,7 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
         "variants": variants,
     }
     # Every variant's window holds the same reviews, so samples/s ratios are time ratios.
-    ratio = lambda a, b: variants[a]["samples_per_s"] / variants[b]["samples_per_s"]  # noqa: E731
+    ratio = lambda a, b: variants[a]["samples_per_s"] / variants[b]["samples_per_s"]
     if "plain_padded" in variants:
         result["speedup"] = ratio("project", "plain_padded")
         result["breakdown"] = {f"{name}_vs_plain_padded": ratio(name, "plain_padded")
@@ -200,10 +207,35 @@ def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPl
     return result
 
 
-def default_out(gpu_name: str | None = None) -> str:
+RESULTS_DIR = "data/bench"
+
+
+def default_out(gpu_name: str | None = None, results_dir: str = RESULTS_DIR) -> str:
     """One committed result per CPU kind (a run on an Intel machine never overwrites the AMD figures), and per
     GPU model."""
-    return f"data/bench/train-{gpu_kind(gpu_name) if gpu_name else cpu_kind()}.json"
+    return f"{results_dir}/train-{gpu_kind(gpu_name) if gpu_name else cpu_kind()}.json"
+
+
+def result_kind(report: dict) -> str | None:
+    """The kind of machine a result file was measured on: its GPU's or its CPU's (None if it does not say)."""
+    machine = report.get("machine", {})
+    return gpu_kind(machine["gpu"]["name"]) if machine.get("gpu") else machine.get("cpu_kind")
+
+
+def previous_result(out: Path, kind: str) -> dict | None:
+    """The result `out` holds now, which this run will replace: None if there is none. A file measured on another
+    kind of machine is refused (UserError): each kind keeps its own file, and a run never replaces another's."""
+    if not out.exists():
+        return None
+    try:
+        previous = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{out} is not a benchmark result ({e}); move it away or choose another --out") from e
+    if not isinstance(previous, dict) or result_kind(previous) not in (kind, None):
+        held = result_kind(previous) if isinstance(previous, dict) else "something else"
+        raise UserError(f"{out} holds the result of a {held} machine and this is a {kind} one: each kind keeps its "
+                        "own file; choose another --out")
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"default: all; on cuda those but {','.join(CPU_ONLY_VARIANTS)})")
     parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the sgemm peak measurement")
     parser.add_argument("--data-dir", default=None, help="prepared data (default: the config's paths.prepared_dir)")
+    parser.add_argument("--results-dir", default=RESULTS_DIR,
+                        help="the folder of results, one per kind of machine: train-<CPU kind>.json, here "
+                             f"train-{cpu_kind()}.json; on cuda train-cuda-<GPU model>.json (default: {RESULTS_DIR})")
     parser.add_argument("--out", default=None,
-                        help="where the JSON goes (default: data/bench/train-<CPU kind>.json, here "
-                             f"{default_out()}; on cuda data/bench/train-cuda-<GPU model>.json)")
+                        help="where the JSON goes instead (refused if it holds another kind of machine's result)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides applied after the setting's, e.g. data.batch_size=64")
     args = parser.parse_args(argv)
@@ -271,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         gpu = in_fresh_process(gpu_description)
         if gpu is None:
             fail("bench", "--device cuda: torch sees no CUDA device here")
+    # The result this run will replace: refused before anything runs if it is another kind of machine's.
+    out = Path(args.out or default_out(gpu["name"] if cuda else None, args.results_dir))
+    try:
+        previous = previous_result(out, gpu_kind(gpu["name"]) if cuda else cpu_kind())
+    except UserError as e:
+        fail("bench", str(e))
     measure_peak = partial(in_fresh_process, gpu_matmul_peaks) if cuda else partial(in_fresh_process, sgemm_peak)
     # Nothing in this process may start OpenMP's threads before the runs are forked: see in_fresh_process.
     # The peak is taken at the start and at the end: a shared VM's varies over minutes.
@@ -343,24 +383,28 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": seconds[result["impl"]], "useful_gflops": layer_gflops, "peak_pct": 100 * layer_gflops / peak,
                 "project_pct_of_layer": 100 * result["variants"]["project"]["useful_gflops"] / layer_gflops,
                 "other_processes_cpu_pct": round(other.pct, 1)}
-    machine = {"device": f"{gpu['name']} (CUDA)" if cuda else device_description("cpu"), "cpu_model": cpu_model(),
-               "cpu_kind": cpu_kind(), "avx512": has_avx512(), "threads": torch.get_num_threads(),
+    machine = {"device": f"{gpu['name']} (CUDA)" if cuda else device_description("cpu"), **cpu_identity(),
+               # Denormal floats cost some CPUs many times more than others (issue 19): measured, not assumed.
+               "denormals": denormal_cost(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "load_before": [round(x, 2) for x in load_before],
                "load_after": [round(x, 2) for x in os.getloadavg()]}
     if cuda:
         machine["gpu"] = gpu
+    commit, dirty = git_state()
     report = {
         "machine": machine,
+        "commit": commit, "uncommitted_changes": dirty,
         "sgemm_peak_gflops": peak,
         "peak_kind": "tf32 matmul on the GPU" if cuda else "sgemm",
         "sequence_kernel_problem": kernel_problem,
         "sgemm_peak_start_end_gflops": peaks if cuda else [round(p, 1) for p in peaks],
         "wall_seconds": time.perf_counter() - started,
         "targets": cuda_targets(results) if cuda else check_targets(results),
+        **({} if cuda else {"cpu_targets": cpu_targets(results)}),
+        "against_previous": against_previous(results, previous),
         "results": results,
     }
     print_table(report)
-    out = Path(args.out or default_out(gpu["name"] if cuda else None))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(out, json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out} ({report['wall_seconds']:.0f} s)")

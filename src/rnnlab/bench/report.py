@@ -65,6 +65,79 @@ def check_targets(results: list[dict]) -> dict:
     return checks
 
 
+# Issue 19's, on each CPU kind: the project path within 5% of the plain loop on the same batches and settings, for
+# every cell, setting and implementation; the sequence kernel at least as fast as fused everywhere; at E=H=128 each
+# cell's best implementation at >= 50% of the sgemm peak, and the GRU's best at the LSTM's best GFLOP/s or more.
+CPU_TARGETS = {"overhead_pct": 5.0, "sequence_vs_fused": 1.0, "best_peak_pct": 50.0, "gru_vs_lstm": 1.0}
+
+
+def cpu_targets(results: list[dict]) -> dict:
+    """Issue 19's targets, each with its figure and whether it is met; those whose rows were not run left out."""
+    checks = {}
+    project = {(r["cell"], r["setting"], r["impl"]): r["variants"]["project"] for r in results}
+    for r in results:
+        if "overhead_pct" in r:
+            checks[f"{r['cell']}/{r['setting']}/{r['impl']} project over plain_project time, % <= "
+                   f"{CPU_TARGETS['overhead_pct']:g}"] = {"value": r["overhead_pct"],
+                                                           "met": r["overhead_pct"] <= CPU_TARGETS["overhead_pct"]}
+    cells_settings = sorted({(cell, setting) for cell, setting, _ in project})
+    for cell, setting in cells_settings:
+        if (cell, setting, "sequence") in project and (cell, setting, "fused") in project:
+            ratio = (project[(cell, setting, "sequence")]["samples_per_s"]
+                     / project[(cell, setting, "fused")]["samples_per_s"])
+            checks[f"{cell}/{setting} sequence speed over fused >= {CPU_TARGETS['sequence_vs_fused']:g}"] = {
+                "value": ratio, "met": ratio >= CPU_TARGETS["sequence_vs_fused"]}
+    best = {}  # (cell, setting): (impl, its project figures), the fastest in useful GFLOP/s
+    for (cell, setting, impl), figures in project.items():
+        if (cell, setting) not in best or figures["useful_gflops"] > best[(cell, setting)][1]["useful_gflops"]:
+            best[(cell, setting)] = (impl, figures)
+    for (cell, setting), (impl, figures) in sorted(best.items()):
+        if setting == "h128":
+            checks[f"{cell}/h128 best impl ({impl}) % of sgemm peak >= {CPU_TARGETS['best_peak_pct']:g}"] = {
+                "value": figures["peak_pct"], "met": figures["peak_pct"] >= CPU_TARGETS["best_peak_pct"]}
+    if ("gru", "h128") in best and ("lstm", "h128") in best:
+        (gru_impl, gru), (lstm_impl, lstm) = best[("gru", "h128")], best[("lstm", "h128")]
+        ratio = gru["useful_gflops"] / lstm["useful_gflops"]
+        checks[f"gru/h128 best ({gru_impl}) GFLOP/s over lstm/h128 best's ({lstm_impl}) >= "
+               f"{CPU_TARGETS['gru_vs_lstm']:g}"] = {"value": ratio, "met": ratio >= CPU_TARGETS["gru_vs_lstm"]}
+    return checks
+
+
+def where_time_goes(r: dict) -> dict:
+    """One row's samples/s and useful GFLOP/s (% of peak) four ways, from the layer's own speed to the project's:
+    the layer alone at the mean length, the layer alone on the timed batches' real shapes, the plain loop with
+    the project's batches and settings, and the project path. Between neighbours lies, in turn, what varying
+    lengths cost, what the rest of a step (embedding, loss, clipping, optimizer) costs, and Lightning + MLflow."""
+    stages = {}
+    if "layer_only" in r:
+        k = r["layer_only"]
+        stages["layer@mean"] = {"samples_per_s": r["batch_size"] / k["seconds"], "useful_gflops": k["useful_gflops"],
+                                "peak_pct": k["peak_pct"]}
+    if "layer_on_batches" in r:
+        k = r["layer_on_batches"]
+        stages["layer@real"] = {"samples_per_s": r["variants"]["project"]["samples"] / k["seconds"],
+                                "useful_gflops": k["useful_gflops"], "peak_pct": k["peak_pct"]}
+    for stage, variant in (("plain loop", "plain_project"), ("project", "project")):
+        if variant in r["variants"]:
+            v = r["variants"][variant]
+            stages[stage] = {key: v[key] for key in ("samples_per_s", "useful_gflops", "peak_pct")}
+    return stages
+
+
+def against_previous(results: list[dict], previous: dict | None) -> dict | None:
+    """Each row's project samples/s over the same row's in the result this run replaces (same kind of machine),
+    and the two sgemm peaks: a regression shows as a ratio below 1. None without an earlier result."""
+    if previous is None:
+        return None
+    before = {(r["cell"], r["setting"], r["impl"]): r["variants"]["project"]["samples_per_s"]
+              for r in previous.get("results", [])}
+    return {"previous_sgemm_peak_gflops": previous.get("sgemm_peak_gflops"),
+            "previous_commit": previous.get("commit"),
+            "project_samples_per_s_ratio": {
+                f"{r['cell']}/{r['setting']}/{r['impl']}": r["variants"]["project"]["samples_per_s"] / before[key]
+                for r in results if (key := (r["cell"], r["setting"], r["impl"])) in before}}
+
+
 # Issue 23's, on a GPU at the article setting: the time of an LSTM epoch of 25,000 reviews (on an H200), and the
 # LSTM/GRU time ratio beside the article's "about 2x" and DeepBench's ~1.3x (V100, fp32), reported without a verdict.
 CUDA_LSTM_EPOCH_S = 3.0
@@ -107,7 +180,7 @@ def print_table(report: dict) -> None:
             + f" {'overhead':>8} {'other':>6}")
     print(head)
     print("-" * len(head))
-    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit  # noqa: E731
+    fmt = lambda v, spec, unit="": "-" if v is None else format(v, spec) + unit
     for r in report["results"]:
         p, b = r["variants"]["project"], r.get("breakdown", {})
         gains = " ".join(f"{fmt(b.get(f'{variant}_vs_plain_padded'), '5.2f', 'x'):>6}" for _, variant in columns)
@@ -127,10 +200,38 @@ def print_table(report: dict) -> None:
                batches_row)
     print_rows(report, "\nsamples/s of every variant:",
                lambda r: "  ".join(f"{name} {v['samples_per_s']:.1f}" for name, v in r["variants"].items()))
-    print("\ntargets:")
-    for name, check in report["targets"].items():
-        verdict = "      " if check["met"] is None else "met   " if check["met"] else "MISSED"
+    print_rows(report, "\nwhere the time goes: samples/s and useful GFLOP/s (% of peak) of the layer alone at the mean "
+               "length, the layer alone on the real batches' shapes, the plain loop (the project's batches and "
+               "settings) and the project path:", where_row)
+    compared = report.get("against_previous")
+    if compared:
+        peak = compared["previous_sgemm_peak_gflops"]
+        print(f"\nagainst the result this run replaces (same {machine.get('cpu_kind', 'machine')} kind; its sgemm peak "
+              f"{'-' if peak is None else format(peak, '.1f')} GFLOP/s): project samples/s now over then "
+              "(below 1: slower)")
+        for name, ratio in compared["project_samples_per_s_ratio"].items():
+            print(f"  {name:22} {ratio:5.2f}x{'  SLOWER' if ratio < REGRESSION_RATIO else ''}")
+    print_checks("targets (issues 4 and 14):", report["targets"])
+    if "cpu_targets" in report:
+        print_checks(f"issue 19's targets on this CPU ({machine.get('cpu_model', machine['device'])}):",
+                     report["cpu_targets"])
+
+
+# A row this much slower than in the result it replaces is flagged: beyond this VM's run-to-run noise.
+REGRESSION_RATIO = 0.9
+
+
+def print_checks(heading: str, checks: dict) -> None:
+    """PASS / MISS and the figure for each target (a blank verdict where there is a figure but no target)."""
+    print(f"\n{heading}")
+    for name, check in checks.items():
+        verdict = "    " if check["met"] is None else "PASS" if check["met"] else "MISS"
         print(f"  {verdict} {name}: {check['value']:.2f}")
+
+
+def where_row(r: dict) -> str:
+    return "  ".join(f"{stage} {v['samples_per_s']:7.1f}/s {v['useful_gflops']:6.1f} ({v['peak_pct']:4.1f}%)"
+                     for stage, v in where_time_goes(r).items())
 
 
 def print_rows(report: dict, heading: str, row: Callable[[dict], str]) -> None:
@@ -148,9 +249,11 @@ def ceiling_row(r: dict) -> str:
 
 def layer_row(r: dict) -> str:
     k = r["layer_only"]
-    disturbed = "  (disturbed)" if k["other_processes_cpu_pct"] > DISTURBED_PCT else ""
+    other = k.get("other_processes_cpu_pct")  # not recorded by results from before issue 19
+    disturbed = "  (disturbed)" if other is not None and other > DISTURBED_PCT else ""
     return (f"T={k['length']:3}  {k['useful_gflops']:6.1f} GFLOP/s ({k['peak_pct']:4.1f}% of peak)  project "
-            f"{k['project_pct_of_layer']:5.1f}% of it  {k['other_processes_cpu_pct']:5.1f}%{disturbed}")
+            f"{k['project_pct_of_layer']:5.1f}% of it  {'-' if other is None else format(other, '5.1f') + '%'}"
+            f"{disturbed}")
 
 
 def batches_row(r: dict) -> str:
