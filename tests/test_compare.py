@@ -712,3 +712,11 @@ def test_a_diverged_pipeline_run_is_written_and_compare_counts_it(prepared_dir, 
                         "pipeline.seeds=[0]", "pipeline.baselines=[]")
     assert table_rows(table)[0][:4] == ["lstm", "fused", "1", "1 of 1 (100%)"]
     assert "| lstm-fused-0 | failed: training diverged" in table
+
+
+def test_a_time_verdict_names_its_hardware_even_when_the_runs_did_not_record_it():
+    from rnnlab.comparison.claims import timing_source
+
+    assert timing_source(None, ["CPU AMD EPYC (2 cores, 2 threads)"])["where"] == "on this CPU (AMD EPYC)"
+    assert timing_source(None, ["unknown"])["where"] == "on hardware these runs did not record"
+    assert timing_source(None, ["cuda NVIDIA H100"])["where"] == "on cuda NVIDIA H100"

@@ -366,7 +366,12 @@ def timing_source(timing: dict | None, devices: list[str]) -> dict:
                 "disturbed": window["disturbed"], "other_cpu_pct": window["other_cpu_pct"],
                 "load_avg_before": window["load_avg_before"][0], "load_avg_after": window["load_avg_after"][0]}
     device = devices[0] if len(devices) == 1 else "; ".join(devices)
-    where = f"on this CPU ({device[4:].split(' (')[0]})" if device.startswith("CPU ") else f"on {device}"
+    if device.startswith("CPU "):
+        where = f"on this CPU ({device[4:].split(' (')[0]})"
+    elif device == "unknown":  # runs recorded before the device was (the search's older final runs)
+        where = "on hardware these runs did not record"
+    else:
+        where = f"on {device}"
     return {"source": RUNS, "where": where, "device": device}
 
 
