@@ -36,7 +36,8 @@ def test_a_fresh_clone_pulls_the_data_and_checkpoints(tmp_path, tiny_archive):
     archive, sha = tiny_archive
     project = copy_project(tmp_path / "project")
     compose_params(project / "params.yaml", [
-        "pipeline.cells=[gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]", "trainer.max_epochs=1",
+        "pipeline.cells=[gru]", "pipeline.impls=[fused]", "pipeline.seeds=[0]", "pipeline.baselines=[]",
+        "trainer.max_epochs=1",
         "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8", "callbacks.progress_bar=null",
         f"logger.tracking_uri=sqlite:///{project}/mlflow.db"])
     remote = tmp_path / "remote"
