@@ -441,7 +441,7 @@ def test_compound_claim_a_combines_its_parts():
 
 
 def gradients_of(trained_reach: dict[str, list[int]], cap: int = 400) -> dict:
-    """gradients.json as rnnlab.findings.gradients writes it (curves left out: (d) reads the reaches), seeds 0, 1, ..."""
+    """gradients.json as rnnlab.findings.gradients writes it, seeds 0, 1, ... (curves left out: (d) reads reaches)"""
     return {"threshold": 1e-3, "cap": cap, "cells": {
         cell: {"seeds": list(range(len(reaches))), "trained_reach": reaches, "init_reach": [3] * len(reaches)}
         for cell, reaches in trained_reach.items()}}

@@ -29,7 +29,8 @@ def family_note(report: dict) -> str:
     compound = ("(a) and (d) hold when all their parts hold and do not hold when one does not" if gradient_tests
                 else "(a) holds when all its parts hold and does not hold when one does not")
     return (f"Rule: a claim holds when its interval lies inside the claim's region, does not hold when it lies "
-            f"wholly outside it, and is inconclusive when it straddles an edge; {compound}. This report makes {size} interval tests ({which}), "
+            f"wholly outside it, and is inconclusive when it straddles an edge; {compound}. This report makes {size} "
+            f"interval tests ({which}), "
             f"controlled as one family at family-wise error {alpha:g} with Holm's step-down adjustment: each verdict "
             f"uses the t-interval at the adjusted level shown beside it. The tables' intervals are the unadjusted "
             f"95% ones.")
@@ -147,6 +148,11 @@ def failures_section(report: dict) -> list[str]:
     return lines
 
 
+def seed_list(by_seed: dict) -> str:
+    """One cell's per-seed figures in seed order, e.g. `79, 64, 101`."""
+    return ", ".join(map(str, by_seed.values()))
+
+
 def claims_markdown(report: dict) -> str:
     where = (report.get("timing") or {}).get("where", "")
     lines = ["# The article's claims, measured", "", family_note(report), "", timing_note(report), ""]
@@ -175,10 +181,11 @@ def claims_markdown(report: dict) -> str:
     lines.append(f"## (d) RNN gradients vanish, LSTM/GRU gradients survive: {d['verdict']}")
     if "trained_reach" in d:
         lines.append("")
-        reaches = [f"{cell} {', '.join(map(str, reach.values()))} ({', '.join(map(str, d['init_reach'][cell].values()))})"
+        reaches = [f"{cell} {seed_list(reach)} ({seed_list(d['init_reach'][cell])})"
                    for cell, reach in d["trained_reach"].items()]
         cap = f", capped at the review length, {d['cap']} steps" if d.get("cap") else ""
-        lines.append(f"Reach: steps back from the end before |d loss / d x_t| falls below {d.get('threshold') or 1e-3:g} "
+        threshold = d.get("threshold") or 1e-3
+        lines.append(f"Reach: steps back from the end before |d loss / d x_t| falls below {threshold:g} "
                      f"of its end value{cap}; per seed, trained (at initialisation): " + "; ".join(reaches) + ".")
         lines.append("The test, per gated cell: log(its reach / the RNN's) per seed, claimed above 0; a capped "
                      "gated reach makes it a lower bound.")

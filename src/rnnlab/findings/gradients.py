@@ -5,9 +5,10 @@ validation reviews of one common length, as a function of the distance k = T - 1
 for the model at initialisation (same seed) and after training (the DVC train stage's checkpoint). With
 `last` pooling all of the loss enters at the last step, so this is the gradient's survival over k steps.
 
-`reach` is the distance at which the norm first falls below THRESHOLD (1e-3) of its value at the last step (T,
-the review length, when it never does: a reach is capped at T). Tiny gradients are measured, not zeroed: denormal flushing is a training setting (the
-`cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
+`reach` is the distance at which the norm first falls below THRESHOLD (1e-3) of its value at the last step
+(T, the review length, when it never does: a reach is capped at T). Tiny gradients are measured, not zeroed:
+denormal flushing is a training setting (the `cpu_settings` callback) that lives and dies with the training
+process, and this process never turns it on.
 
 Per cell of `pipeline.cells` it reads every planned run of one implementation (rnnlab.pipeline), fused if
 `pipeline.impls` has it, else its first: one per seed of `pipeline.seeds`, each measured trained and at its own
