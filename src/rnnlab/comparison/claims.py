@@ -24,8 +24,9 @@ Multiple comparisons: the interval tests of one report (every part of (a), (b) a
 with Holm's step-down method. Each test's p-value is the smallest alpha at which its two-sided (1 - alpha)
 t-interval decides it (inside the region or inside the complement); sorted p_(1) <= ... <= p_(m), the test of
 rank i is decided while p_(j) <= alpha / (m - j + 1) for every j <= i, and the step-down stops at the first rank
-k that fails. A test is judged on its t-interval at level 1 - alpha / (m - min(i, k) + 1): decided tests on the level at which they
-were decided, the others on the level at which the step-down stopped (their interval then straddles an edge).
+k that fails. A test is judged on its t-interval at level 1 - alpha / (m - min(i, k) + 1): decided tests on the
+level at which they were decided, the others on the level at which the step-down stopped (their interval then
+straddles an edge).
 An equivalence test by this rule is two one-sided tests at alpha/2 each (conservative).
 
 Figures are mean ± sd with unadjusted 95% t-intervals over seeds (`ci95`, to read); the verdicts use the
