@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rnnlab.cli import UserError
-from rnnlab.comparison.claims import adding_reach, judge_gradients
+from rnnlab.comparison.claims import adding_reach, judge_claims, judge_gradients
 from rnnlab.composition import compose_config
 from rnnlab.data.adding import AddingDataModule, adding_examples
 from rnnlab.findings.adding import Row, beyond_edge, choose_lr, compose_run, first_below, grid_edge, make_task, sweep
@@ -259,9 +259,9 @@ def test_claim_d_reads_the_sweeps_limits():
             "gru": {"10": {"0": row(250)}, "25": {"0": row(250)}, "50": {"0": row(1000)}}}
     results, limits = summarise(runs)
     adding = {"runs": runs, "results": results, "limits": limits, "complete": True}
-    gradients = {"cells": {cell: {"init_reach": 3, "trained_reach": reach}
-                           for cell, reach in (("rnn", 5), ("lstm", 50), ("gru", 60))}}
-    claim = judge_gradients(gradients, adding)
+    gradients = {"cap": 400, "cells": {cell: {"seeds": [0, 1], "init_reach": [3, 3], "trained_reach": reaches}
+                                       for cell, reaches in (("rnn", [5, 7]), ("lstm", [50, 70]), ("gru", [60, 90]))}}
+    claim = judge_claims([], gradients=gradients, adding=adding)[1]
     assert claim["verdict"] == "holds"
     assert claim["adding_learned_up_to"] == {"rnn": 10, "lstm": 25, "gru": 50} == adding_reach(adding)
     assert claim["adding_limit"] == {"rnn": 25, "lstm": 50, "gru": None}

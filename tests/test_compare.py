@@ -9,6 +9,7 @@ registry, real MLflow runs in a real sqlite store, each with a logged model entr
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from rnnlab.comparison.claims import (
     holm,
     interval_test,
     judge_all,
+    judge_claims,
     judge_counting_failures,
     judge_gradients,
     locate,
@@ -100,13 +102,16 @@ def test_the_articles_world_passes_every_claim(tmp_path):
         "lstm": ([0.870, 0.871, 0.872], [200, 210, 204]),
         "gru": ([0.871, 0.870, 0.872], [100, 104, 103]),
     })
-    gradients = {"cells": {cell: {"init_reach": 3, "trained_reach": reach} for cell, reach in
-                           (("rnn", 5), ("lstm", 50), ("gru", 60))}}
+    gradients = gradients_of({"rnn": [5, 9, 7], "lstm": [50, 60, 55], "gru": [60, 70, 400]})
     (tmp_path / "findings").mkdir()
     (tmp_path / "findings" / "gradients.json").write_text(json.dumps(gradients))
     run_compare(tmp_path, *pipeline)
-    assert json.loads((tmp_path / "compare" / "claims.json").read_text())["d_rnn_gradients_vanish"][
-        "verdict"] == "holds"
+    written = json.loads((tmp_path / "compare" / "claims.json").read_text())
+    assert written["d_rnn_gradients_vanish"]["verdict"] == "holds"
+    assert written["family"]["tests"] == 6 + 2 and written["family"]["gradient_tests"] == 2  # (d)'s two join
+    said = (tmp_path / "compare" / "claims.md").read_text()
+    assert "falls below 0.001 of its end value, capped at the review length, 400 steps" in said
+    assert "(a), (b) and (c), every implementation, and (d)'s 2" in said
     report = claims(tmp_path / "compare")["explicit"]
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "holds"
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "holds"
@@ -115,7 +120,7 @@ def test_the_articles_world_passes_every_claim(tmp_path):
         (200 / 100 + 210 / 104 + 204 / 103) / 3)
     text = (tmp_path / "compare" / "claims.md").read_text()
     assert "## Implementation: explicit" in text and "(c) LSTM ≈ 2x GRU's time:** on this CPU (test): holds" in text
-    assert "(trained; at initialisation): rnn 5 (3), lstm 50 (3), gru 60 (3)" in text
+    assert "per seed, trained (at initialisation): rnn 5, 9, 7 (3, 3, 3); lstm 50, 60, 55 (3, 3, 3)" in text
     # nothing failed: one line says so, and the verdicts are not repeated
     assert "## Failed runs: none\n\nAll 9 runs finished" in text and "counted as chance" not in text
     assert (tmp_path / "compare" / "accuracy_vs_time.png").stat().st_size > 0
@@ -435,13 +440,56 @@ def test_compound_claim_a_combines_its_parts():
     assert [p["verdict"] for p in parts] == ["inconclusive", "inconclusive", "holds", "holds"]
 
 
-def test_claim_d_maps_onto_the_same_words():
-    def gradients(rnn_reach):
-        return {"cells": {cell: {"init_reach": 3, "trained_reach": reach}
-                          for cell, reach in (("rnn", rnn_reach), ("lstm", 50), ("gru", 60))}}
-    assert judge_gradients(gradients(5), None)["verdict"] == "holds"
-    assert judge_gradients(gradients(55), None)["verdict"] == "does not hold"
-    assert judge_gradients(None, None)["verdict"] == "not testable"
+def gradients_of(trained_reach: dict[str, list[int]], cap: int = 400) -> dict:
+    """gradients.json as rnnlab.findings.gradients writes it, seeds 0, 1, ... (curves left out: (d) reads reaches)"""
+    return {"threshold": 1e-3, "cap": cap, "cells": {
+        cell: {"seeds": list(range(len(reaches))), "trained_reach": reaches, "init_reach": [3] * len(reaches)}
+        for cell, reaches in trained_reach.items()}}
+
+
+def judged_d(trained_reach: dict[str, list[int]]) -> dict:
+    """(d) judged as compare judges it (its own family here: no runs)."""
+    return judge_claims([], gradients=gradients_of(trained_reach))[1]
+
+
+CAPPED = [400, 400, 400]  # the gated cells' gradient reaches the whole review in every seed
+
+
+@pytest.mark.parametrize("rnn, lstm, gru, verdict", [
+    ([5, 9, 7], [50, 60, 55], [60, 70, 65], "holds"),
+    ([300, 350, 400], [5, 9, 7], [6, 8, 7], "does not hold"),
+    ([300, 350, 400], [50, 60, 55], CAPPED, "does not hold"),  # one gated cell's part fails: (d) fails
+    ([5, 300, 40], [60, 50, 400], CAPPED, "inconclusive"),  # the RNN's seeds spread over the gated cells' reach
+    ([5], [50], [60], "not testable"),  # one seed: no interval
+])
+def test_claim_d_has_the_three_outcomes_over_seeds(rnn, lstm, gru, verdict):
+    claim = judged_d({"rnn": rnn, "lstm": lstm, "gru": gru})
+    assert claim["verdict"] == verdict
+    assert [p["name"] for p in claim["parts"]] == ["lstm / rnn reach", "gru / rnn reach"]
+    if verdict != "not testable":
+        assert all(p["family"] == 2 for p in claim["parts"])  # both parts are tests of the Holm family
+
+
+def test_claim_d_with_capped_gated_reaches():
+    # Capped gated reaches, an RNN alike in every seed: zero spread, the difference wholly above 0 -> holds
+    claim = judged_d({"rnn": [79, 79, 79], "lstm": CAPPED, "gru": CAPPED})
+    assert claim["verdict"] == "holds"
+    assert claim["parts"][0]["interval"] == pytest.approx([math.log(400 / 79)] * 2)
+    # capped gated cells, a spread RNN well below the cap: still holds, by the RNN's spread
+    assert judged_d({"rnn": [60, 79, 100], "lstm": CAPPED, "gru": CAPPED})["verdict"] == "holds"
+    # every reach at the cap: nothing measured, inconclusive, and no test in the family
+    claim = judged_d({"rnn": CAPPED, "lstm": CAPPED, "gru": CAPPED})
+    assert claim["verdict"] == "inconclusive" and "both reach the cap (400 steps)" in claim["parts"][0]["why"]
+    assert judge_claims([], gradients=gradients_of({"rnn": CAPPED, "lstm": CAPPED, "gru": CAPPED}))[2] == 0
+
+
+def test_claim_d_without_a_seeded_measurement_is_not_testable():
+    assert judge_gradients(None)["verdict"] == "not testable"
+    older = {"cells": {cell: {"init_reach": 3, "trained_reach": reach}  # one seed, before the seeds were measured
+                       for cell, reach in (("rnn", 5), ("lstm", 50), ("gru", 60))}}
+    assert judge_claims([], gradients=older)[1]["verdict"] == "not testable"
+    assert judged_d({"rnn": [5, 6], "gru": [50, 60]})["verdict"] == "holds"  # one gated cell is enough
+    assert judged_d({"lstm": [5, 6], "gru": [50, 60]})["verdict"] == "not testable"
 
 
 CLOSE = {"lstm": {"acc": [0.8620, 0.8622, 0.8624]}, "gru": {"acc": [0.8700, 0.8702, 0.8704]}}  # 0.8 points apart

@@ -47,7 +47,7 @@ def write_gradients(path: Path) -> Path:
     distance = list(range(6))
     cells = {
         cell: {"init": [decay**k for k in distance], "trained": [(decay**0.5) ** k for k in distance],
-               "init_reach": 2, "trained_reach": 4}
+               "seeds": [0, 1], "init_reach": [2, 3], "trained_reach": [4, 4]}  # as the stage writes it: per seed
         for cell, decay in (("rnn", 0.1), ("lstm", 0.5), ("gru", 0.6))
     }
     path.write_text(json.dumps({"distance": distance, "threshold": 1e-3, "cells": cells}))

@@ -9,9 +9,12 @@ import pytest
 from rnnlab.cells import CELL_NAMES as CELLS
 from rnnlab.cli import UserError
 from rnnlab.findings.gradients import run_dirs
+from rnnlab.models.recurrent_module import TrainingDiverged
 from rnnlab.params import compose_params
 from rnnlab.pipeline import PlannedRun
-from tests.helpers.project import copy_project, run_dvc
+from rnnlab.train import train
+from tests.helpers.project import copy_project, run_dvc, run_module
+from tests.helpers.training import compose_tiny
 
 
 @pytest.mark.slow
@@ -115,7 +118,7 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_archive):
         assert changes == [{"changed deps": {"src/rnnlab/run/cpu.py": "modified"}}], (stage, changes)
 
 
-def test_gradients_measure_each_cells_lowest_seed_that_did_not_diverge(tmp_path):
+def test_gradients_measure_every_seed_that_did_not_diverge(tmp_path):
     runs = [PlannedRun(cell, "fused", seed) for seed in (0, 1) for cell in ("rnn", "gru")]
     for run in runs:
         folder = tmp_path / run.name
@@ -123,7 +126,48 @@ def test_gradients_measure_each_cells_lowest_seed_that_did_not_diverge(tmp_path)
         (folder / "model.ckpt").write_bytes(b"")
         record = {"seed": run.seed, **({"diverged": "training diverged"} if run.name == "gru-fused-0" else {})}
         (folder / "metrics.json").write_text(json.dumps(record))
-    assert run_dirs(tmp_path, runs) == [tmp_path / "rnn-fused-0", tmp_path / "gru-fused-1"]
+    assert run_dirs(tmp_path, runs) == ({"rnn": [tmp_path / "rnn-fused-0", tmp_path / "rnn-fused-1"],
+                                         "gru": [tmp_path / "gru-fused-1"]}, {"gru": ["gru-fused-0"]})
     (tmp_path / "gru-fused-1" / "metrics.json").write_text(json.dumps({"seed": 1, "diverged": "training diverged"}))
     with pytest.raises(UserError, match=r"every run of gru diverged \(gru-fused-0, gru-fused-1\)"):
         run_dirs(tmp_path, runs)
+
+
+def test_the_gradients_stage_measures_every_seed(prepared_dir, tmp_path):
+    # Real tiny runs as the train stages leave them: rnn and gru, seeds 0-2, fused; gru's seed 2 diverges (lr = inf)
+    train_dir = tmp_path / "train"
+    for cell in ("rnn", "gru"):
+        for seed in (0, 1, 2):
+            diverges = cell == "gru" and seed == 2
+            cfg = compose_tiny(prepared_dir, tmp_path, f"model.cell={cell}", "model.impl=fused", f"seed={seed}",
+                               "trainer.max_epochs=1", f"export_dir={train_dir}/{cell}-fused-{seed}",
+                               *(["model.optimizer.lr=inf"] if diverges else []))
+            if diverges:
+                with pytest.raises(TrainingDiverged):
+                    train(cfg)
+            else:
+                train(cfg)
+    findings = tmp_path / "findings"
+    result = run_module("rnnlab.findings.gradients", f"paths.prepared_dir={prepared_dir}",
+                        f"paths.train_dir={train_dir}", f"paths.findings_dir={findings}", "pipeline.cells=[rnn,gru]",
+                        "pipeline.impls=[fused]", "pipeline.seeds=[0,1,2]", "pipeline.baselines=[]",
+                        "findings.gradients.length=5", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "left out, training diverged: gru-fused-2" in result.stderr
+    measured = json.loads((findings / "gradients.json").read_text())
+    assert measured["cap"] == 5 and measured["threshold"] == 1e-3
+    assert [measured["cells"][cell]["seeds"] for cell in ("rnn", "gru")] == [[0, 1, 2], [0, 1]]
+    assert measured["cells"]["gru"]["diverged"] == ["gru-fused-2"]
+    for curves in measured["cells"].values():
+        n = len(curves["seeds"])
+        for name in ("init", "trained"):
+            assert len(curves[f"{name}_reach"]) == n and all(1 <= r <= 5 for r in curves[f"{name}_reach"])
+            assert len(curves[f"{name}_by_seed"]) == n and all(len(c) == 5 for c in curves[f"{name}_by_seed"])
+            assert len(curves[name]) == 5
+        # each seed starts from its own weights: their curves differ
+        assert curves["init_by_seed"][0] != curves["init_by_seed"][1]
+    # the mean curve lies within its band (lowest to highest seed)
+    rnn = measured["cells"]["rnn"]
+    assert all(min(c) <= m * (1 + 1e-9) and m <= max(c) * (1 + 1e-9)
+               for m, c in zip(rnn["trained"], zip(*rnn["trained_by_seed"])))
+    assert (findings / "gradients.png").stat().st_size > 0

@@ -8,8 +8,10 @@
 (c) the LSTM takes about twice the GRU's training time: the mean per-seed ratio LSTM / GRU claimed inside
     TIME_RATIO_RANGE, [1.5, 2.5];
 (d) RNN gradients vanish over long spans while LSTM/GRU gradients survive (from the gradient-decay
-    measurement, and the adding problem when its results are given): no interval; it holds when the RNN's
-    gradient reaches fewer steps back than every gated cell's, else it does not hold.
+    measurement, rnnlab.findings.gradients, and the adding problem when its results are given, to read): two
+    interval tests, per seed log(gated reach / RNN reach) for LSTM and for GRU over the seeds both measured,
+    each claimed above 0. A trained model's reach: the steps back from the end before |d loss / d x_t| falls
+    below 1e-3 of its end value, capped at the review length (400 by default).
 
 The rule, one for every interval test: a claim's quantity has a region (below 0, inside ±margin, inside [1.5,
 2.5]). The test *holds* when its interval lies inside the region, *does not hold* when it lies wholly outside
@@ -17,13 +19,14 @@ it (inside the complement), and is *inconclusive* when it straddles an edge. A c
 every part holds, does not hold when some part does not hold, and is inconclusive otherwise. With fewer than
 two seeds a test is "not testable".
 
-Multiple comparisons: the interval tests of one report (every part of (a), (b) and (c), per implementation)
-are one family, controlled at family-wise level 1 - `compare.alpha` (5% by default) with Holm's step-down
-method. Each test's p-value is the smallest alpha at which its two-sided (1 - alpha) t-interval decides it
-(inside the region or inside the complement); sorted p_(1) <= ... <= p_(m), the test of rank i is decided while
-p_(j) <= alpha / (m - j + 1) for every j <= i, and the step-down stops at the first rank k that fails. A test is
-judged on its t-interval at level 1 - alpha / (m - min(i, k) + 1): decided tests on the level at which they
-were decided, the others on the level at which the step-down stopped (their interval then straddles an edge).
+Multiple comparisons: the interval tests of one report (every part of (a), (b) and (c), per implementation, and
+(d)'s two, measured once) are one family, controlled at family-wise level 1 - `compare.alpha` (5% by default)
+with Holm's step-down method. Each test's p-value is the smallest alpha at which its two-sided (1 - alpha)
+t-interval decides it (inside the region or inside the complement); sorted p_(1) <= ... <= p_(m), the test of
+rank i is decided while p_(j) <= alpha / (m - j + 1) for every j <= i, and the step-down stops at the first rank
+k that fails. A test is judged on its t-interval at level 1 - alpha / (m - min(i, k) + 1): decided tests on the
+level at which they were decided, the others on the level at which the step-down stopped (their interval then
+straddles an edge).
 An equivalence test by this rule is two one-sided tests at alpha/2 each (conservative).
 
 Figures are mean ± sd with unadjusted 95% t-intervals over seeds (`ci95`, to read); the verdicts use the
@@ -270,21 +273,48 @@ def tests_of(claim: dict) -> list[dict]:
     return claim.get("parts") or ([claim["test"]] if "test" in claim else [])
 
 
-def judge_gradients(gradients: dict | None, adding: dict | None) -> dict:
-    """(d): no interval; holds when the RNN's trained gradient reaches fewer steps back than every gated cell's."""
+def judge_gradients(gradients: dict | None, adding: dict | None = None) -> dict:
+    """(d), unjudged (`holm` judges its parts with the rest of the report): per gated cell, the mean over seeds of
+    log(gated reach / RNN reach), paired by seed, claimed above 0 (the gated cell's gradient reaches further back).
+
+    The reach is capped at the review length (`cap`), and the gated cells' trained reach often is the cap in every
+    seed. The cap only shortens a reach, so a capped gated reach makes the difference a lower bound: an interval
+    that lies wholly above 0 still says "holds" -- including one of width zero, when every seed's difference is the
+    same (deciding_p and t_interval give zero spread a zero width; a repeated difference is what was measured).
+    Where both reaches are at the cap in every seed nothing is measured, so the part is inconclusive without a test.
+    An older gradients.json (one seed, reaches as numbers) reads as one seed: not testable."""
     if not gradients:
         return {"verdict": NOT_TESTABLE, "why": "no gradient measurement (dvc repro gradients)"}
-    reach = {cell: curves["trained_reach"] for cell, curves in gradients["cells"].items()}
-    gated = [c for c in ("lstm", "gru") if c in reach]
-    if "rnn" not in reach or not gated:
-        return {"verdict": NOT_TESTABLE, "why": "needs rnn and lstm or gru gradients", "trained_reach": reach}
-    holds = all(reach["rnn"] < reach[c] for c in gated)
-    result = {"verdict": HOLDS if holds else FAILS, "trained_reach": reach,
-              "init_reach": {c: v["init_reach"] for c, v in gradients["cells"].items()}}
+    measured = gradients["cells"]
+    reaches = {cell: by_seed(curves, "trained_reach") for cell, curves in measured.items()}
+    result: dict = {"trained_reach": reaches, "init_reach": {c: by_seed(v, "init_reach") for c, v in measured.items()},
+                    "threshold": gradients.get("threshold"), "cap": gradients.get("cap")}
+    gated = [c for c in ("lstm", "gru") if c in reaches]
+    if "rnn" not in reaches or not gated:
+        return {**result, "verdict": NOT_TESTABLE, "why": "needs rnn and lstm or gru gradients"}
+    parts = []
+    for other in gated:
+        seeds = sorted(set(reaches["rnn"]) & set(reaches[other]))
+        pairs = [(reaches[other][s], reaches["rnn"][s]) for s in seeds]
+        figure = describe([math.log(g / r) for g, r in pairs] or [math.nan])
+        test = interval_test(f"{other} / rnn reach", figure, 0.0, None, "(0, ∞) in log", closed=False)
+        cap = gradients.get("cap")
+        if len(pairs) >= 2 and cap is not None and all(g == r == cap for g, r in pairs):
+            test = {k: v for k, v in test.items() if k != "p"}  # left out of the family: nothing to test
+            test.update(verdict=INCONCLUSIVE, why=f"both reach the cap ({cap} steps) in every seed")
+        parts.append({**test, "unit": "log ratio", "ci95": figure["ci95"], "seeds": seeds})
+    result["parts"] = parts
     if adding and adding.get("complete"):  # a finished sweep of rnnlab.findings.adding (an older file: none)
         result["adding_learned_up_to"] = adding_reach(adding)
         result["adding_limit"] = adding["limits"]
     return result
+
+
+def by_seed(curves: dict, key: str) -> dict[int, int]:
+    """seed -> reach of one cell's measurement; an older file's single reach (one seed, unnamed) under seed 0."""
+    if isinstance(curves[key], list):
+        return dict(zip(curves["seeds"], curves[key]))
+    return {0: curves[key]}
 
 
 def adding_reach(adding: dict) -> dict[str, int]:
@@ -298,20 +328,23 @@ CLAIMS = ("a_rnn_fastest_least_accurate", "b_lstm_gru_similar_accuracy", "c_lstm
 
 
 def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: float = ALPHA,
-                 timing: dict | None = None) -> tuple[dict, int]:
-    """impl -> claim -> judged claim, every interval test of every implementation one Holm family; and the
-    family's size. timing: the controlled timing measurement (timing.json), for the time parts of (a) and (c)."""
+                 timing: dict | None = None, gradients: dict | None = None,
+                 adding: dict | None = None) -> tuple[dict, dict, int]:
+    """impl -> claim -> judged claim, and (d) judged from `gradients`: every interval test of every implementation
+    and (d)'s one Holm family; and the family's size. timing: the controlled timing measurement (timing.json), for
+    the time parts of (a) and (c)."""
     claims = {}
     for impl, cells in sorted(group_runs(runs).items()):
         timed = timed_rounds(timing, impl)
         claims[impl] = {CLAIMS[0]: judge_fastest_least_accurate(cells, timed),
                         CLAIMS[1]: judge_similar_accuracy(cells, margin), CLAIMS[2]: judge_time_ratio(cells, timed)}
-    size = holm((t for judged in claims.values() for claim in judged.values() for t in tests_of(claim)), alpha)
-    for judged in claims.values():
-        for claim in judged.values():
-            if tests_of(claim):
-                claim["verdict"] = combine(t["verdict"] for t in tests_of(claim))
-    return claims, size
+    vanish = judge_gradients(gradients, adding)
+    every_claim = [*(claim for judged in claims.values() for claim in judged.values()), vanish]
+    size = holm((t for claim in every_claim for t in tests_of(claim)), alpha)
+    for claim in every_claim:
+        if tests_of(claim):
+            claim["verdict"] = combine(t["verdict"] for t in tests_of(claim))
+    return claims, vanish, size
 
 
 def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None,
@@ -320,8 +353,8 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
     """Every claim, per implementation, with the figures behind each verdict; (b) also at `margins_shown`
     (each with the whole family judged again at that margin). timing: the controlled timing measurement
     (timing.json), which the time parts of (a) and (c) are judged from when given."""
-    claims, size = judge_claims(runs, margin, alpha, timing)
-    at_margins = {m: judge_claims(runs, m, alpha, timing)[0] for m in sorted({*margins_shown, margin})}
+    claims, vanish, size = judge_claims(runs, margin, alpha, timing, gradients, adding)
+    at_margins = {m: judge_claims(runs, m, alpha, timing, gradients)[0] for m in sorted({*margins_shown, margin})}
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
         figures = {cell: {"test_acc": describe([r["test_acc"] for r in cells[cell].values()]),
@@ -336,9 +369,10 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
         report["implementations"][impl] = {"cells": figures, **claims[impl]}
         report["implementations"][impl][CLAIMS[1]]["at_margins"] = {
             f"{m:g}": judged[impl][CLAIMS[1]]["verdict"] for m, judged in at_margins.items()}
-    report["family"] = {"tests": size, "alpha": alpha, "method": "Holm step-down",
-                        "margin": margin, "margins_shown": sorted({*margins_shown, margin})}
-    report["d_rnn_gradients_vanish"] = judge_gradients(gradients, adding)
+    report["family"] = {"tests": size, "alpha": alpha, "method": "Holm step-down", "margin": margin,
+                        "margins_shown": sorted({*margins_shown, margin}),
+                        "gradient_tests": sum("p" in t for t in tests_of(vanish))}
+    report["d_rnn_gradients_vanish"] = vanish
     report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
     report["timing"] = timing_source(timing, report["devices"])
     return report
@@ -390,6 +424,7 @@ def judge_counting_failures(runs: list[dict], gradients: dict | None = None, add
                 figures["runs"] = counts(list(by_seed.values()), unstable_drop)
     report["failures"] = {"attempted": len(runs), "failed": failed_names(runs), "unstable_drop": unstable_drop}
     if report["failures"]["failed"]:
-        as_chance = judge_all(failures_as_chance(runs), None, None, margin, margins_shown, alpha, timing)
+        # (d) stays in the family (the same tests; its measurement leaves diverged runs out either way)
+        as_chance = judge_all(failures_as_chance(runs), gradients, None, margin, margins_shown, alpha, timing)
         report["failures"]["as_chance"] = {key: as_chance[key] for key in ("implementations", "family")}
     return report

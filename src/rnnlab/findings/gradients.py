@@ -5,12 +5,17 @@ validation reviews of one common length, as a function of the distance k = T - 1
 for the model at initialisation (same seed) and after training (the DVC train stage's checkpoint). With
 `last` pooling all of the loss enters at the last step, so this is the gradient's survival over k steps.
 
-`reach` is the distance at which the norm first falls below 1e-3 of its value at the last step (T when it
-never does). Tiny gradients are measured, not zeroed: denormal flushing is a training setting (the
-`cpu_settings` callback) that lives and dies with the training process, and this process never turns it on.
+`reach` is the distance at which the norm first falls below THRESHOLD (1e-3) of its value at the last step
+(T, the review length, when it never does: a reach is capped at T). Tiny gradients are measured, not zeroed:
+denormal flushing is a training setting (the `cpu_settings` callback) that lives and dies with the training
+process, and this process never turns it on.
 
-Per cell of `pipeline.cells` it reads one planned run (rnnlab.pipeline): the lowest seed of `pipeline.seeds`
-whose training did not diverge, fused if `pipeline.impls` has it, else its first. Settings: `findings.gradients` (length, reviews) and `paths`.
+Per cell of `pipeline.cells` it reads every planned run of one implementation (rnnlab.pipeline), fused if
+`pipeline.impls` has it, else its first: one per seed of `pipeline.seeds`, each measured trained and at its own
+initialisation. A run whose training diverged has no trained model: it is left out and named (`diverged`).
+gradients.json keeps each seed's curves and reaches (claim (d) judges the reaches over seeds); the figure shows
+each cell's geometric mean curve over seeds with the band from the lowest to the highest seed.
+Settings: `findings.gradients` (length, reviews) and `paths`.
 The baselines (`pipeline.baselines`: the bag of embeddings) are left out: without recurrence a token's gradient
 does not depend on its distance from the end (the mean weighs every token alike), so there is no decay to measure.
 
@@ -41,7 +46,8 @@ from rnnlab.files import replacing, write_atomically
 from rnnlab.models.recurrent_module import RecurrentModule  # noqa: E402
 from rnnlab.pipeline import PlannedRun, planned_runs, run_folder  # noqa: E402
 
-THRESHOLD = 1e-3
+THRESHOLD = 1e-3  # the reach: steps back until the norm falls below this fraction of its end value
+FLOOR = 1e-45  # about the smallest float32 (a denormal): where an exact zero is drawn and averaged
 
 
 def review_batch(data_dir: Path, length: int, count: int, vocab_size: int) -> tuple[torch.Tensor, ...]:
@@ -71,25 +77,45 @@ def reach(norms: np.ndarray) -> int:
     return int(below[0]) if len(below) else len(norms)
 
 
-def measure(run_dirs: list[Path], data_dir: Path, length: int, count: int) -> dict:
-    """Both curves of each run's cell; `reviews` records how many reviews were averaged (at most `count`)."""
+def measure_run(run_dir: Path, data_dir: Path, length: int, count: int) -> tuple[str, int, dict, int]:
+    """One run's cell, seed, both curves (at its initialisation and trained) and how many reviews were averaged."""
+    trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu", weights_only=True)
+    settings = dict(trained.hparams)
+    if settings.get("pooling") != "last":
+        print(f"gradients: note: {run_dir.name} pools with {settings.get('pooling')!r}, not 'last'; "
+              "the loss then enters at every step", file=sys.stderr)
+    seed = int(json.loads((run_dir / "metrics.json").read_text())["seed"])
+    torch.manual_seed(seed)
+    initial = RecurrentModule(**settings)  # the same seed gives the run's own starting weights
+    batch = review_batch(data_dir, length, count, settings["vocab_size"])
+    curves = {"init": gradient_by_distance(initial, batch), "trained": gradient_by_distance(trained, batch)}
+    return settings["cell"], seed, curves, len(batch[0])
+
+
+def mean_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """The geometric mean over seeds: the curves span many decades, so they are averaged on the log scale the
+    figure shows (an exact zero counts as the smallest float32, FLOOR)."""
+    return np.exp(np.mean(np.log(np.maximum(np.array(curves), FLOOR)), axis=0))
+
+
+def measure(run_dirs: dict[str, list[Path]], data_dir: Path, length: int, count: int,
+            diverged: dict[str, list[str]] | None = None) -> dict:
+    """Per cell, every run's curves and reaches by seed (`seeds`, and `*_reach` / `*_by_seed` in that order), the
+    mean curves (`init`, `trained`) and the diverged runs left out; `reviews`: how many reviews were averaged."""
     cells = {}
-    for run_dir in run_dirs:
-        trained = RecurrentModule.load_from_checkpoint(run_dir / "model.ckpt", map_location="cpu", weights_only=True)
-        settings = dict(trained.hparams)
-        if settings.get("pooling") != "last":
-            print(f"gradients: note: {run_dir.name} pools with {settings.get('pooling')!r}, not 'last'; "
-                  "the loss then enters at every step", file=sys.stderr)
-        torch.manual_seed(json.loads((run_dir / "metrics.json").read_text())["seed"])
-        initial = RecurrentModule(**settings)  # the same seed gives the run's own starting weights
-        batch = review_batch(data_dir, length, count, settings["vocab_size"])
-        curves = {"init": gradient_by_distance(initial, batch), "trained": gradient_by_distance(trained, batch)}
-        cells[settings["cell"]] = {
-            **{name: curve.tolist() for name, curve in curves.items()},
-            **{f"{name}_reach": reach(curve) for name, curve in curves.items()},
-        }
-    reviews = len(batch[0])  # the same reviews for every cell: those of the validation split this long
-    return {"distance": list(range(length)), "threshold": THRESHOLD, "reviews": reviews, "cells": cells}
+    for cell_dirs in run_dirs.values():
+        measured = [measure_run(run_dir, data_dir, length, count) for run_dir in cell_dirs]
+        cell = measured[0][0]
+        found = {"seeds": [seed for _, seed, _, _ in measured], "diverged": (diverged or {}).get(cell, [])}
+        for name in ("init", "trained"):
+            curves = [curve[name] for _, _, curve, _ in measured]
+            found[name] = mean_curve(curves).tolist()
+            found[f"{name}_reach"] = [reach(curve) for curve in curves]
+            found[f"{name}_by_seed"] = [curve.tolist() for curve in curves]
+        cells[cell] = found
+        reviews = measured[0][3]  # the same reviews for every run: those of the validation split this long
+    return {"distance": list(range(length)), "threshold": THRESHOLD, "cap": length, "reviews": reviews,
+            "cells": cells}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -97,13 +123,18 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.5), sharey=True, squeeze=False)
     for ax, (cell, curves) in zip(axes[0], cells.items()):
         for name in ("init", "trained"):
-            values = np.maximum(np.array(curves[name]), 1e-45)  # log axis: an exact zero would vanish
-            ax.plot(result["distance"], values, label=f"{name} (reach {curves[f'{name}_reach']})")
-        ax.set(yscale="log", xlabel="distance from the last step", title=cell)
+            by_seed = np.maximum(np.array(curves[f"{name}_by_seed"]), FLOOR)  # log axis: a zero would vanish
+            reaches = ", ".join(map(str, curves[f"{name}_reach"]))
+            line, = ax.plot(result["distance"], np.maximum(curves[name], FLOOR), label=f"{name} (reach {reaches})")
+            ax.fill_between(result["distance"], by_seed.min(axis=0), by_seed.max(axis=0), color=line.get_color(),
+                            alpha=0.2, linewidth=0)
+        seeds = curves["seeds"]
+        ax.set(yscale="log", xlabel="distance from the last step",
+               title=f"{cell} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
     axes[0][0].set_ylabel("|d loss / d x_t|, mean over reviews")
-    fig.suptitle("Gradient reaching each input step")
+    fig.suptitle("Gradient reaching each input step: geometric mean over seeds, band from lowest to highest")
     fig.tight_layout()
     with replacing(path) as temporary:
         fig.savefig(temporary, dpi=100)
@@ -111,8 +142,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
-    """The planned runs of one implementation, fused if the pipeline trains it, else its first; by seed (run_dirs
-    measures each cell's lowest seed whose training did not diverge)."""
+    """The planned runs of one implementation, fused if the pipeline trains it, else its first; by seed."""
     try:
         runs = planned_runs(pipeline)
     except ValueError as e:
@@ -121,15 +151,13 @@ def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
     return sorted((run for run in runs if run.impl == impl), key=lambda run: run.seed)
 
 
-def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> list[Path]:
-    """Per cell, the train stage's folder of its first run (in `runs`' order) whose training did not diverge: a
-    diverged run's model (rnnlab.run.export.export_diverged) is no trained model. UserError if a run lacks its
-    checkpoint or metrics, or every run of a cell diverged."""
-    folders: dict[str, Path] = {}
+def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> tuple[dict[str, list[Path]], dict[str, list[str]]]:
+    """Per cell (in cell order), the train stage's folders of its runs (in `runs`' order) whose training did not
+    diverge, and the names of those that diverged: a diverged run's model (rnnlab.run.export.export_diverged) is
+    no trained model. UserError if a run lacks its checkpoint or metrics, or every run of a cell diverged."""
+    folders: dict[str, list[Path]] = {}
     diverged: dict[str, list[str]] = {}
     for run in runs:
-        if run.cell in folders:
-            continue
         folder = run_folder(train_dir, run)
         for name in ("model.ckpt", "metrics.json"):
             if not (folder / name).is_file():
@@ -137,12 +165,12 @@ def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> list[Path]:
         if "diverged" in json.loads((folder / "metrics.json").read_text()):
             diverged.setdefault(run.cell, []).append(run.name)
         else:
-            folders[run.cell] = folder
+            folders.setdefault(run.cell, []).append(folder)
     failed = sorted(set(diverged) - set(folders))
     if failed:
         names = [name for cell in failed for name in diverged[cell]]
         raise UserError(f"every run of {', '.join(failed)} diverged ({', '.join(names)}): no trained model to measure")
-    return [folders[cell] for cell in sorted(folders, key=cell_rank)]
+    return {cell: folders[cell] for cell in sorted(folders, key=cell_rank)}, diverged
 
 
 @hydra_app("gradients")
@@ -153,15 +181,17 @@ def main(cfg: DictConfig) -> None:
         count = positive_int("findings.gradients.reviews", settings.reviews)
     except ValueError as e:
         raise UserError(str(e)) from e
-    folders = run_dirs(Path(paths.train_dir), pick_runs(cfg.pipeline))
-    result = measure(folders, Path(paths.prepared_dir), length, count)
+    folders, diverged = run_dirs(Path(paths.train_dir), pick_runs(cfg.pipeline))
+    for cell, names in diverged.items():
+        print(f"gradients: note: left out, training diverged: {', '.join(names)}", file=sys.stderr)
+    result = measure(folders, Path(paths.prepared_dir), length, count, diverged)
     out = Path(paths.findings_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "gradients.json", json.dumps(result) + "\n")
     plot(result, out / "gradients.png")
     for cell, curves in result["cells"].items():
-        print(f"{cell}: gradient falls below {THRESHOLD:g} of its end value after "
-              f"{curves['init_reach']} steps at init, {curves['trained_reach']} trained")
+        print(f"{cell}, seeds {curves['seeds']}: gradient falls below {THRESHOLD:g} of its end value after "
+              f"{curves['init_reach']} steps at init, {curves['trained_reach']} trained (cap {length})")
 
 
 if __name__ == "__main__":
