@@ -42,7 +42,7 @@ REQUIREMENTS = ("mlflow", "torch", "pytorch-lightning", "torchmetrics", "tokeniz
 # The part of rnnlab the model carries (relative to the package folder): what served_model.py imports, and
 # nothing else (no command line, so no Hydra; no search, bench or findings). The same test checks it is enough.
 SERVED_CODE = (
-    "__init__.py", "cells.py", "checks.py", "errors.py", "files.py", "sqlite_store.py", "tracking.py",
+    "__init__.py", "cells/__init__.py", "checks.py", "errors.py", "files.py", "sqlite_store.py", "tracking.py",
     "data/__init__.py", "data/arrays.py", "data/base.py", "data/imdb.py", "data/sampler.py", "data/text.py",
     "models/__init__.py", "models/encoder.py", "models/explicit.py", "models/network.py",
     "models/recurrent_module.py", "models/sequence.py", "models/sequence_kernel.cpp",
