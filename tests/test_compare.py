@@ -111,7 +111,9 @@ def test_the_articles_world_passes_every_claim(tmp_path):
     assert written["family"]["tests"] == 6 + 2 and written["family"]["gradient_tests"] == 2  # (d)'s two join
     said = (tmp_path / "compare" / "claims.md").read_text()
     assert "falls below 0.001 of its end value, capped at the review length, 400 steps" in said
-    assert "(a), (b) and (c), every implementation, and (d)'s 2" in said
+    assert "8 interval tests (the parts of (a), (b) and (c) on explicit, 6, and (d)'s 2, measured once)" in said
+    assert [m for m in written["family"]["members"] if m["claim"] == "d"] == [  # the family's record: its tests
+        {"claim": "d", "impl": None, "test": "lstm / rnn reach"}, {"claim": "d", "impl": None, "test": "gru / rnn reach"}]
     report = claims(tmp_path / "compare")["explicit"]
     assert report["a_rnn_fastest_least_accurate"]["verdict"] == "holds"
     assert report["b_lstm_gru_similar_accuracy"]["verdict"] == "holds"

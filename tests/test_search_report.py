@@ -4,6 +4,7 @@ no training), and the common-random-numbers sampler on in-memory studies (no tra
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,14 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, create_trial
 
+from rnnlab.compare import compare
 from rnnlab.comparison.claims import judge_counting_failures
+from rnnlab.composition import compose_config
 from rnnlab.search import report
 from rnnlab.search.budget import bootstrap_expected_max, expected_max, percentile_band
-from rnnlab.search.final import claims_markdown
+from rnnlab.search.final import claims_markdown, shared_setting_claims
 from rnnlab.search.study import DRAW_ATTR, requeue_interrupted, sampler, suggest
+from tests.test_compare import folders, gradients_of, write_runs
 
 SPACE = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/search/default.yaml").space)
 DISTRIBUTIONS = {"model.optimizer.lr": FloatDistribution(1e-4, 3e-2, log=True),
@@ -242,3 +246,29 @@ def test_the_search_report_says_in_one_line_when_no_final_run_failed():
     results = [final_run(cell, seed, 0.88, [0.87, 0.88]) for cell in ("lstm", "gru") for seed in range(3)]
     text = claims_markdown(judge_counting_failures(results), None, results, {}, 20)
     assert "## Failed runs: none\n\nAll 6 runs finished" in text and "counted as chance" not in text
+
+
+def test_the_shared_column_is_compares_report_with_its_family_and_the_tuned_family_says_what_it_holds(tmp_path):
+    # the pipeline's runs and its gradient measurement: compare's family holds (a), (b), (c) and (d)'s two tests
+    pipeline = write_runs(tmp_path / "train", "fused", {"rnn": ([0.750, 0.760, 0.755], [50, 52, 51]),
+                                                         "lstm": ([0.870, 0.871, 0.872], [200, 210, 204]),
+                                                         "gru": ([0.871, 0.870, 0.872], [100, 104, 103])})
+    (tmp_path / "findings").mkdir()
+    (tmp_path / "findings" / "gradients.json").write_text(
+        json.dumps(gradients_of({"rnn": [5, 9, 7], "lstm": [50, 60, 55], "gru": [60, 70, 400]})))
+    cfg = compose_config([*folders(tmp_path), *pipeline])
+    compare(cfg)
+    compares = json.loads((tmp_path / "compare" / "claims.json").read_text())["family"]
+    shared = shared_setting_claims(cfg)
+    assert shared["family"] == compares and compares["tests"] == len(compares["members"]) == 6 + 2
+    # the tuned runs: no gradient measurement, so (a), (b) and (c) only
+    results = [final_run(cell, seed, 0.80 + 0.03 * (cell != "rnn") + 0.001 * seed, [0.8, 0.8])
+               for cell in ("rnn", "lstm", "gru") for seed in range(3)]
+    tuned = judge_counting_failures(results)
+    assert tuned["family"]["tests"] == len(tuned["family"]["members"]) == 6
+    assert {m["claim"] for m in tuned["family"]["members"]} == {"a", "b", "c"}
+    text = claims_markdown(tuned, shared, results, {}, 20)
+    assert "This report makes 6 interval tests (the parts of (a), (b) and (c) on fused)" in text
+    assert "(d) is not in it: the tuned runs have no gradient measurement" in text
+    assert ("compare's own report (data/compare/claims.md), judged by the same code: a family of 8 interval tests "
+            "(the parts of (a), (b) and (c) on fused, 6, and (d)'s 2, measured once)") in text

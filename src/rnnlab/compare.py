@@ -60,8 +60,9 @@ from rnnlab.comparison.table import (
 from rnnlab.files import write_atomically
 
 
-def compare(cfg: DictConfig) -> str:
-    """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
+def pipeline_claims(cfg: DictConfig) -> tuple[dict, list[dict]]:
+    """The claims judged on the pipeline's runs (claims.json's report, its Holm family included), and the runs.
+    The one place they are judged: the search's report shows this same report beside its tuned verdicts."""
     settings = rule_settings(cfg)  # a bad setting stops the stage before it reads anything
     drop = unstable_drop(cfg)
     runs = load_runs(cfg)
@@ -73,6 +74,13 @@ def compare(cfg: DictConfig) -> str:
     # A failed (diverged) run is a result: counted per cell, and the claims judged again with it at chance
     report = judge_counting_failures(recurrent, gradients, adding, **settings, timing=timing, unstable_drop=drop)
     report["baselines"] = baseline_figures(finished([run for run in runs if not CELLS[run["cell"]].recurrent]))
+    return report, runs
+
+
+def compare(cfg: DictConfig) -> str:
+    """Read the pipeline's runs, write every output in paths.compare_dir; returns table.md's text."""
+    report, runs = pipeline_claims(cfg)
+    drop = unstable_drop(cfg)
     out = Path(cfg.paths.compare_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(runs, drop) + "\n" + what_the_table_shows(cfg, runs)

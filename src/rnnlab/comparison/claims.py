@@ -347,13 +347,28 @@ def judge_claims(runs: list[dict], margin: float = SIMILAR_ACCURACY, alpha: floa
     return claims, vanish, size
 
 
+def family_members(claims: dict, vanish: dict) -> list[dict]:
+    """The Holm family's tests, the one record of what a report's family holds (its count is their number):
+    {"claim": "a" | "b" | "c" | "d", "impl": the implementation (None for (d), measured once), "test": its name},
+    for every test `holm` judged (a test without a p-value, not testable or with nothing measured, is not one)."""
+    members = [{"claim": name[0], "impl": impl, "test": test["name"]}
+               for impl, judged in claims.items() for name, claim in judged.items() for test in tests_of(claim)
+               if "p_holm" in test]
+    return members + [{"claim": "d", "impl": None, "test": test["name"]} for test in tests_of(vanish)
+                      if "p_holm" in test]
+
+
+def members_of(family: dict, claim: str) -> list[dict]:
+    return [m for m in family.get("members", []) if m["claim"] == claim]
+
+
 def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | None = None,
               margin: float = SIMILAR_ACCURACY, margins_shown: Iterable[float] = MARGINS_SHOWN,
               alpha: float = ALPHA, timing: dict | None = None) -> dict:
     """Every claim, per implementation, with the figures behind each verdict; (b) also at `margins_shown`
     (each with the whole family judged again at that margin). timing: the controlled timing measurement
     (timing.json), which the time parts of (a) and (c) are judged from when given."""
-    claims, vanish, size = judge_claims(runs, margin, alpha, timing, gradients, adding)
+    claims, vanish, _ = judge_claims(runs, margin, alpha, timing, gradients, adding)
     at_margins = {m: judge_claims(runs, m, alpha, timing, gradients)[0] for m in sorted({*margins_shown, margin})}
     report: dict = {"implementations": {}}
     for impl, cells in sorted(group_runs(runs).items()):
@@ -369,9 +384,12 @@ def judge_all(runs: list[dict], gradients: dict | None = None, adding: dict | No
         report["implementations"][impl] = {"cells": figures, **claims[impl]}
         report["implementations"][impl][CLAIMS[1]]["at_margins"] = {
             f"{m:g}": judged[impl][CLAIMS[1]]["verdict"] for m, judged in at_margins.items()}
-    report["family"] = {"tests": size, "alpha": alpha, "method": "Holm step-down", "margin": margin,
-                        "margins_shown": sorted({*margins_shown, margin}),
-                        "gradient_tests": sum("p" in t for t in tests_of(vanish))}
+    members = family_members(claims, vanish)
+    report["family"] = {"tests": len(members), "members": members, "alpha": alpha, "method": "Holm step-down",
+                        "margin": margin, "margins_shown": sorted({*margins_shown, margin}),
+                        "gradient_tests": sum(m["claim"] == "d" for m in members)}
+    if not members_of(report["family"], "d"):  # said where the family is described (claims_report.family_note)
+        report["family"]["d_left_out"] = vanish.get("why") or "no interval test: " + vanish["verdict"]
     report["d_rnn_gradients_vanish"] = vanish
     report["devices"] = sorted({str(r.get("device") or "unknown") for r in runs})
     report["timing"] = timing_source(timing, report["devices"])

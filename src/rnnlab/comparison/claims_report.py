@@ -19,21 +19,44 @@ def interval(summary: dict | None, fmt: str = "{:.4f}", key: str = "ci95") -> st
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
 
 
+def family_members_words(family: dict) -> str:
+    """What a Holm family holds, from its members (rnnlab.comparison.claims.family_members): e.g. "the parts of
+    (a), (b) and (c) on fused and sequence, 12, and (d)'s 2, measured once"."""
+    members = family.get("members", [])
+    per_impl = [m for m in members if m["impl"] is not None]
+    gradient_tests = len(members) - len(per_impl)
+    claims = sorted({m["claim"] for m in per_impl})
+    impls = sorted({m["impl"] for m in per_impl})
+    said = []
+    if per_impl:  # their count too where (d)'s follow
+        said.append(f"the parts of {words(f'({c})' for c in claims)} on {words(impls)}"
+                    + (f", {len(per_impl)}" if gradient_tests else ""))
+    if gradient_tests:
+        said.append(f"(d)'s {gradient_tests}, measured once")
+    return ", and ".join(said) or "none"
+
+
+def words(items) -> str:
+    """`x`, `x and y`, `x, y and z`."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def family_note(report: dict) -> str:
-    """How many comparisons the report makes, how they are controlled, and the rule."""
+    """How many comparisons the report makes (which, and where (d) is left out, why), how they are controlled,
+    and the rule."""
     family = report.get("family") or {}
     size, alpha = family.get("tests", 0), family.get("alpha", 0.05)
-    gradient_tests = family.get("gradient_tests", 0)
-    which = "the parts of (a), (b) and (c), every implementation" + (
-        f", and (d)'s {gradient_tests}, measured once" if gradient_tests else "")
-    compound = ("(a) and (d) hold when all their parts hold and do not hold when one does not" if gradient_tests
+    with_d = any(m["claim"] == "d" for m in family.get("members", []))
+    compound = ("(a) and (d) hold when all their parts hold and do not hold when one does not" if with_d
                 else "(a) holds when all its parts hold and does not hold when one does not")
+    left_out = f" (d) is not in it: {family['d_left_out']}." if "d_left_out" in family else ""
     return (f"Rule: a claim holds when its interval lies inside the claim's region, does not hold when it lies "
             f"wholly outside it, and is inconclusive when it straddles an edge; {compound}. This report makes {size} "
-            f"interval tests ({which}), "
+            f"interval tests ({family_members_words(family)}), "
             f"controlled as one family at family-wise error {alpha:g} with Holm's step-down adjustment: each verdict "
-            f"uses the t-interval at the adjusted level shown beside it. The tables' intervals are the unadjusted "
-            f"95% ones.")
+            f"uses the t-interval at the adjusted level shown beside it.{left_out} The tables' intervals are the "
+            f"unadjusted 95% ones.")
 
 
 def test_line(test: dict, verdict: bool = True) -> str:

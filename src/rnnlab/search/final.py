@@ -37,10 +37,16 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 from rnnlab.cli import UserError, hydra_app
+from rnnlab.compare import pipeline_claims
 from rnnlab.comparison.claims import judge_counting_failures, margin_words, rule_settings
-from rnnlab.comparison.claims_report import failures_section, family_note, run_counts_line, test_line
+from rnnlab.comparison.claims_report import (
+    failures_section,
+    family_members_words,
+    family_note,
+    run_counts_line,
+    test_line,
+)
 from rnnlab.comparison.failures import finished, unstable_drop
-from rnnlab.comparison.runs import load_runs, load_timing
 from rnnlab.comparison.table import curves_table
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
@@ -135,14 +141,31 @@ def final_runs(cfg: DictConfig, best: dict[str, dict], train_missing: bool = Tru
 
 
 def shared_setting_claims(cfg: DictConfig) -> dict | None:
-    """The claims on the pipeline's own runs (one setting for all cells), or None where they are not there; time
-    judged as compare judges it (from the timing stage's measurement where there is one)."""
+    """The claims on the pipeline's own runs (one setting for all cells) as compare judges them -- the same report,
+    Holm family and (d) included (rnnlab.compare.pipeline_claims) -- or None where they are not there."""
     try:
-        return judge_counting_failures(load_runs(cfg), **rule_settings(cfg), timing=load_timing(cfg),
-                                       unstable_drop=unstable_drop(cfg))
+        return pipeline_claims(cfg)[0]
     except UserError as e:
         log.warning("the shared-setting verdicts are left out: %s", e)
         return None
+
+
+TUNED_WITHOUT_D = ("the tuned runs have no gradient measurement (the gradients stage measures the shared "
+                   "setting's models, and compare judges (d) on them once)")
+
+
+def family_comparison(tuned: dict, shared: dict | None) -> str:
+    """Which tests the tuned runs' Holm family holds, and compare's (the shared column's), each from its report's
+    own record of its family's members: why their sizes differ."""
+    tuned_family = tuned["family"]
+    if "d_left_out" in tuned_family:
+        tuned_family = {**tuned_family, "d_left_out": TUNED_WITHOUT_D}
+    said = family_note({"family": tuned_family})
+    if shared:
+        said += (f" The shared setting's column is compare's own report (data/compare/claims.md), judged by the "
+                 f"same code: a family of {shared['family']['tests']} interval tests "
+                 f"({family_members_words(shared['family'])}).")
+    return said
 
 
 def verdicts(report: dict | None) -> dict[str, str]:
@@ -206,8 +229,7 @@ def claims_markdown(tuned: dict, shared: dict | None, results: list[dict], proxy
     drop = tuned["failures"]["unstable_drop"]
     lines += ["", *filter(None, (run_counts_line(claims, drop) for claims in tuned["implementations"].values()))]
     tuned_rows, shared_rows = verdicts(tuned), verdicts(shared)
-    lines += ["", family_note(tuned) + (f" The shared setting's column is compare's own report, a family of "
-                                        f"{shared['family']['tests']} tests." if shared else ""),
+    lines += ["", family_comparison(tuned, shared),
               "", "| claim | shared setting | tuned |", "| --- | --- | --- |"]
     for name in sorted(set(tuned_rows) | set(shared_rows)):
         lines.append(f"| {name} | {shared_rows.get(name, 'not run (dvc repro)')} | {tuned_rows.get(name, 'not run')} |")
