@@ -71,3 +71,26 @@ def test_training_ranks_step_in_lockstep_over_every_example(ranks):
             assert len(sampler) == len(per_rank[-1])
         assert len({len(batches) for batches in per_rank}) == 1  # same number of steps on every rank
         assert {k for batches in per_rank for batch in batches for k in batch} == set(range(1001))
+
+
+@pytest.mark.parametrize("n_examples, batch_size", [(1001, 32), (8, 3), (8, 4), (5, 4)])
+@pytest.mark.parametrize("ranks", [1, 2, 3, 5])
+def test_training_counts_each_example_once_however_many_ranks(n_examples, batch_size, ranks):
+    """The padded batches (repeated so that every rank steps) weigh 0 in `examples_per_step`: over an epoch the
+    count is the split's size, while the ranks' batches together hold more examples where padding repeated some."""
+    lengths = np.random.default_rng(3).integers(1, 500, n_examples)
+    samplers = [BucketBatchSampler(lengths, batch_size, chunk_batches=5, num_replicas=ranks, rank=rank)
+                for rank in range(ranks)]
+    per_rank = [list(sampler) for sampler in samplers]
+    assert len({len(batches) for batches in per_rank}) == 1 and all(per_rank)  # every rank steps, in lockstep
+    for sampler in samplers:  # every rank knows the count of every step
+        assert sampler.examples_per_step == samplers[0].examples_per_step
+        assert len(sampler.examples_per_step) == len(per_rank[0])
+        assert sum(sampler.examples_per_step) == n_examples
+    for step in range(len(per_rank[0])):  # a step's count: the examples first seen in it, on any rank
+        seen_before = {k for batches in per_rank for batch in batches[:step] for k in batch}
+        new = {k for batches in per_rank for k in batches[step]} - seen_before
+        assert samplers[0].examples_per_step[step] == len(new)
+    trained = sum(len(batch) for batches in per_rank for batch in batches)
+    if -(-n_examples // batch_size) % ranks:  # padded: the batches hold repeats, the count does not
+        assert trained > n_examples

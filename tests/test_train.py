@@ -289,10 +289,13 @@ def test_ddp_sim_logs_one_run(prepared_dir, tmp_path):
 def test_ddp_evaluation_counts_every_review_once(prepared_dir, tmp_path, ranks):
     """4 validation and 12 test reviews in batches of 4: on 2 ranks the test's 3 batches are shared 2 + 1 (padding
     would repeat one), on 3 ranks validation's one batch is cut so that each rank gets a part. The logged
-    accuracies and losses are a one-process evaluation's of the same checkpoint."""
+    accuracies and losses are a one-process evaluation's of the same checkpoint. Training: 8 reviews in batches
+    of 3 (3, 3, 2), on 2 ranks padded to 4 batches (one repeated), on 3 ranks one batch each of unequal sizes;
+    samples/s counts the 8 reviews of the epoch once."""
     counts = tmp_path / "counts"
     result = run_module("rnnlab.train", "trainer=ddp_sim", f"trainer.devices={ranks}",
                         *tiny_overrides(prepared_dir, tmp_path), "trainer.max_epochs=1", f"export_dir={tmp_path}/export",
+                        "data.batch_size=3",
                         "+callbacks.count._target_=tests.helpers.training.CountEvaluated",
                         f"+callbacks.count.folder={counts}", f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -309,6 +312,8 @@ def test_ddp_evaluation_counts_every_review_once(prepared_dir, tmp_path, ranks):
     [tested] = one_process.test(module, datamodule=instantiate(cfg.data))
     for name, value in {**validated, **tested}.items():
         assert run.data.metrics[name] == pytest.approx(value, rel=1e-6), name
+    trained = run.data.metrics["train_samples_per_s"] * run.data.metrics["epoch_time_s"]  # one epoch's reviews
+    assert trained == pytest.approx(len(PreparedSplit.load(prepared_dir / "train")), rel=1e-4)
 
 
 def test_runs_go_to_a_tracking_server_from_the_environment(prepared_dir, tmp_path):

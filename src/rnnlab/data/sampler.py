@@ -4,7 +4,8 @@ Training: each epoch the reviews are shuffled, cut into chunks of `chunk_batches
 length and cut into batches, and the batch order shuffled; the randomness of SGD survives, the padding mostly
 does not. Under DDP every process builds the same batch list (same seed and epoch) and takes every
 `num_replicas`-th batch; the list is padded by repeating batches so all ranks step in lockstep (DDP averages
-gradients at every step).
+gradients at every step). A repeated batch trains again but is no new review: `examples_per_step` weights it 0,
+so that a count of the reviews trained (samples/s, rnnlab.run.timing) counts each once, as evaluation does.
 
 Evaluation: every example exactly once, under any number of ranks. The examples are sorted by length, ties in a
 seeded random order in which the labels (when given) alternate in proportion, then cut into batches, and the
@@ -53,6 +54,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.batch_size, self.shuffle, self.chunk_batches = batch_size, shuffle, chunk_batches
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
+        # Training, once an epoch's iteration has begun: per step, the reviews all ranks together train in it for
+        # the first time this epoch (the batches `pad` repeats weigh 0). The same list on every rank.
+        self.examples_per_step: list[int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before each epoch, so each epoch shuffles differently but reproducibly."""
@@ -62,6 +66,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         """Every batch of this epoch, for all ranks (training's padded to a multiple of the ranks)."""
         if not self.shuffle:
             return self.evaluation_batches()
+        return self.pad(self.training_batches())
+
+    def training_batches(self) -> list[np.ndarray]:
+        """This epoch's training batches, every example once, before `pad`."""
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(len(self.lengths))
         chunk = self.batch_size * self.chunk_batches
@@ -70,7 +78,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             members = order[start : start + chunk]
             members = members[np.argsort(self.lengths[members], kind="stable")]
             batches += [members[i : i + self.batch_size] for i in range(0, len(members), self.batch_size)]
-        return self.pad([batches[k] for k in rng.permutation(len(batches))])
+        return [batches[k] for k in rng.permutation(len(batches))]
 
     def evaluation_batches(self) -> list[np.ndarray]:
         """Every example once, in batches of similar length, in a fixed shuffled order (module docstring)."""
@@ -103,10 +111,24 @@ class BucketBatchSampler(Sampler[list[int]]):
     def pad(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """Repeat the first batches so every rank gets the same number (as DistributedSampler repeats samples):
         DDP training steps in lockstep."""
-        return batches + batches[: -len(batches) % self.num_replicas]
+        # cyclically: with fewer batches than ranks, some batches are repeated more than once
+        return batches + [batches[k % len(batches)] for k in range(-len(batches) % self.num_replicas)]
+
+    def counted_per_step(self, batches: list[np.ndarray]) -> list[int]:
+        """Per step over the padded `batches` of all ranks, the examples of the step's batches that `pad` did not
+        repeat: summed over the steps taken, each example trained is counted once, whatever the number of ranks."""
+        repeated = -len(batches) % self.num_replicas
+        sizes = [len(batch) for batch in batches] + [0] * repeated
+        return [sum(sizes[step : step + self.num_replicas]) for step in range(0, len(sizes), self.num_replicas)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches()[self.rank :: self.num_replicas]:
+        if self.shuffle:
+            batches = self.training_batches()
+            self.examples_per_step = self.counted_per_step(batches)
+            batches = self.pad(batches)
+        else:
+            batches = self.evaluation_batches()
+        for batch in batches[self.rank :: self.num_replicas]:
             yield batch.tolist()
 
     def __len__(self) -> int:

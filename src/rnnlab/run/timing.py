@@ -8,11 +8,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 
+from rnnlab.data.sampler import BucketBatchSampler
+
 
 class TrainingTimer(pl.Callback):
     """Logs `epoch_time_s` per epoch (its training batches only: Lightning validates inside the epoch, before
     `on_train_epoch_end`, so the clock pauses while it does), and at the end `fit_time_s` (wall time of the
-    whole fit, validation included) and `train_samples_per_s` (over the training time only).
+    whole fit, validation included) and `train_samples_per_s` (over the training time only), each review
+    counted once per epoch, however many ranks train it (`reviews_trained`).
 
     On a CUDA device every clock read first waits for the GPU (`torch.cuda.synchronize`): kernels run
     asynchronously, and without the wait the clock would time their launches, not their work.
@@ -60,7 +63,7 @@ class TrainingTimer(pl.Callback):
         self.epoch_seconds, self.running_since = 0.0, self.clock()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += len(batch[2]) * trainer.world_size  # every rank trains a batch of this size
+        self.samples += reviews_trained(trainer, batch, batch_idx)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self.pause()
@@ -82,3 +85,13 @@ class TrainingTimer(pl.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+
+
+def reviews_trained(trainer, batch, batch_idx: int) -> int:
+    """The examples all ranks together train in this step, each counted once: under DDP the sampler pads the ranks'
+    shares with repeated batches so they step in lockstep, and its count weighs those 0 (rnnlab.data.sampler).
+    Another sampler: every rank taken to train a batch of this one's size."""
+    sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+    if isinstance(sampler, BucketBatchSampler) and sampler.examples_per_step is not None:
+        return sampler.examples_per_step[batch_idx]
+    return len(batch[2]) * trainer.world_size
