@@ -14,7 +14,6 @@ from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.cli import build
 from rnnlab.composition import compose_config
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.explicit import EXPLICIT_CELLS
 from rnnlab.models.network import KERAS_EMBEDDING_RANGE, RecurrentNetwork
 
 VOCAB, E, H = 40, 6, 5
@@ -148,7 +147,7 @@ def test_pytorch_init_is_what_the_pytorch_layers_start_from(cell, impl):
             if impl == "fused":
                 rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](size, H, batch_first=True)
             else:
-                rnn = EXPLICIT_CELLS[cell](size, H)
+                rnn = CELLS[cell].layers["explicit"](size, H)
             for name, p in rnn.named_parameters():
                 expected[f"encoder.layers.{k}.{d}.{name}"] = p
     decoder = nn.Linear(2 * H, 1)
