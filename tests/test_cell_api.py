@@ -16,7 +16,7 @@ import pytest
 from rnnlab.cells import (ARTICLE_CELLS, BASELINE_NAMES, CELL_NAMES, CELLS, IMPL_NAMES, cell_rank, impl_rank,
                           load_cells)
 from rnnlab.cells.api import Cell
-from tests.helpers.project import PROJECT_ROOT, run_module
+from tests.helpers.project import PROJECT_ROOT, copy_project, run_dvc, run_module
 from tests.helpers.training import runs, tiny_overrides
 
 TEST_CELLS = Path(__file__).with_name("cells_for_test")  # toy_cell.py: a cell nothing in rnnlab names
@@ -136,3 +136,38 @@ def test_an_implementation_the_toy_cell_lacks_is_one_line(prepared_dir, tmp_path
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == ("train: error: model: impl='fused' does not apply "
                                                       "to cell 'toy' (it has no fused layer): choose explicit")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # every stage for real, two cells: several minutes on 2 loaded cores
+def test_a_new_cell_file_flows_through_the_pipeline_into_compare(tmp_path, tiny_archive):
+    """The toy cell as one new file of src/rnnlab/cells in a copy of the project: `dvc repro` trains it beside the
+    RNN, and compare's table lists it; the RNN's train stage does not depend on the new file."""
+    archive, sha = tiny_archive
+    project = copy_project(tmp_path / "project")
+    (project / "src" / "rnnlab" / "cells" / "toy.py").write_text((TEST_CELLS / "toy_cell.py").read_text())
+    small = ["pipeline.cells=[rnn,toy]", "pipeline.impls=[explicit]", "pipeline.seeds=[0]", "pipeline.baselines=[]",
+             "trainer.max_epochs=1", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
+             "callbacks.progress_bar=null", "findings.gradients.length=6", "findings.adding.lengths=[10]",
+             "findings.adding.seeds=[0]", "findings.adding.lr_search.lrs=[0.01]", "findings.adding.workers=1",
+             "timing.rounds=2", "timing.warmup_batches=1", "timing.timed_batches=1",
+             "+findings.adding.overrides=['trainer.max_steps=4','trainer.val_check_interval=2','data.train_size=64',"
+             "'data.val_size=32','data.test_size=32']",
+             f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
+    composed = run_module("rnnlab.params", *small, cwd=project,
+                          env={"PYTHONPATH": str(project / "src")})
+    assert composed.returncode == 0, composed.stderr[-3000:]
+    result = run_dvc("repro", cwd=project, env={"IMDB_SOURCE": str(archive), "IMDB_SHA256": sha,
+                                                "PYTHONPATH": str(project / "src")})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for cell in ("rnn", "toy"):
+        assert f"Running stage 'train@{cell}-explicit-0'" in result.stdout
+        metrics = json.loads((project / "data" / "train" / f"{cell}-explicit-0" / "metrics.json").read_text())
+        assert (metrics["cell"], metrics["impl"]) == (cell, "explicit")
+    table = (project / "data" / "compare" / "table.md").read_text()
+    assert "| rnn | explicit | 1 |" in table and "| toy | explicit | 1 |" in table, table
+    status = run_dvc("status", "--json", cwd=project)
+    (project / "src" / "rnnlab" / "cells" / "toy.py").write_text(
+        (project / "src" / "rnnlab" / "cells" / "toy.py").read_text() + "# an edit\n")
+    changed = json.loads(run_dvc("status", "--json", cwd=project).stdout)
+    assert status.returncode == 0 and "train@toy-explicit-0" in changed and "train@rnn-explicit-0" not in changed
