@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnlab.cells import (ARTICLE_CELLS, BASELINE_NAMES, CELL_NAMES, CELLS, IMPL_NAMES, cell_rank, impl_rank,
                           load_cells)
@@ -86,10 +87,15 @@ def test_a_module_named_to_add_a_cell_must_define_one():
             sys.path.remove(str(TEST_CELLS))
 
 
-def test_a_bad_module_named_in_rnnlab_cells_stops_the_import_naming_it():
-    result = subprocess.run([sys.executable, "-c", "import rnnlab.cells"], capture_output=True, text=True,
-                            env={**os.environ, **with_toy_cell(RNNLAB_CELLS="toy_cell,not_a_cell")})
-    assert result.returncode == 1 and "ValueError: cell module not_a_cell: defines no CELL" in result.stderr
+def test_a_bad_module_named_in_rnnlab_cells_stops_a_command_with_one_line(tmp_path):
+    env = with_toy_cell(RNNLAB_CELLS="toy_cell,not_a_cell")
+    result = run_module("rnnlab.train", "model.cell=toy", cwd=tmp_path, env=env)
+    assert (result.returncode, result.stderr) == (1, "train: error: cell module not_a_cell: defines no CELL\n")
+    assert not list(tmp_path.iterdir())  # stopped before anything was written
+    # imported as a library, the error is the caller's to handle
+    library = subprocess.run([sys.executable, "-c", "import rnnlab.cells"], capture_output=True, text=True,
+                             env={**os.environ, **env})
+    assert library.returncode == 1 and "ValueError: cell module not_a_cell: defines no CELL" in library.stderr
 
 
 def test_a_cell_declares_what_the_flop_count_and_the_inits_need():
@@ -152,7 +158,7 @@ def test_a_new_cell_file_flows_through_the_pipeline_into_compare(tmp_path, tiny_
              "findings.adding.seeds=[0]", "findings.adding.lr_search.lrs=[0.01]", "findings.adding.workers=1",
              "timing.rounds=2", "timing.warmup_batches=1", "timing.timed_batches=1",
              "+findings.adding.overrides=['trainer.max_steps=4','trainer.val_check_interval=2','data.train_size=64',"
-             "'data.val_size=32','data.test_size=32']",
+             "'data.val_size=32','data.test_size=32','model.impl=explicit']",  # the toy cell has no fused layer
              f"logger.tracking_uri=sqlite:///{project}/mlflow.db"]
     composed = run_module("rnnlab.params", *small, cwd=project,
                           env={"PYTHONPATH": str(project / "src")})
@@ -171,3 +177,54 @@ def test_a_new_cell_file_flows_through_the_pipeline_into_compare(tmp_path, tiny_
         (project / "src" / "rnnlab" / "cells" / "toy.py").read_text() + "# an edit\n")
     changed = json.loads(run_dvc("status", "--json", cwd=project).stdout)
     assert status.returncode == 0 and "train@toy-explicit-0" in changed and "train@rnn-explicit-0" not in changed
+
+
+class InputOnlyLayer(torch.nn.Module):
+    """Gates from x_t only (recurrent_blocks 0): h_t = 0.5 h_{t-1} + 0.5 tanh(W x_t + b); takes `lengths` too."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.weight_ih = torch.nn.Parameter(torch.randn(hidden_size, input_size))
+        self.bias_ih = torch.nn.Parameter(torch.randn(hidden_size))
+        self.seen_lengths = None
+
+    def forward(self, x, lengths=None):
+        self.seen_lengths = lengths
+        h, states = x.new_zeros(x.shape[0], self.weight_ih.shape[0]), []
+        for x_t in torch.tanh(torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)).unbind(1):
+            h = 0.5 * h + 0.5 * x_t
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+
+@pytest.fixture
+def input_only_cell(monkeypatch):
+    """A cell with recurrent_blocks 0 in the registry for one test (the encoder reads the registry's tables)."""
+    import rnnlab.cells
+    import rnnlab.models.encoder
+
+    cell = Cell("xonly", "x only", "k", "", layers={"explicit": InputOnlyLayer}, input_blocks=1, recurrent_blocks=0)
+    monkeypatch.setitem(rnnlab.cells.CELLS, "xonly", cell)
+    monkeypatch.setattr(rnnlab.models.encoder, "CELL_NAMES", (*CELL_NAMES, "xonly"))
+    return cell
+
+
+def test_a_cell_whose_gates_read_x_only_takes_keras_init_and_refuses_orthogonal(input_only_cell):
+    from rnnlab.bench.flops import flops_per_token
+    from rnnlab.models.encoder import RecurrentEncoder
+
+    settings = dict(cell="xonly", impl="explicit", input_size=6, hidden_size=5, bidirectional=True)
+    with pytest.raises(ValueError, match=r"^init='orthogonal' sets recurrent weights W_hh, and cell 'xonly' has none"):
+        RecurrentEncoder(**settings, init="orthogonal")
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(**settings, init="keras", forget_bias=1.0)  # no forget gate: forget_bias ignored
+    for directions in encoder.layers:
+        for layer in directions:
+            assert torch.equal(layer.bias_ih, torch.zeros(5))  # Keras's zero biases
+            bound = (6 / (6 + 5)) ** 0.5  # glorot-uniform over [H, E]
+            assert 0 < layer.weight_ih.abs().max() <= bound
+    lengths = torch.tensor([4, 2])
+    out = encoder(torch.randn(2, 4, 6), lengths)
+    assert out.shape == (2, 4, 10) and torch.equal(out[1, 2:], torch.zeros(2, 10))  # padding zeroed
+    assert encoder.layers[0][0].seen_lengths is lengths  # a layer whose forward takes lengths gets them
+    assert flops_per_token("xonly", 6, 5) == 3 * 2 * 5 * 6  # input blocks only: no H x H product

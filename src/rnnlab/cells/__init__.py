@@ -18,8 +18,11 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
+from rnnlab import PACKAGE_DIR
 from rnnlab.cells.api import IMPLEMENTATIONS, PLAIN, Cell, Implementation
 
 __all__ = ["ARTICLE_CELLS", "BASELINE_NAMES", "CELL_NAMES", "CELLS", "IMPLEMENTATIONS", "IMPL_NAMES", "PLAIN",
@@ -77,7 +80,28 @@ def load_cells(modules: Iterable[str], *, required: Iterable[str] = ()) -> dict[
     return {cell.name: cell for cell, _ in sorted(found.values(), key=lambda pair: (pair[0].order, pair[0].name))}
 
 
-CELLS: dict[str, Cell] = load_cells([*package_cell_modules(), *extra_cell_modules()], required=extra_cell_modules())
+def command_name() -> str | None:
+    """The rnnlab command this process runs (`python -m rnnlab.train`: train; rnnlab.bench: bench), else None."""
+    main = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if main is None or PACKAGE_DIR not in main.parents:
+        return None
+    return main.parent.name if main.stem == "__main__" else main.stem
+
+
+def registered_cells() -> dict[str, Cell]:
+    """Every cell; a bad cell module stops an rnnlab command with its one `<command>: error:` line, as any other
+    bad input does (imported as a library, the ValueError is the caller's)."""
+    try:
+        return load_cells([*package_cell_modules(), *extra_cell_modules()], required=extra_cell_modules())
+    except ValueError as e:
+        command = command_name()
+        if command is None:
+            raise
+        print(f"{command}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+CELLS: dict[str, Cell] = registered_cells()
 CELL_NAMES = tuple(name for name, cell in CELLS.items() if cell.recurrent)  # the recurrent cells, in order
 BASELINE_NAMES = tuple(name for name, cell in CELLS.items() if not cell.recurrent)  # cells without recurrence
 ARTICLE_CELLS = tuple(name for name, cell in CELLS.items() if cell.article)  # what the article's claims are about
