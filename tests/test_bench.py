@@ -17,7 +17,6 @@ from rnnlab.bench.machine import gpu_kind
 from rnnlab.bench.report import check_targets
 from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
 from rnnlab.data.download import extract_reviews
-from rnnlab.models.explicit import EXPLICIT_CELLS
 from rnnlab.run.cpu import apply_training_settings, keep_freed_memory
 from tests.helpers.archives import review_members, write_archive
 from tests.helpers.project import PROJECT_ROOT, run_module
@@ -36,7 +35,7 @@ def test_flops_per_token_is_what_torch_counts(cell):
     [B, g*H] x [g*H, H] matmul, is never computed. Per token that is 1 / (3T) * H / (E + H) less."""
     B, T, E, H = 4, 50, 24, 40
     torch.manual_seed(0)
-    layer = EXPLICIT_CELLS[cell](E, H)
+    layer = CELLS[cell].layers["explicit"](E, H)
     x = torch.randn(B, T, E, requires_grad=True)  # as the embedding's output, which needs its gradient
     with FlopCounterMode(display=False) as counter:
         layer(x).sum().backward()

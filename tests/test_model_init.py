@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.cells import CELL_NAMES, CELLS, IMPL_NAMES
+from rnnlab.cells import ARTICLE_CELLS, CELLS
 from rnnlab.cli import build
 from rnnlab.composition import compose_config
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.explicit import EXPLICIT_CELLS
 from rnnlab.models.network import KERAS_EMBEDDING_RANGE, RecurrentNetwork
 
+ARTICLE_IMPLS = CELLS["lstm"].impls  # the three implementations every article cell has
 VOCAB, E, H = 40, 6, 5
 
 
@@ -40,8 +40,8 @@ def same_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name.removesuffix("_l0"): value for name, value in state.items()}
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
+@pytest.mark.parametrize("cell", ARTICLE_CELLS)
 def test_keras_recurrent_layers_are_glorot_orthogonal_with_zero_biases(cell, impl):
     net = network(cell, impl, "keras", forget_bias=1.0)
     gates = CELLS[cell].gates
@@ -62,7 +62,7 @@ def test_keras_recurrent_layers_are_glorot_orthogonal_with_zero_biases(cell, imp
     assert found == 4  # 2 layers x 2 directions
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
 def test_keras_embedding_and_output_layer(impl):
     net = network("gru", impl, "keras")
     embedding = net.embedding.weight
@@ -81,13 +81,13 @@ def test_keras_embedding_and_output_layer(impl):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", ARTICLE_CELLS)
 def test_the_same_seed_gives_every_implementation_the_same_keras_weights(cell, bidirectional):
     states = {impl: same_names(network(cell, impl, "keras", seed=3, bidirectional=bidirectional).state_dict())
-              for impl in IMPL_NAMES}
-    for impl in IMPL_NAMES[1:]:
-        assert states[impl].keys() == states[IMPL_NAMES[0]].keys()
-        for name, value in states[IMPL_NAMES[0]].items():
+              for impl in ARTICLE_IMPLS}
+    for impl in ARTICLE_IMPLS[1:]:
+        assert states[impl].keys() == states[ARTICLE_IMPLS[0]].keys()
+        for name, value in states[ARTICLE_IMPLS[0]].items():
             assert torch.equal(states[impl][name], value), (impl, name)
     other_seed = same_names(network(cell, "fused", "keras", seed=4, bidirectional=bidirectional).state_dict())
     assert not torch.equal(other_seed["encoder.layers.0.0.weight_hh"], states["fused"]["encoder.layers.0.0.weight_hh"])
@@ -96,8 +96,8 @@ def test_the_same_seed_gives_every_implementation_the_same_keras_weights(cell, b
     assert torch.equal(pytorch["fused"]["embedding.weight"], pytorch["explicit"]["embedding.weight"])
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
+@pytest.mark.parametrize("cell", ARTICLE_CELLS)
 def test_orthogonal_init_makes_every_gates_recurrent_block_orthogonal(cell, impl):
     net = network(cell, impl, "orthogonal", forget_bias=1.0)
     gates, bound = CELLS[cell].gates, 1 / math.sqrt(H)
@@ -121,19 +121,19 @@ def test_orthogonal_init_makes_every_gates_recurrent_block_orthogonal(cell, impl
     assert not torch.allclose(w_hh @ w_hh.T, torch.eye(H, dtype=torch.float64), atol=1e-2)
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", ARTICLE_CELLS)
 def test_the_same_seed_gives_every_implementation_the_same_orthogonal_weights(cell):
-    states = {impl: same_names(network(cell, impl, "orthogonal", seed=3).state_dict()) for impl in IMPL_NAMES}
-    for impl in IMPL_NAMES[1:]:
-        assert states[impl].keys() == states[IMPL_NAMES[0]].keys()
-        for name, value in states[IMPL_NAMES[0]].items():
+    states = {impl: same_names(network(cell, impl, "orthogonal", seed=3).state_dict()) for impl in ARTICLE_IMPLS}
+    for impl in ARTICLE_IMPLS[1:]:
+        assert states[impl].keys() == states[ARTICLE_IMPLS[0]].keys()
+        for name, value in states[ARTICLE_IMPLS[0]].items():
             assert torch.equal(states[impl][name], value), (impl, name)
     other_seed = same_names(network(cell, "sequence", "orthogonal", seed=4).state_dict())
     assert not torch.equal(other_seed["encoder.layers.0.0.weight_hh"], states["fused"]["encoder.layers.0.0.weight_hh"])
 
 
 @pytest.mark.parametrize("impl", ["fused", "explicit"])
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", ARTICLE_CELLS)
 def test_pytorch_init_is_what_the_pytorch_layers_start_from(cell, impl):
     """init=pytorch (the default) draws nothing of its own: the network equals PyTorch's layers built in the same
     order from the same seed, as before model.init existed."""
@@ -148,7 +148,7 @@ def test_pytorch_init_is_what_the_pytorch_layers_start_from(cell, impl):
             if impl == "fused":
                 rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](size, H, batch_first=True)
             else:
-                rnn = EXPLICIT_CELLS[cell](size, H)
+                rnn = CELLS[cell].layers["explicit"](size, H)
             for name, p in rnn.named_parameters():
                 expected[f"encoder.layers.{k}.{d}.{name}"] = p
     decoder = nn.Linear(2 * H, 1)
@@ -163,7 +163,7 @@ def test_pytorch_init_is_what_the_pytorch_layers_start_from(cell, impl):
     assert torch.equal(torch.rand(4), after_default)  # nothing else drawn from the global generator
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
 def test_keras_weights_keep_padding_out(impl):
     net = network("lstm", impl, "keras", pooling="mean").double()
     torch.manual_seed(1)

@@ -8,12 +8,12 @@ import warnings
 import pytest
 import torch
 
-from rnnlab.cells import IMPL_NAMES
-from rnnlab.models.encoder import FUSED_CELLS, reverse_padded
-from rnnlab.models.explicit import EXPLICIT_CELLS
+from rnnlab.cells import CELLS
+from rnnlab.models.encoder import reverse_padded
 from rnnlab.models.network import RecurrentNetwork
-from rnnlab.models.sequence import SEQUENCE_CELLS, load_kernel
+from rnnlab.models.sequence import load_kernel
 
+ARTICLE_IMPLS = CELLS["lstm"].impls  # the three implementations every article cell has
 VOCAB = 50
 
 
@@ -65,7 +65,7 @@ def test_explicit_and_sequence_agree_with_fused(cell, bidirectional, pooling, im
         torch.testing.assert_close(param.grad, fused_params[fused_name(name)].grad, rtol=0, atol=1e-10, msg=name)
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
 def test_padding_never_leaks(impl, bidirectional, pooling):
@@ -85,8 +85,8 @@ def test_sequence_layer_computes_what_the_fused_layer_computes(cell, dtype):
     """One layer on a batch large enough to be split between threads (in blocks of at least 8 rows), in the
     training dtype too, where the kernel's own exp and tanh differ from PyTorch's by an ulp or two."""
     torch.manual_seed(0)
-    sequence = SEQUENCE_CELLS[cell](7, 6).to(dtype)
-    fused = FUSED_CELLS[cell](7, 6, batch_first=True).to(dtype)
+    sequence = CELLS[cell].layers["sequence"](7, 6).to(dtype)
+    fused = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](7, 6, batch_first=True).to(dtype)
     fused.load_state_dict({name + "_l0": value for name, value in sequence.state_dict().items()})
     x = torch.randn(37, 11, 7, dtype=dtype) * 2
     weights = torch.randn(37, 11, 6, dtype=dtype)  # every output's gradient different
@@ -106,7 +106,7 @@ def test_sequence_layer_computes_what_the_fused_layer_computes(cell, dtype):
 
 
 def test_sequence_runs_the_explicit_cells_off_cpu_and_says_so():
-    layer = SEQUENCE_CELLS["lstm"](4, 3).to("meta")  # as on CUDA: the kernel is CPU-only
+    layer = CELLS["lstm"].layers["sequence"](4, 3).to("meta")  # as on CUDA: the kernel is CPU-only
     with pytest.warns(RuntimeWarning, match="model.impl=sequence: the kernel runs on CPU only, and this input is on "
                                             "meta; running the explicit cells instead"):
         out = layer(torch.empty(2, 5, 4, device="meta"))
@@ -115,8 +115,8 @@ def test_sequence_runs_the_explicit_cells_off_cpu_and_says_so():
 
 def test_sequence_falls_back_to_the_explicit_cells_and_says_so():
     torch.manual_seed(0)
-    sequence = SEQUENCE_CELLS["gru"](4, 3).to(torch.bfloat16)  # a dtype the kernel does not handle
-    explicit = EXPLICIT_CELLS["gru"](4, 3).to(torch.bfloat16)
+    sequence = CELLS["gru"].layers["sequence"](4, 3).to(torch.bfloat16)  # a dtype the kernel does not handle
+    explicit = CELLS["gru"].layers["explicit"](4, 3).to(torch.bfloat16)
     explicit.load_state_dict(sequence.state_dict())
     x = torch.randn(2, 5, 4, dtype=torch.bfloat16)
     with pytest.warns(RuntimeWarning, match="model.impl=sequence: the kernel handles float32 and float64, not "
@@ -149,7 +149,7 @@ def test_bad_options_fail_with_the_choices(kwargs, message):
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("impl", ARTICLE_IMPLS)
 def test_forget_bias_starts_every_lstm_forget_gate_open(impl):
     torch.manual_seed(0)
     model = RecurrentNetwork(vocab_size=VOCAB, cell="lstm", impl=impl, embedding_dim=6, hidden_size=5, num_layers=2,

@@ -1,7 +1,8 @@
 """How many parameters a cell's recurrent layers hold, and the hidden size that gives a cell a chosen count.
 
 A recurrent layer of a cell with g gates, input size I and hidden size H holds W_ih [g*H, I], W_hh [g*H, H] and
-two biases [g*H] (every implementation, fused or written out, has the same four): g * H * (I + H + 2). Layer 1
+two biases [g*H] (every implementation, fused or written out, has the same four): g * H * (I + H + 2). The count
+is taken from the cell's layer itself (built on the meta device), so a new cell's own parameters count too. Layer 1
 reads the embedding (I = E), the layers above read the layer below (I = directions * H); each direction has its
 own weights. A cell without recurrence (no gates) has none.
 
@@ -14,7 +15,9 @@ the embedding, layers and directions being the same: the hidden size is solved f
 from __future__ import annotations
 
 import copy
+import functools
 
+import torch
 from omegaconf import DictConfig, open_dict
 
 from rnnlab.cells import CELL_NAMES, CELLS
@@ -24,13 +27,25 @@ from rnnlab.checks import one_of, positive_int
 def recurrent_parameters(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                          bidirectional: bool = False) -> int:
     """The number of parameters in `cell`'s recurrent layers (0 for a cell without recurrence)."""
-    gates = CELLS[one_of("cell", cell, CELLS)].gates
+    spec = CELLS[one_of("cell", cell, CELLS)]
+    if not spec.recurrent:
+        return 0
     directions = 2 if bidirectional else 1
     total = 0
     for layer in range(num_layers):
         inputs = input_size if layer == 0 else directions * hidden_size
-        total += directions * gates * hidden_size * (inputs + hidden_size + 2)
+        total += directions * layer_parameters(cell, inputs, hidden_size)
     return total
+
+
+@functools.cache
+def layer_parameters(cell: str, input_size: int, hidden_size: int) -> int:
+    """The parameters of one layer in one direction, counted on the layer itself: every implementation of a
+    cell holds the same ones, so its first serves. Built on the meta device: shapes only, no memory, no draws."""
+    spec = CELLS[cell]
+    with torch.device("meta"):
+        layer = spec.layers[spec.impls[0]](input_size, hidden_size)
+    return sum(parameter.numel() for parameter in layer.parameters())
 
 
 def matched_hidden_size(cell: str, input_size: int, target: int, num_layers: int = 1,

@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in result["variants"].values():
             variant["peak_pct"] = 100 * variant["useful_gflops"] / peak
         # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
-        shape = (result["batch_size"], result["hidden_size"], CELLS[result["cell"]].gates)
+        shape = (result["batch_size"], result["hidden_size"], CELLS[result["cell"]].recurrent_blocks)
         if shape not in step_rates:
             step_rates[shape] = in_fresh_process(recurrent_step_gflops, *shape, 400, 5, args.device)
         ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,

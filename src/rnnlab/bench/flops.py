@@ -51,12 +51,14 @@ def gpu_matmul_peaks(size: int = 8192, repeats: int = 4) -> dict[str, float]:
 def flops_per_token(cell: str, embedding_dim: int, hidden_size: int) -> int:
     """Forward + backward matmul FLOPs one real token costs a one-layer, one-direction cell.
 
-    Forward, each of the g gate blocks multiplies [E] by W_ih [H, E] and [H] by W_hh [H, H]: 2*g*H*(E+H)
-    FLOPs (a multiply and an add each). Backward needs two matmuls of the same size per forward one
+    Forward, each of the cell's input blocks multiplies its window of inputs [window*E] by W_ih's block
+    [H, window*E], and each recurrent block [H] by W_hh's block [H, H]: 2*H*(input_blocks*window*E +
+    recurrent_blocks*H) FLOPs (a multiply and an add each); for the classic cells, g blocks of each: 2*g*H*(E+H). Backward needs two matmuls of the same size per forward one
     (gradients for the inputs/state and for the weights), hence 3x. Elementwise gate maths, the embedding
     and the decoder are left out: this is the part that can run near the matmul peak.
     """
-    return 3 * 2 * CELLS[cell].gates * hidden_size * (embedding_dim + hidden_size)
+    spec = CELLS[cell]
+    return 3 * 2 * hidden_size * (spec.input_blocks * spec.window * embedding_dim + spec.recurrent_blocks * hidden_size)
 
 
 def recurrent_step_gflops(batch: int, hidden: int, gates: int, steps: int = 400, repeats: int = 5,
@@ -83,11 +85,12 @@ def matmul_ceiling_gflops(cell: str, embedding_dim: int, hidden_size: int, peak:
     """The useful GFLOP/s a one-layer cell would reach if its matmuls ran at their own ceilings and nothing
     else (gate maths, the embedding, the optimizer) took any time.
 
-    Of the 6*g*H*(E+H) FLOPs per token (see flops_per_token), two products per step are sequential: the
-    forward h_{t-1} W_hh and the backward dgates_t W_hh, 4*g*H^2, at `step_rate`. The rest batch over all
+    Of the FLOPs per token (see flops_per_token), two products per step are sequential: the forward h_{t-1} W_hh
+    and the backward dgates_t W_hh, 4*g*H^2 for g recurrent blocks, at `step_rate` (none for a cell whose gates
+    read x_t only). The rest batch over all
     time steps (x W_ih and its two gradients, the W_hh gradient) and can run at the sgemm `peak`.
     """
-    g, E, H = CELLS[cell].gates, embedding_dim, hidden_size
+    g, E, H = CELLS[cell].recurrent_blocks, embedding_dim, hidden_size
     sequential = 4 * g * H * H
     batched = flops_per_token(cell, E, H) - sequential
-    return flops_per_token(cell, E, H) / (batched / peak + sequential / step_rate)
+    return flops_per_token(cell, E, H) / (batched / peak + (sequential / step_rate if sequential else 0.0))

@@ -37,9 +37,9 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 
 from rnnlab.bench.flops import fastest_seconds
+from rnnlab.cells import CELLS
 from rnnlab.data.imdb import IMDBDataModule, collate
 from rnnlab.data.text import PAD_ID
-from rnnlab.models.encoder import FUSED_CELLS, LAYER_CELLS
 from rnnlab.run.cpu import apply_training_settings
 from rnnlab.train import build_data_and_model, train
 
@@ -239,19 +239,12 @@ def run_plain(cfg: DictConfig, batches: list[np.ndarray], warmup: int, pad_to_ma
 def make_layers(cell: str, impls: list[str], embedding_dim: int, hidden_size: int,
                 device: str = "cpu") -> dict[str, torch.nn.Module]:
     """One recurrent layer of each implementation, as the encoder builds it."""
-    layers = {}
-    for impl in impls:
-        if impl == "fused":
-            layers[impl] = FUSED_CELLS[cell](embedding_dim, hidden_size, batch_first=True).to(device)
-        else:
-            layers[impl] = LAYER_CELLS[impl][cell](embedding_dim, hidden_size).to(device)
-    return layers
+    return {impl: CELLS[cell].layers[impl](embedding_dim, hidden_size).to(device) for impl in impls}
 
 
 def layer_step(impl: str, layer: torch.nn.Module, x: torch.Tensor) -> None:
     """Forward + backward of one layer alone: no embedding, pooling, loss, clipping or optimizer."""
-    outputs = layer(x)[0] if impl == "fused" else layer(x)
-    outputs.sum().backward()
+    layer(x).sum().backward()  # every implementation's layer returns the hidden states [B, T, H]
 
 
 def run_layers_only(cell: str, impls: list[str], batch: int, length: int, embedding_dim: int, hidden_size: int,

@@ -1,72 +1,115 @@
-"""The article's three recurrent cells, the floor without recurrence, and the ways rnnlab runs them, described once.
+"""The registry of cells: every cell rnnlab knows, and the ways it runs them, gathered from the cells' own files.
 
-Everything that names, orders, sizes or colours cells (the model, compare, the claims, plots, the benchmark and
-the notebook) reads these tables, so a new cell or implementation is added here and nowhere else by hand.
+A cell is one module defining `CELL = Cell(...)` (rnnlab/cells/api.py says what a Cell declares). The registry
+imports every module of this package that defines one (a module without CELL, such as a layer a cell's file
+uses, is skipped), then each module named in the environment variable RNNLAB_CELLS (comma-separated import
+paths: how a test or a user's own package adds a cell without touching rnnlab). Everything that names, orders,
+sizes or colours cells (the model, compare, the claims, plots, the benchmark and the notebook) reads the tables
+built here, so a new cell is its own file and nothing else edited by hand.
 
-A cell with no gates has no recurrence (the bag of embeddings): nothing to run step by step, so it has one
-implementation, `plain`, instead of the recurrent ones; the pipeline trains it once per seed
-(`pipeline.baselines`), and what is about recurrence (the article's claims, gradient decay, the adding problem,
-the benchmark of recurrent kernels) leaves it out.
+A cell without layers has no recurrence (the bag of embeddings): nothing to run step by step, so it has one
+implementation, `plain`; the pipeline trains it once per seed (`pipeline.baselines`), and what is about
+recurrence (the article's claims, gradient decay, the adding problem, the benchmark of recurrent kernels) leaves
+it out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
 
+from rnnlab import PACKAGE_DIR
+from rnnlab.cells.api import IMPLEMENTATIONS, PLAIN, Cell, Implementation
 
-@dataclass(frozen=True)
-class Cell:
-    name: str  # the config value: model.cell=<name>
-    title: str  # for tables and figures
-    gates: int  # weight blocks per layer: W_ih is [gates * H, E] and W_hh [gates * H, H]; 0: no recurrence
-    colour: str  # its colour in every figure
-    summary: str  # the article's equations, in one line
+__all__ = ["ARTICLE_CELLS", "BASELINE_NAMES", "CELL_NAMES", "CELLS", "IMPLEMENTATIONS", "IMPL_NAMES", "PLAIN",
+           "Cell", "Implementation", "cell_rank", "impl_rank", "load_cells"]
 
-    @property
-    def recurrent(self) -> bool:
-        return self.gates > 0
-
-    @property
-    def impls(self) -> tuple[str, ...]:
-        """The implementations `model.impl` may name for this cell."""
-        return IMPL_NAMES if self.recurrent else (PLAIN,)
-
-
-CELLS: dict[str, Cell] = {cell.name: cell for cell in (
-    Cell("rnn", "simple RNN", 1, "tab:blue", "h_t = tanh(W x_t + U h_{t-1} + b)"),
-    Cell("lstm", "LSTM", 4, "tab:orange", "gates f, i, g, o; c_t = f c_{t-1} + i g; h_t = o tanh(c_t)"),
-    Cell("gru", "GRU", 3, "tab:green", "gates z, r; h_t = (1 - z) h_{t-1} + z h~ (the article's z)"),
-    Cell("bag", "bag of embeddings", 0, "tab:brown",
-         "no recurrence: the mean of the review's word embeddings, then the linear output (a floor for the cells)"),
-)}
-CELL_NAMES = tuple(name for name, cell in CELLS.items() if cell.recurrent)  # the recurrent cells, the article's order
-BASELINE_NAMES = tuple(name for name, cell in CELLS.items() if not cell.recurrent)  # cells without recurrence
-
-
-@dataclass(frozen=True)
-class Implementation:
-    name: str  # the config value: model.impl=<name>
-    marker: str  # its matplotlib marker in every figure
-    summary: str
-
-
-IMPLEMENTATIONS: dict[str, Implementation] = {impl.name: impl for impl in (
-    Implementation("fused", "o", "PyTorch's nn.RNN / nn.LSTM / nn.GRU (oneDNN on CPU, cuDNN on GPU)"),
-    Implementation("explicit", "s", "the cells written out from their equations (rnnlab/models/explicit.py)"),
-    Implementation("sequence", "D", "the explicit cells, each layer's whole sequence run by one C++ kernel on CPU "
-                                    "(rnnlab/models/sequence.py)"),
-    Implementation("plain", "X", "a cell without recurrence: ordinary layers, nothing run step by step "
-                                 "(rnnlab/models/network.py)"),
-)}
-PLAIN = "plain"  # the one implementation of a cell without recurrence
-IMPL_NAMES = tuple(name for name in IMPLEMENTATIONS if name != PLAIN)  # the implementations of a recurrent cell
-
-
-def cell_rank(name: str) -> tuple[int, str]:
-    """Sort key: the article's order, then the cells without recurrence, unknown names last (alphabetically)."""
-    return (list(CELLS).index(name), "") if name in CELLS else (len(CELLS), name)
+EXTRA_CELLS_VARIABLE = "RNNLAB_CELLS"
 
 
 def impl_rank(name: str) -> tuple[int, str]:
     """Sort key: the order of IMPLEMENTATIONS, unknown names last (alphabetically)."""
     return (list(IMPLEMENTATIONS).index(name), "") if name in IMPLEMENTATIONS else (len(IMPLEMENTATIONS), name)
+
+
+def package_cell_modules() -> list[str]:
+    """The import paths of this package's modules (each may or may not define a CELL)."""
+    return [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)
+            if not module.ispkg and module.name != "api"]
+
+
+def extra_cell_modules() -> list[str]:
+    """The modules RNNLAB_CELLS names, in its order."""
+    return [name.strip() for name in os.environ.get(EXTRA_CELLS_VARIABLE, "").split(",") if name.strip()]
+
+
+def load_cells(modules: Iterable[str], *, required: Iterable[str] = ()) -> dict[str, Cell]:
+    """The cells these modules define, by name, in their `order` (ties alphabetically).
+
+    A module without CELL is skipped, unless it is in `required` (RNNLAB_CELLS names a module to add a cell, so
+    one without is a mistake). ValueError naming the module for a CELL that is not a Cell, a name already taken,
+    or a layer of an implementation rnnlab does not know."""
+    required = set(required)
+    found: dict[str, tuple[Cell, str]] = {}
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ValueError(f"cell module {module_name}: cannot be imported ({e})") from e
+        cell = getattr(module, "CELL", None)
+        if cell is None:
+            if module_name in required:
+                raise ValueError(f"cell module {module_name}: defines no CELL")
+            continue
+        if not isinstance(cell, Cell):
+            raise ValueError(f"cell module {module_name}: CELL is a {type(cell).__name__}, not a "
+                             "rnnlab.cells.api.Cell")
+        if cell.name in found:
+            raise ValueError(f"cell module {module_name}: cell name {cell.name!r} is already defined by "
+                             f"{found[cell.name][1]}")
+        unknown = [impl for impl in cell.layers if impl not in IMPLEMENTATIONS or impl == PLAIN]
+        if unknown:
+            known = " | ".join(impl for impl in IMPLEMENTATIONS if impl != PLAIN)
+            raise ValueError(f"cell module {module_name}: cell {cell.name!r} has layers for unknown "
+                             f"implementations {unknown}: choose from {known}")
+        found[cell.name] = (cell, module_name)
+    return {cell.name: cell for cell, _ in sorted(found.values(), key=lambda pair: (pair[0].order, pair[0].name))}
+
+
+def command_name() -> str | None:
+    """The rnnlab command this process runs (`python -m rnnlab.train`: train; rnnlab.bench: bench), else None."""
+    main = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if main is None or PACKAGE_DIR not in main.parents:
+        return None
+    return main.parent.name if main.stem == "__main__" else main.stem
+
+
+def registered_cells() -> dict[str, Cell]:
+    """Every cell; a bad cell module stops an rnnlab command with its one `<command>: error:` line, as any other
+    bad input does (imported as a library, the ValueError is the caller's)."""
+    try:
+        return load_cells([*package_cell_modules(), *extra_cell_modules()], required=extra_cell_modules())
+    except ValueError as e:
+        command = command_name()
+        if command is None:
+            raise
+        print(f"{command}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+CELLS: dict[str, Cell] = registered_cells()
+CELL_NAMES = tuple(name for name, cell in CELLS.items() if cell.recurrent)  # the recurrent cells, in order
+BASELINE_NAMES = tuple(name for name, cell in CELLS.items() if not cell.recurrent)  # cells without recurrence
+ARTICLE_CELLS = tuple(name for name, cell in CELLS.items() if cell.article)  # what the article's claims are about
+# The implementations of a recurrent cell that some registered cell has (scan only once a scan cell exists).
+IMPL_NAMES = tuple(impl for impl in IMPLEMENTATIONS
+                   if impl != PLAIN and any(impl in cell.layers for cell in CELLS.values()))
+
+
+def cell_rank(name: str) -> tuple[int, str]:
+    """Sort key: the registry's order (each cell's `order`), unknown names last (alphabetically)."""
+    return (list(CELLS).index(name), "") if name in CELLS else (len(CELLS), name)

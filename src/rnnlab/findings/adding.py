@@ -11,8 +11,8 @@ The rows: every cell of pipeline.cells, then each of `variants` (a name and its 
    0.003, 0.01 -> 0.0333) and the choice is made again, up to `lr_search.max_extensions` times per row;
    `lr_grid` says per row whether its lr ended bracketed or still at an edge.
 2. Every row x length x seed at its lr, through the project's own recipe (`rnnlab.train.train`, MLflow
-   experiment "adding"), each composed from conf/ as `experiment=adding model=<cell> data.seq_len=<T> seed=<s>
-   model.optimizer.lr=<lr>`, then the variant's overrides, then `overrides` (which win). A run ends when its
+   experiment "adding"), each composed from conf/ as `experiment=adding model.cell=<cell> data.seq_len=<T>
+   seed=<s> model.optimizer.lr=<lr>`, then the variant's overrides, then `overrides` (which win). A run ends when its
    validation MSE falls below the threshold (callbacks.reach_threshold: 0.01) or when the budget
    (trainer.max_steps updates) is spent; `updates_to_threshold` is the update after which it was first below
    (validated every val_check_interval).
@@ -75,7 +75,8 @@ EXPERIMENT_CONFIG = "experiment=adding"
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the findings: a cell as conf/model/<cell>.yaml has it, or a variant of it (its own overrides)."""
+    """One row of the findings: a cell with the shared model settings (model.cell=<cell>: no conf/model file
+    needed), or a variant of it (its own overrides)."""
 
     name: str  # the cell's name, or the variant's (findings.adding.variants)
     cell: str
@@ -110,7 +111,7 @@ class Task:
 
 def compose_run(row: Row, seq_len: int, seed: int, lr: float, overrides: list[str]) -> DictConfig:
     try:
-        return compose_config([EXPERIMENT_CONFIG, f"model={row.cell}", f"data.seq_len={seq_len}", f"seed={seed}",
+        return compose_config([EXPERIMENT_CONFIG, f"model.cell={row.cell}", f"data.seq_len={seq_len}", f"seed={seed}",
                                f"model.optimizer.lr={lr}", *row.overrides, *overrides])
     except HydraException as e:  # an override that names no setting, or does not parse
         where = f"findings.adding.variants.{row.name} or " if row.overrides else ""

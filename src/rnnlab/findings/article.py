@@ -33,7 +33,7 @@ REPORTED_TEST_ACC = {"rnn": 0.82}
 
 
 def run_config(cfg: DictConfig, cell: str, seed: int) -> DictConfig:
-    return compose_config(["experiment=article", *command_overrides("findings."), f"model={cell}", f"seed={seed}",
+    return compose_config(["experiment=article", *command_overrides("findings."), f"model.cell={cell}", f"seed={seed}",
                            *cfg.findings.article.overrides, f"logger.experiment_name={EXPERIMENT}",
                            f"logger.run_name=article-{cell}-seed{seed}"])
 

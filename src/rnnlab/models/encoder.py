@@ -1,14 +1,15 @@
 """A stack of recurrent layers over right-padded batches, in any implementation, padding never leaking.
 
-`impl="fused"` runs PyTorch's `nn.RNN`/`nn.LSTM`/`nn.GRU` (one layer, one direction each); `impl="explicit"`
-runs the cells of `explicit.py`; `impl="sequence"` the same cells through the C++ kernel of `sequence.py`.
-All see the same padded input [B, T, E] with `lengths` [B]:
+The layers are the cell's own (`CELLS[cell].layers[impl]`, rnnlab/cells/): one layer in one direction each,
+x [B, T, E] -> hidden states [B, T, H]. For the classic cells, `impl="fused"` runs PyTorch's
+`nn.RNN`/`nn.LSTM`/`nn.GRU`; `impl="explicit"` the cells written out from their equations; `impl="sequence"` the
+same cells through the C++ kernel of `sequence.py`. All see the same padded input [B, T, E] with `lengths` [B]:
 
 - forward direction: padding comes after the real tokens, so the states at t < length are exact;
 - backward direction: each sequence is reversed within its own length (padding stays at the end),
   run forwards, and reversed back, so it too starts at the last real token;
-- on CUDA, fused layers use packed sequences instead (cuDNN's fast path); on CPU packing leaves oneDNN's
-  fast path (several times slower: `python -m rnnlab.bench` shows it), so CPU runs padded. The results are the same either way.
+- a layer whose forward takes `lengths` gets them (on CUDA the fused layers pack the sequences with them:
+  cuDNN's fast path; rnnlab/models/fused.py).
 
 Outputs at padded positions are zeroed.
 
@@ -21,22 +22,20 @@ steps are what underflows first; one rule for every implementation keeps their r
 The weights start as `init` says: `pytorch`, each layer's own initialisation (uniform within ±1/sqrt(H));
 `keras`, what Keras's recurrent layers start from (`init_keras`); or `orthogonal`, PyTorch's initialisation with
 every gate's recurrent block an orthogonal matrix (`init_orthogonal`). Each is the same in every implementation.
+Both touch W_ih/W_hh/b_ih/b_hh by name: a cell whose layers hold other parameters (or no W_hh: recurrent_blocks
+0) refuses them with a one-line ValueError rather than starting half-initialised.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.cells import CELL_NAMES, IMPL_NAMES
+from rnnlab.cells import CELL_NAMES, CELLS
 from rnnlab.checks import one_of, positive_int
-from rnnlab.models.explicit import EXPLICIT_CELLS
-from rnnlab.models.sequence import SEQUENCE_CELLS
 
-FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # oneDNN on CPU, cuDNN on GPU
-# One layer in one direction: x [B, T, E] -> hidden states [B, T, H], with explicit.py's parameter names.
-LAYER_CELLS = {"explicit": EXPLICIT_CELLS, "sequence": SEQUENCE_CELLS}
 INITS = ("pytorch", "keras", "orthogonal")  # model.init
 # A layer's parameters, in the order Keras's initialisers are drawn; fused layers add the suffix _l0.
 LAYER_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -75,8 +74,11 @@ class RecurrentEncoder(nn.Module):
     ) -> None:
         super().__init__()
         one_of("cell", cell, CELL_NAMES)
-        one_of("impl", impl, IMPL_NAMES)
+        one_of("impl", impl, CELLS[cell].impls)
         one_of("init", init, INITS)
+        if init == "orthogonal" and not CELLS[cell].recurrent_blocks:
+            raise ValueError(f"init='orthogonal' sets recurrent weights W_hh, and cell {cell!r} has none (its gates "
+                             "read x_t only): choose pytorch | keras")
         # Drawn before the layers exist: their own initialisation may draw differently in each implementation, so
         # Keras's and the orthogonal weights come from a generator of their own, the same for the same seed
         # whatever the impl.
@@ -87,21 +89,21 @@ class RecurrentEncoder(nn.Module):
         self.impl = impl
         self.directions = 2 if bidirectional else 1
         self.output_size = self.directions * hidden_size
+        self.recurrent_blocks = CELLS[cell].recurrent_blocks
+        make = CELLS[cell].layers[impl]
         self.layers = nn.ModuleList()
         for layer in range(num_layers):
             size = input_size if layer == 0 else self.output_size
-            if impl == "fused":
-                make = lambda: FUSED_CELLS[cell](size, hidden_size, batch_first=True)  # noqa: E731
-            else:
-                make = lambda: LAYER_CELLS[impl][cell](size, hidden_size)  # noqa: E731
-            self.layers.append(nn.ModuleList([make() for _ in range(self.directions)]))
+            self.layers.append(nn.ModuleList([make(size, hidden_size) for _ in range(self.directions)]))
+        # Whether the layers want the lengths (a layer's forward may take them: rnnlab/cells/api.py).
+        self.pass_lengths = "lengths" in inspect.signature(self.layers[0][0].forward).parameters
         if init == "keras":
             self.init_keras(torch.Generator().manual_seed(own_seed))
         elif init == "orthogonal":
             self.init_orthogonal(torch.Generator().manual_seed(own_seed), hidden_size)
-        # One config serves all three cells (DVC's stages override model.cell), so the other cells ignore it.
-        if forget_bias is not None and cell == "lstm":
-            self.init_forget_bias(forget_bias, hidden_size)
+        # One config serves every cell (DVC's stages override model.cell), so a cell without a forget gate ignores it.
+        if forget_bias is not None and CELLS[cell].forget_block is not None:
+            self.init_forget_bias(forget_bias, hidden_size, CELLS[cell].forget_block)
         self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM's `dropout` does
 
     @torch.no_grad()
@@ -116,16 +118,27 @@ class RecurrentEncoder(nn.Module):
         """
         for weight_ih, weight_hh, bias_ih, bias_hh in self.layer_parameters():
             nn.init.xavier_uniform_(weight_ih, generator=generator)
-            nn.init.orthogonal_(weight_hh, generator=generator)
-            bias_ih.zero_()
-            bias_hh.zero_()
+            if weight_hh is not None:  # none where the gates read x_t only
+                nn.init.orthogonal_(weight_hh, generator=generator)
+            for bias in (bias_ih, bias_hh):
+                if bias is not None:
+                    bias.zero_()
 
     def layer_parameters(self):
-        """(weight_ih, weight_hh, bias_ih, bias_hh) of every layer and direction, whatever the implementation."""
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of every layer and direction, whatever the implementation;
+        None for one a layer lacks (a cell whose gates read x_t only has no weight_hh; a layer may have no biases)."""
         for directions in self.layers:
             for rnn in directions:
-                yield tuple(getattr(rnn, name) if hasattr(rnn, name) else getattr(rnn, f"{name}_l0")
-                            for name in LAYER_PARAMETERS)
+                found = []
+                for name in LAYER_PARAMETERS:
+                    parameter = getattr(rnn, name, None)
+                    parameter = getattr(rnn, f"{name}_l0", None) if parameter is None else parameter
+                    found.append(parameter if isinstance(parameter, nn.Parameter) else None)
+                if found[0] is None or (found[1] is None and self.recurrent_blocks):
+                    missing = "weight_ih" if found[0] is None else "weight_hh"
+                    raise ValueError(f"model.init: a {type(rnn).__name__} layer has no parameter {missing} to "
+                                     "initialise: choose init=pytorch")
+                yield tuple(found)
 
     @torch.no_grad()
     def init_orthogonal(self, generator: torch.Generator, hidden_size: int) -> None:
@@ -138,19 +151,21 @@ class RecurrentEncoder(nn.Module):
             nn.init.uniform_(weight_ih, -bound, bound, generator=generator)
             for block in weight_hh.split(hidden_size):
                 nn.init.orthogonal_(block, generator=generator)
-            nn.init.uniform_(bias_ih, -bound, bound, generator=generator)
-            nn.init.uniform_(bias_hh, -bound, bound, generator=generator)
+            for bias in (bias_ih, bias_hh):
+                if bias is not None:
+                    nn.init.uniform_(bias, -bound, bound, generator=generator)
 
     @torch.no_grad()
-    def init_forget_bias(self, value: float, hidden_size: int) -> None:
-        """Start every LSTM's forget gate with a total bias of `value` (PyTorch: uniform around 0).
+    def init_forget_bias(self, value: float, hidden_size: int, block: int) -> None:
+        """Start every layer's forget gate with a total bias of `value` (PyTorch: uniform around 0).
 
         A bias of 1 (Gers et al., 2000; Jozefowicz et al., 2015; Keras's default, which the article used)
         keeps f near 0.73 at the start, so the cell state and its gradient survive many steps from the
-        first update on. All implementations name the biases bias_ih*/bias_hh* with gates in the order
-        i, f, g, o: the forget gate is rows H..2H, and its bias is split as value + 0.
+        first update on. All implementations name the biases bias_ih*/bias_hh*; the forget gate is block
+        `block` of them (the cell's forget_block; the LSTM's gates are i, f, g, o: block 1, rows H..2H), and its
+        bias is split as value + 0 (a layer without bias_hh gets the whole value in bias_ih).
         """
-        forget = slice(hidden_size, 2 * hidden_size)
+        forget = slice(block * hidden_size, (block + 1) * hidden_size)
         for name, parameter in self.named_parameters():
             if ".bias_ih" in name:
                 parameter[forget] = value
@@ -158,12 +173,7 @@ class RecurrentEncoder(nn.Module):
                 parameter[forget] = 0.0
 
     def run(self, rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.impl != "fused":
-            return rnn(x)
-        if x.is_cuda:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
-        return rnn(x)[0]
+        return rnn(x, lengths=lengths) if self.pass_lengths else rnn(x)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x [B, T, input_size], lengths [B] -> [B, T, directions * hidden_size], float32 (module docstring)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.cells import CELLS, IMPLEMENTATIONS
+from rnnlab.cells import CELLS, IMPLEMENTATIONS, PLAIN
 from rnnlab.checks import fraction, one_of, positive_int
 from rnnlab.data.text import PAD_ID
 from rnnlab.models.encoder import INITS, RecurrentEncoder, new_seed, padding_mask
@@ -57,7 +57,8 @@ class RecurrentNetwork(nn.Module):
         fraction("dropout", dropout)
         self.recurrent = CELLS[one_of("cell", cell, CELLS)].recurrent
         if impl in IMPLEMENTATIONS and impl not in CELLS[cell].impls:
-            kind = "a recurrent cell" if self.recurrent else "it has no recurrence"
+            kind = ("it has no recurrence" if not self.recurrent else "a recurrent cell" if impl == PLAIN
+                    else f"it has no {impl} layer")
             raise ValueError(f"impl={impl!r} does not apply to cell {cell!r} ({kind}): choose "
                              f"{' | '.join(CELLS[cell].impls)}")
         one_of("impl", impl, CELLS[cell].impls)

@@ -1,6 +1,8 @@
-"""`model.impl=sequence`: the cells of explicit.py, each layer's whole sequence run by one C++ kernel on CPU.
+"""`model.impl=sequence`: the explicit cells, each layer's whole sequence run by one C++ kernel on CPU.
 
-The cells keep explicit.py's parameters (names, gate order, initialisation: weights copy across all three
+A classic cell's file (rnnlab/cells/rnn.py, lstm.py, gru.py) makes its sequence layer as
+`class SequenceRNNCell(SequenceEngine, RNNCell)` with `cell = "rnn"`, the kernel's name for its gate maths.
+The cells keep their explicit layers' parameters (names, gate order, initialisation: weights copy across all three
 implementations) and its equations, which stay the readable reference; only the engine differs:
 
 - forward: `sequence_kernel.cpp` runs the recurrence, each thread alone over its own rows of the batch for all
@@ -28,10 +30,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.autograd.function import once_differentiable
-
-from rnnlab.models.explicit import GRUCell, LSTMCell, RNNCell
 
 KERNEL_SOURCE = Path(__file__).with_name("sequence_kernel.cpp")
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -102,7 +101,7 @@ class SequenceFunction(torch.autograd.Function):
 
 
 class SequenceEngine:
-    """Runs an explicit cell's layer (its parameters, its equations) through SequenceFunction."""
+    """Mixed in before an explicit cell's class: runs its layer (its parameters, its equations) through SequenceFunction."""
 
     cell: str
 
@@ -114,19 +113,3 @@ class SequenceEngine:
                           "slower)", RuntimeWarning, stacklevel=2)
             return super().forward(x)
         return SequenceFunction.apply(self.cell, x, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-
-
-class SequenceRNNCell(SequenceEngine, RNNCell):
-    cell = "rnn"
-
-
-class SequenceLSTMCell(SequenceEngine, LSTMCell):
-    cell = "lstm"
-
-
-class SequenceGRUCell(SequenceEngine, GRUCell):
-    cell = "gru"
-
-
-SEQUENCE_CELLS: dict[str, type[nn.Module]] = {"rnn": SequenceRNNCell, "lstm": SequenceLSTMCell,
-                                              "gru": SequenceGRUCell}

@@ -41,10 +41,13 @@ REQUIREMENTS = ("mlflow", "torch", "pytorch-lightning", "torchmetrics", "tokeniz
 
 # The part of rnnlab the model carries (relative to the package folder): what served_model.py imports, and
 # nothing else (no command line, so no Hydra; no search, bench or findings). The same test checks it is enough.
+# Every module of rnnlab/cells goes: the registry imports them all, whichever cell the model is (a cell added
+# through RNNLAB_CELLS, outside rnnlab, is not carried).
 SERVED_CODE = (
-    "__init__.py", "cells/__init__.py", "checks.py", "errors.py", "files.py", "sqlite_store.py", "tracking.py",
+    "__init__.py", "checks.py", "errors.py", "files.py", "sqlite_store.py", "tracking.py",
+    *sorted(f"cells/{path.name}" for path in (PACKAGE_DIR / "cells").glob("*.py")),
     "data/__init__.py", "data/arrays.py", "data/base.py", "data/imdb.py", "data/sampler.py", "data/text.py",
-    "models/__init__.py", "models/encoder.py", "models/explicit.py", "models/network.py",
+    "models/__init__.py", "models/encoder.py", "models/explicit.py", "models/fused.py", "models/network.py",
     "models/recurrent_module.py", "models/sequence.py", "models/sequence_kernel.cpp",
     "serve/__init__.py", "serve/pyfunc.py", "serve/registry.py", "serve/sentiment.py", "serve/served_model.py",
 )
