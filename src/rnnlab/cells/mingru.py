@@ -59,13 +59,14 @@ class MinGRUStep(MinGRULayer):
     """The reference: the paper's equations one step at a time. x [B, T, E] -> h [B, T, H]."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        z_logit, candidate_logit = self.project(x)
+        # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
+        z_logits, candidate_logits = (logit.unbind(dim=1) for logit in self.project(x))
         real = None if lengths is None else real_steps(lengths, x.shape[1], x.device)
         h = x.new_zeros(x.shape[0], self.hidden_size)
         outputs = []
         for t in range(x.shape[1]):
-            z = torch.sigmoid(z_logit[:, t])
-            candidate = positive_candidate(candidate_logit[:, t])
+            z = torch.sigmoid(z_logits[t])
+            candidate = positive_candidate(candidate_logits[t])
             h_next = (1 - z) * h + z * candidate
             # Past a review's end the state stays as it was at its last real token.
             h = h_next if real is None else torch.where(real[:, t, None], h_next, h)

@@ -58,14 +58,15 @@ class MinLSTMStep(MinLSTMLayer):
     """The reference: the paper's equations one step at a time. x [B, T, E] -> h [B, T, H]."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        f_logit, i_logit, candidate_logit = self.project(x)
+        # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
+        f_logits, i_logits, candidate_logits = (logit.unbind(dim=1) for logit in self.project(x))
         real = None if lengths is None else real_steps(lengths, x.shape[1], x.device)
         h = x.new_zeros(x.shape[0], self.hidden_size)
         outputs = []
         for t in range(x.shape[1]):
-            f = torch.sigmoid(f_logit[:, t])
-            i = torch.sigmoid(i_logit[:, t])
-            candidate = positive_candidate(candidate_logit[:, t])
+            f = torch.sigmoid(f_logits[t])
+            i = torch.sigmoid(i_logits[t])
+            candidate = positive_candidate(candidate_logits[t])
             f_norm, i_norm = f / (f + i), i / (f + i)
             h_next = f_norm * h + i_norm * candidate
             # Past a review's end the state stays as it was at its last real token.
