@@ -8,28 +8,30 @@ with a_t in [0, 1] and b_t of any sign, both computed from the input alone. Beca
 on h, the T steps compose associatively, (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2), and the whole sequence
 is computed in O(log T) rounds of elementwise work instead of T dependent steps.
 
-`linear_recurrence` is the work-efficient odd/even scan (Blelloch's, written recursively): combine each pair
-of neighbouring steps (1, 2), (3, 4), ... into one step, solve the half-length recurrence that leaves (its states
-are h at every even t), then fill in each odd t from the state just before it. Total work is about 2T, the depth
+`linear_recurrence` is the work-efficient odd/even scan (Blelloch's, written recursively). With 0-based step
+indices, as in the code: combine each pair of steps (0, 1), (2, 3), ... into one step, solve the half-length
+recurrence that leaves (its states are h at every odd index), then fill in each even index from the state just
+before it (the zero initial state for index 0). Total work is about 2T, the depth
 2 log2 T, and everything stays in linear space: the products of a only shrink towards 0 (never overflow), so the
 values and the autograd gradients stay finite at T = 2,000 in float32 and match the step-by-step loop to rounding.
 
-Why this one. Measured on this machine (2-core AMD EPYC, KVM, `lscpu` family 25 model 17; PyTorch 2.13 CPU,
-2 threads, shared with other jobs, so +-30%): forward + backward of B=128, T=500, float32, a = sigmoid(randn),
-b = randn, best of 5:
+Why this one. Measured on this machine (2-core AMD EPYC under KVM, `lscpu` family 25 model 17; PyTorch 2.13
+CPU, 2 threads, shared with other jobs at load 2.5-3, so figures vary by up to 3x between runs): forward +
+backward (of sum h^2) of B=128, T=500, float32, a = sigmoid(randn), b = randn, best of 5, in ms; the last run,
+with the range over 2-3 runs in brackets:
 
-    scan                                      H=32      H=128
-    odd/even (Blelloch), linear space (kept)  BENCH_BL_32   BENCH_BL_128
-    Hillis-Steele, linear space               BENCH_HS_32   BENCH_HS_128
-    Heinsen log-space (cumsum/logcumsumexp)   BENCH_HE_32   BENCH_HE_128
-    plain Python loop over t (not a scan)     BENCH_LP_32   BENCH_LP_128
+    scan                                      H=32              H=128
+    odd/even (Blelloch), linear space (kept)    33  [33-55]       111  [111-159]
+    Hillis-Steele, linear space                236  [75-236]      484  [417-615]
+    Heinsen log-space (cumsum/logcumsumexp)    357  [298-861]    1385  [1247-1385]
+    plain Python loop over t (not a scan)       30  [27-36]        70  [63-70]
 
 Hillis-Steele does T log2 T work (9 full passes at T=500), which a memory-bound CPU pays for in full. Heinsen's
 log-space scan (log h_t = sum log a + logcumsumexp(log b - sum log a)) needs b > 0, so signed b takes two scans
 (of max(b, 0) + 1 and max(-b, 0) + 1, whose difference is the scan of b by linearity), runs exp/log over every
-element, and in float32 loses about 3e-4 (absolute) to the cancellation between the two (the other rows agree
-to 1e-6). On a 2-core CPU the plain loop over t is as fast as any scan: the parallelism a scan exposes pays off
-on a GPU or many cores, not here; the figures above are what `python -m rnnlab.bench` should be read against.
+element, and in float32 is off by about 3e-4 (absolute) from the cancellation between the two (the other rows
+agree to 1e-6). On this 2-core CPU the plain loop over t, whose [B, H] slices stay in cache, is as fast as the
+best scan or faster (up to 2x at H=128): what a scan parallelises pays off on a GPU or many cores, not here.
 """
 
 from __future__ import annotations
@@ -72,5 +74,5 @@ def hold_padded_steps(a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor | 
     """
     if lengths is None:
         return a, b
-    real = real_steps(lengths, a.shape[1], a.device)[:, :, None]
-    return torch.where(real, a, torch.ones_like(a)), torch.where(real, b, torch.zeros_like(b))
+    padded = ~real_steps(lengths, a.shape[1], a.device)[:, :, None]
+    return a.masked_fill(padded, 1.0), b.masked_fill(padded, 0.0)
