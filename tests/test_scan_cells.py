@@ -82,7 +82,7 @@ def test_padding_is_exact(name, step_class, scan_class, kwargs):
     for layer in (step, scan):
         out = layer(x, lengths)
         for review, length in enumerate(lengths.tolist()):
-            alone = layer(x[review:review + 1, :length])[0]
+            alone = layer(x[review : review + 1, :length])[0]
             torch.testing.assert_close(out[review, :length], alone, **EXACT)
             # Every padded step holds the state at the last real token, so the last output is that state.
             held = out[review, length:]
@@ -97,7 +97,7 @@ def test_reversed_direction_stays_within_each_review(name, step_class, scan_clas
     for layer in (step, scan):
         out = layer(reverse_padded(x, lengths), lengths)
         for review, length in enumerate(lengths.tolist()):
-            alone = layer(x[review:review + 1, :length].flip(1))[0]
+            alone = layer(x[review : review + 1, :length].flip(1))[0]
             torch.testing.assert_close(out[review, :length], alone, **EXACT)
 
 
@@ -126,7 +126,9 @@ def test_long_sequences_in_float32(name, step_class, scan_class, kwargs):
     torch.testing.assert_close(scan_out, step_out, rtol=1e-4, atol=1e-4)
     for key, gradient in step_grads.items():
         assert torch.isfinite(scan_grads[key]).all(), key
-        torch.testing.assert_close(scan_grads[key], gradient, rtol=1e-3, atol=1e-3, msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(
+            scan_grads[key], gradient, rtol=1e-3, atol=1e-3, msg=lambda m, key=key: f"{key}: {m}"
+        )
 
 
 @pytest.mark.parametrize(("name", "step_class", "scan_class", "kwargs"), CELLS, ids=IDS)

@@ -35,7 +35,7 @@ def causal_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """x [B, T, E] -> [B, T, window*E]: at t, the inputs x_{t-window+1..t} side by side, zeros before the start."""
     padded = F.pad(x, (0, 0, window - 1, 0))  # window - 1 zero steps on the left
     steps = x.shape[1]
-    return torch.cat([padded[:, j:j + steps] for j in range(window)], dim=-1)
+    return torch.cat([padded[:, j : j + steps] for j in range(window)], dim=-1)
 
 
 class QRNNLayer(nn.Module):
