@@ -7,8 +7,9 @@ With a filter of width k over the last k inputs, w_t = [x_{t-k+1}, ..., x_t] (ol
     h_t = f_t * h_{t-1} + (1 - f_t) * z_t,   h_0 = 0   (f-pooling)
 
 The convolution is masked (causal): the zeros go on the left, so step t never sees t+1, and within a review
-padded on the right no real step sees padding. The paper's IMDb model (a 4-layer densely connected QRNN, 91.4%
-test accuracy) uses filter width k = 2, with a k = 4 variant slightly behind, hence `window=2` by default. The
+padded on the right no real step sees padding. `window=2` by default: the filter width of the paper's IMDb model
+(a 4-layer densely connected QRNN, 91.4% test accuracy; its Table 1 also lists a k = 4 variant, slightly behind),
+and the width Godin et al.'s replication of that result (QuasiRNN-DReLU, 2017) uses in all four layers. The
 fo-pooling variant (an output gate o_t, h_t = o_t * c_t) is left out.
 
 Parameters: `weight_ih` [2H, k*E] and `bias_ih` [2H], blocks in the order (z, f): rows 0..H-1 the candidate,
