@@ -26,7 +26,7 @@ from rnnlab import PACKAGE_DIR
 from rnnlab.cells.api import IMPLEMENTATIONS, PLAIN, Cell, Implementation
 
 __all__ = ["ARTICLE_CELLS", "BASELINE_NAMES", "CELL_NAMES", "CELLS", "IMPLEMENTATIONS", "IMPL_NAMES", "PLAIN",
-           "Cell", "Implementation", "cell_rank", "impl_rank", "load_cells"]
+           "SCAN_CELL_NAMES", "Cell", "Implementation", "cell_rank", "impl_rank", "load_cells", "run_impl"]
 
 EXTRA_CELLS_VARIABLE = "RNNLAB_CELLS"
 
@@ -105,6 +105,7 @@ CELLS: dict[str, Cell] = registered_cells()
 CELL_NAMES = tuple(name for name, cell in CELLS.items() if cell.recurrent)  # the recurrent cells, in order
 BASELINE_NAMES = tuple(name for name, cell in CELLS.items() if not cell.recurrent)  # cells without recurrence
 ARTICLE_CELLS = tuple(name for name, cell in CELLS.items() if cell.article)  # what the article's claims are about
+SCAN_CELL_NAMES = tuple(name for name, cell in CELLS.items() if "scan" in cell.impls)  # parallel-scan cells
 # The implementations of a recurrent cell that some registered cell has (scan only once a scan cell exists).
 IMPL_NAMES = tuple(impl for impl in IMPLEMENTATIONS
                    if impl != PLAIN and any(impl in cell.layers for cell in CELLS.values()))
@@ -113,3 +114,13 @@ IMPL_NAMES = tuple(impl for impl in IMPLEMENTATIONS
 def cell_rank(name: str) -> tuple[int, str]:
     """Sort key: the registry's order (each cell's `order`), unknown names last (alphabetically)."""
     return (list(CELLS).index(name), "") if name in CELLS else (len(CELLS), name)
+
+
+def run_impl(cell: str, preferred: str) -> str:
+    """The implementation a run of `cell` uses where a config asks for `preferred` for every cell (the search's,
+    the adding problem's, the benchmark's model.impl=sequence): `preferred` if the cell has it, else its parallel
+    scan, else its first implementation. The runs record what they used, so nothing is labelled as what it is not."""
+    impls = CELLS[cell].impls
+    if preferred in impls:
+        return preferred
+    return "scan" if "scan" in impls else impls[0]

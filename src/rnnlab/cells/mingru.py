@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.cells.api import Cell
 from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
 
 
@@ -83,3 +84,15 @@ class MinGRUScan(MinGRULayer):
         keep = torch.sigmoid(-z_logit)  # 1 - z, without the rounding of 1 - sigma near z = 1
         a, b = hold_padded_steps(keep, z * positive_candidate(candidate_logit), lengths)
         return linear_recurrence(a, b)
+
+
+CELL = Cell(
+    name="mingru",
+    title="minGRU",
+    colour="tab:purple",
+    summary="z, h~ from x_t only; h_t = (1 - z) h_{t-1} + z h~, a linear recurrence run as a parallel scan",
+    layers={"explicit": MinGRUStep, "scan": MinGRUScan},
+    input_blocks=2,
+    recurrent_blocks=0,
+    order=40,
+)

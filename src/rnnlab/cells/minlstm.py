@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.cells.mingru import positive_candidate
+from rnnlab.cells.api import Cell
 from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
 
 
@@ -84,3 +85,16 @@ class MinLSTMScan(MinLSTMLayer):
         f_norm, i_norm = torch.sigmoid(log_ratio), torch.sigmoid(-log_ratio)
         a, b = hold_padded_steps(f_norm, i_norm * positive_candidate(candidate_logit), lengths)
         return linear_recurrence(a, b)
+
+
+CELL = Cell(
+    name="minlstm",
+    title="minLSTM",
+    colour="tab:red",
+    summary="f, i, h~ from x_t only; h_t = f' h_{t-1} + i' h~ with f' = f/(f+i), i' = i/(f+i): a parallel scan",
+    layers={"explicit": MinLSTMStep, "scan": MinLSTMScan},
+    input_blocks=3,
+    recurrent_blocks=0,
+    forget_block=MinLSTMLayer.forget_block,
+    order=50,
+)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.cells.api import Cell
 from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
 
 
@@ -93,3 +94,17 @@ class QRNNScan(QRNNLayer):
         not_f = torch.sigmoid(-f_logit)  # 1 - f, without the rounding of 1 - sigma near f = 1
         a, b = hold_padded_steps(f, not_f * torch.tanh(z_logit), lengths)
         return linear_recurrence(a, b)
+
+
+CELL = Cell(
+    name="qrnn",
+    title="QRNN",
+    colour="tab:olive",
+    summary="z, f from a causal convolution of width 2 over x; h_t = f h_{t-1} + (1 - f) z (f-pooling): a parallel scan",
+    layers={"explicit": QRNNStep, "scan": QRNNScan},
+    input_blocks=2,
+    recurrent_blocks=0,
+    window=2,  # QRNNLayer's default filter width, which the layers above are built with
+    forget_block=QRNNLayer.forget_block,
+    order=60,
+)
