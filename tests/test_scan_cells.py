@@ -198,3 +198,47 @@ def test_linear_recurrence_is_stable_in_float32():
     assert torch.isfinite(scanned).all() and torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
     expected = sequential_recurrence(a.detach().double(), b.detach().double())
     torch.testing.assert_close(scanned.double(), expected, rtol=1e-4, atol=1e-2)
+
+
+# --- Through the model: the registry's scan cells in the network every run builds ---------------------------------
+
+SCAN_CELLS = ("mingru", "minlstm", "qrnn")
+
+
+@pytest.mark.parametrize("cell", SCAN_CELLS)
+def test_network_scan_equals_explicit_bidirectional_two_layers(cell):
+    """model.impl=scan and model.impl=explicit, same weights, two bidirectional layers over padded reviews: the
+    same logits and the same gradients (float64), so the pipeline may train the scan and mean the equations."""
+    from rnnlab.models.network import RecurrentNetwork
+
+    settings = dict(cell=cell, embedding_dim=4, hidden_size=3, num_layers=2, bidirectional=True, pooling="last",
+                    vocab_size=11)
+    torch.manual_seed(0)
+    explicit = RecurrentNetwork(impl="explicit", **settings).double()
+    scan = RecurrentNetwork(impl="scan", **settings).double()
+    scan.load_state_dict(explicit.state_dict())
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([9, 1, 5, 7])
+    tokens = torch.randint(1, 11, (4, 9), generator=generator)
+    tokens[torch.arange(9)[None, :] >= lengths[:, None]] = 0  # PAD_ID after each review's end
+    results = []
+    for network in (explicit, scan):
+        logits = network(tokens, lengths)
+        logits.square().sum().backward()
+        results.append((logits.detach(), {name: p.grad for name, p in network.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], **EXACT)
+    assert results[0][1].keys() == results[1][1].keys()
+    for name, gradient in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], gradient, **EXACT, msg=name)
+
+
+@pytest.mark.parametrize("cell, rows", [("minlstm", slice(0, 3)), ("qrnn", slice(3, 6))])
+def test_forget_bias_lands_on_the_forget_block(cell, rows):
+    from rnnlab.models.encoder import RecurrentEncoder
+
+    encoder = RecurrentEncoder(cell=cell, impl="scan", input_size=2, hidden_size=3, forget_bias=1.5)
+    bias = encoder.layers[0][0].bias_ih.detach()
+    assert torch.equal(bias[rows], torch.full((3,), 1.5))
+    others = torch.ones(len(bias), dtype=torch.bool)
+    others[rows] = False
+    assert not torch.any(bias[others] == 1.5)
