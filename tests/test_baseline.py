@@ -159,7 +159,7 @@ def test_the_pipeline_plans_a_baseline_once_per_seed():
     (["pipeline.cells=[rnn,bag]"], "pipeline.cells lists bag, which has no recurrence (one implementation, plain): "
                                    "list it in pipeline.baselines"),
     (["pipeline.baselines=[gru]"], "pipeline.baselines lists gru, a recurrent cell: list it in pipeline.cells"),
-    (["pipeline.impls=[plain]"], "pipeline.impls='plain' is unknown: choose fused | explicit | sequence"),
+    (["pipeline.impls=[plain]"], "pipeline.impls='plain' is unknown: choose fused | explicit | sequence | scan"),
 ])
 def test_a_cell_in_the_wrong_list_is_one_line(tmp_path, overrides, message):
     result = run_command(tmp_path, *overrides)
@@ -223,7 +223,8 @@ def test_a_matched_pipeline_is_checked_against_each_cells_solved_size(tmp_path):
 
 
 def test_the_dvc_plot_templates_colour_every_cell_as_the_figures_do():
-    """`dvc plots show` draws with .dvc/plots/ templates: their cell colours are rnnlab.cells' (the PNGs')."""
+    """`dvc plots show` draws with .dvc/plots/ templates: their cell colours are rnnlab.cells' (the PNGs'), written
+    by `python -m rnnlab.comparison.plot_templates` (run it after adding a cell)."""
     for name in ("cells_linear.json", "cells_scatter.json"):
         template = json.loads((PROJECT_ROOT / ".dvc" / "plots" / name).read_text())
         scale = template["encoding"]["color"]["scale"]
