@@ -176,6 +176,46 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert "of the ceiling" in result.stdout and "sequence" in result.stdout
 
 
+def test_every_cell_runs_the_implementations_it_has():
+    """The defaults (every recurrent cell, every implementation) ask each cell only for its own: the parallel-scan
+    cells have no fused or sequence layer."""
+    from rnnlab.bench.__main__ import cell_impls
+
+    assert cell_impls("mingru", list(IMPL_NAMES)) == ["explicit", "scan"]
+    assert cell_impls("gru", list(IMPL_NAMES)) == ["fused", "explicit", "sequence"]
+    assert all(cell_impls(cell, list(IMPL_NAMES)) == [i for i in IMPL_NAMES if i in CELLS[cell].impls]
+               for cell in CELL_NAMES)
+
+
+def test_a_cell_without_any_asked_implementation_is_refused(tmp_path):
+    result = run_module("rnnlab.bench", "--cells", "gru,mingru", "--impls", "fused", "--out", str(tmp_path / "b.json"),
+                        cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "b.json").exists()
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "error: mingru has none of the implementations fused: it has explicit, scan")
+
+
+@pytest.mark.slow
+def test_bench_runs_a_parallel_scan_cell_with_its_own_implementations(prepared_dir, tmp_path):
+    """A smoke run of the benchmark on minGRU with the default implementations: its rows are explicit and scan,
+    no step matmul (its gates read x_t only), and no plain-loop variant but plain_project (they run with fused)."""
+    out = tmp_path / "bench.json"
+    result = run_module("rnnlab.bench", "--cells", "mingru", "--settings", "article", "--steps", "1", "--warmup",
+                        "1", "--repeats", "1", "--peak-size", "64", "--data-dir", str(prepared_dir), "--out",
+                        str(out), "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["explicit", "scan"] and all(r["cell"] == "mingru" for r in rows.values())
+    for row in rows.values():
+        assert set(row["variants"]) == {"project", "plain_project"}
+        assert row["matmul_ceiling"]["step_matmul_gflops"] is None and row["matmul_ceiling"]["ceiling_gflops"] > 0
+        assert row["layer_only"]["seconds"] > 0
+    # the same initial weights and batches: the step reference and the parallel scan train alike
+    assert rows["scan"]["variants"]["project"]["final_loss"] == pytest.approx(
+        rows["explicit"]["variants"]["project"]["final_loss"], abs=1e-4)
+    assert "step matmul   none GFLOP/s" in result.stdout
+
+
 def test_issue_14_targets():
     def row(cell, setting, impl, samples_per_s, gflops=0.0, peak_pct=0.0):
         project = {"samples_per_s": samples_per_s, "useful_gflops": gflops, "peak_pct": peak_pct}

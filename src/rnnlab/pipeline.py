@@ -37,6 +37,13 @@ class PlannedRun:
     def name(self) -> str:  # dvc.yaml spells the same: ${item.cell}-${item.impl}-${item.seed}
         return f"{self.cell}-{self.impl}-{self.seed}"
 
+    @property
+    def stage(self) -> str:
+        """The dvc.yaml stage that trains it: baseline@ and scan@ name the cell and seed (one implementation)."""
+        if self.impl in (PLAIN, SCAN):
+            return f"{'baseline' if self.impl == PLAIN else 'scan'}@{self.cell}-{self.seed}"
+        return f"train@{self.name}"
+
 
 def planned_runs(pipeline: DictConfig) -> list[PlannedRun]:
     """Every run of the pipeline section: the recurrent cells' (per implementation, in the article's cell order),
