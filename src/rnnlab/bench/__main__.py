@@ -251,7 +251,8 @@ def previous_result(out: Path, kind: str) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default=",".join(CELL_NAMES), help=f"comma-separated: {','.join(CELL_NAMES)}")
+    parser.add_argument("--cells", default=None,
+                        help=f"comma-separated: {','.join(CELL_NAMES)} (default: every cell that has one of --impls)")
     parser.add_argument("--settings", default=",".join(BENCH_SETTINGS), help="comma-separated: article,h128")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the first GPU, spawned processes, synchronized clock reads")
@@ -284,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         args.impls = ",".join(i for i in IMPL_NAMES if not (cuda and i in CPU_ONLY_IMPLS))
     if args.variants is None:
         args.variants = ",".join(v for v in VARIANTS[1:] if not (cuda and v in CPU_ONLY_VARIANTS))
-    cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
+    settings, args.impls = args.settings.split(","), args.impls.split(",")
+    cells = (args.cells.split(",") if args.cells is not None
+             else [cell for cell in CELL_NAMES if cell_impls(cell, args.impls)])
     args.variants = [v for v in args.variants.split(",") if v]
     without_recurrence = [cell for cell in cells if cell in BASELINE_NAMES]
     if without_recurrence:  # the bench times recurrent layers against their FLOPs: the bag has neither
@@ -295,14 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [g for g in given if g not in known]
         if unknown:
             parser.error(f"unknown {name} {', '.join(unknown)}: choose from {', '.join(known)}")
-    without_impls = [cell for cell in cells if not cell_impls(cell, args.impls)]
-    if without_impls:
-        parser.error("; ".join(f"{cell} has none of the implementations {', '.join(args.impls)}: it has "
-                               f"{', '.join(CELLS[cell].impls)}" for cell in without_impls))
     if cuda:
         cpu_only = [x for x in [*args.impls, *args.variants] if x in CPU_ONLY_IMPLS + CPU_ONLY_VARIANTS]
         if cpu_only:
             parser.error(f"--device cuda: {', '.join(cpu_only)} run on a CPU only")
+    without_impls = [cell for cell in cells if not cell_impls(cell, args.impls)]
+    if without_impls or not cells:
+        parser.error("; ".join(f"{cell} has none of the implementations {', '.join(args.impls)}: it has "
+                               f"{', '.join(CELLS[cell].impls)}" for cell in without_impls)
+                     or f"no cell has any of the implementations {', '.join(args.impls)}")
     for name in ("steps", "warmup", "repeats", "peak_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
