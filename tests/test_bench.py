@@ -32,7 +32,8 @@ def test_flops_per_token():
 def test_flops_per_token_is_what_torch_counts(cell):
     """torch's FlopCounterMode on the explicit cells' forward + backward (the matmuls: mm, addmm) agrees with
     the formula but for one product: the first step's state is a constant zero, so its gradient, a
-    [B, g*H] x [g*H, H] matmul (g recurrent blocks), is never computed. Per token that is 1 / (3T) * H / (E + H) less."""
+    [B, g*H] x [g*H, H] matmul (g recurrent blocks), is never computed. Per token that is 1 / (3T) * H / (E + H)
+    less."""
     B, T, E, H = 4, 50, 24, 40
     torch.manual_seed(0)
     layer = CELLS[cell].layers["explicit"](E, H)
@@ -90,6 +91,7 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     other_before = other_file.read_bytes()
     # The article setting asks for 10,000 words and batches of 128; the tiny vocabulary has 100 and the
     # training split 8 reviews, hence the overrides: 1 warm-up + 2 timed batches of 2.
+    # every implementation the GRU has (the default --impls, each cell running those it has)
     result = run_module("rnnlab.bench", "--cells", "gru", "--settings", "article", "--steps", "2", "--warmup", "1",
                         "--repeats", "1", "--peak-size", "256", "--data-dir", str(prepared_dir), "--results-dir",
                         str(results_dir), "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
@@ -99,22 +101,22 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert other_file.read_bytes() == other_before
     assert "gru" in result.stdout and "targets (issues 4 and 14):" in result.stdout
     report = json.loads(out.read_text())
-    assert report["commit"] and len(report["results"]) == len(IMPL_NAMES)
+    assert report["commit"] and len(report["results"]) == len(CELLS["gru"].impls)
     # Compared with the result it replaced, row by row (the committed one, at other sizes: ratios far from 1)
     ratios = report["against_previous"]["project_samples_per_s_ratio"]
-    assert set(ratios) == {f"gru/article/{impl}" for impl in IMPL_NAMES} and all(v > 0 for v in ratios.values())
+    assert set(ratios) == {f"gru/article/{impl}" for impl in CELLS["gru"].impls} and all(v > 0 for v in ratios.values())
     assert "against the result this run replaces" in result.stdout
     assert report["sgemm_peak_gflops"] > 0 and report["machine"]["threads"] >= 1
     assert report["sequence_kernel_problem"] is None
     rows = {r["impl"]: r for r in report["results"]}
-    assert list(rows) == list(IMPL_NAMES)  # a row per implementation, all on the same batches
+    assert list(rows) == list(CELLS["gru"].impls)  # a row per implementation, all on the same batches
     r = rows["fused"]
     assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
     assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
                                   "plain_bucketed_flush", "plain_project"}
     # Issue 19's targets, PASS/MISS with the figures: the overhead of every implementation, sequence over fused
     cpu_checks = report["cpu_targets"]
-    for impl in IMPL_NAMES:
+    for impl in CELLS["gru"].impls:
         name = f"gru/article/{impl} project over plain_project time, % <= 5"
         assert cpu_checks[name]["value"] == rows[impl]["overhead_pct"]
         verdict = "PASS" if cpu_checks[name]["met"] else "MISS"

@@ -13,7 +13,8 @@ process, and this process never turns it on.
 Per cell of `pipeline.cells` it reads every planned run of one implementation (rnnlab.pipeline), fused if
 `pipeline.impls` has it, else its first: one per seed of `pipeline.seeds`, each measured trained and at its own
 initialisation; and per parallel-scan cell (`pipeline.scan_cells`) its runs with their one implementation, scan,
-measured alike: their reach is shown beside the others', while claim (d) tests the article's cells only. A run whose training diverged has no trained model: it is left out and named (`diverged`).
+measured alike: their reach is shown beside the others', while claim (d) tests the article's cells only. A run
+whose training diverged has no trained model: it is left out and named (`diverged`).
 gradients.json keeps each seed's curves and reaches (claim (d) judges the reaches over seeds); the figure shows
 each cell's geometric mean curve over seeds with the band from the lowest to the highest seed.
 Settings: `findings.gradients` (length, reviews) and `paths`.
