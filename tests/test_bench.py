@@ -32,7 +32,8 @@ def test_flops_per_token():
 def test_flops_per_token_is_what_torch_counts(cell):
     """torch's FlopCounterMode on the explicit cells' forward + backward (the matmuls: mm, addmm) agrees with
     the formula but for one product: the first step's state is a constant zero, so its gradient, a
-    [B, g*H] x [g*H, H] matmul, is never computed. Per token that is 1 / (3T) * H / (E + H) less."""
+    [B, g*H] x [g*H, H] matmul (g recurrent blocks), is never computed. Per token that is 1 / (3T) * H / (E + H)
+    less."""
     B, T, E, H = 4, 50, 24, 40
     torch.manual_seed(0)
     layer = CELLS[cell].layers["explicit"](E, H)
@@ -40,7 +41,7 @@ def test_flops_per_token_is_what_torch_counts(cell):
     with FlopCounterMode(display=False) as counter:
         layer(x).sum().backward()
     counted = counter.get_total_flops()
-    skipped = 2 * B * CELLS[cell].gates * H * H
+    skipped = 2 * B * CELLS[cell].recurrent_blocks * H * H  # none without recurrent blocks (the scan cells)
     assert counted == B * T * flops_per_token(cell, E, H) - skipped
     assert counted / (B * T) == pytest.approx(flops_per_token(cell, E, H), rel=0.02)
 
@@ -90,6 +91,7 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     other_before = other_file.read_bytes()
     # The article setting asks for 10,000 words and batches of 128; the tiny vocabulary has 100 and the
     # training split 8 reviews, hence the overrides: 1 warm-up + 2 timed batches of 2.
+    # every implementation the GRU has (the default --impls, each cell running those it has)
     result = run_module("rnnlab.bench", "--cells", "gru", "--settings", "article", "--steps", "2", "--warmup", "1",
                         "--repeats", "1", "--peak-size", "256", "--data-dir", str(prepared_dir), "--results-dir",
                         str(results_dir), "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
@@ -99,22 +101,22 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
     assert other_file.read_bytes() == other_before
     assert "gru" in result.stdout and "targets (issues 4 and 14):" in result.stdout
     report = json.loads(out.read_text())
-    assert report["commit"] and len(report["results"]) == len(IMPL_NAMES)
+    assert report["commit"] and len(report["results"]) == len(CELLS["gru"].impls)
     # Compared with the result it replaced, row by row (the committed one, at other sizes: ratios far from 1)
     ratios = report["against_previous"]["project_samples_per_s_ratio"]
-    assert set(ratios) == {f"gru/article/{impl}" for impl in IMPL_NAMES} and all(v > 0 for v in ratios.values())
+    assert set(ratios) == {f"gru/article/{impl}" for impl in CELLS["gru"].impls} and all(v > 0 for v in ratios.values())
     assert "against the result this run replaces" in result.stdout
     assert report["sgemm_peak_gflops"] > 0 and report["machine"]["threads"] >= 1
     assert report["sequence_kernel_problem"] is None
     rows = {r["impl"]: r for r in report["results"]}
-    assert list(rows) == list(IMPL_NAMES)  # a row per implementation, all on the same batches
+    assert list(rows) == list(CELLS["gru"].impls)  # a row per implementation, all on the same batches
     r = rows["fused"]
     assert (r["cell"], r["setting"], r["embedding_dim"], r["steps"], r["warmup_steps"]) == ("gru", "article", 32, 2, 1)
     assert set(r["variants"]) == {"project", "plain_padded", "plain_padded_flush", "plain_bucketed",
                                   "plain_bucketed_flush", "plain_project"}
     # Issue 19's targets, PASS/MISS with the figures: the overhead of every implementation, sequence over fused
     cpu_checks = report["cpu_targets"]
-    for impl in IMPL_NAMES:
+    for impl in CELLS["gru"].impls:
         name = f"gru/article/{impl} project over plain_project time, % <= 5"
         assert cpu_checks[name]["value"] == rows[impl]["overhead_pct"]
         verdict = "PASS" if cpu_checks[name]["met"] else "MISS"
@@ -174,6 +176,46 @@ def test_bench_writes_its_figures(prepared_dir, tmp_path):
         layer = row["layer_only"]
         assert layer["length"] >= 1 and layer["useful_gflops"] > 0 and layer["project_pct_of_layer"] > 0
     assert "of the ceiling" in result.stdout and "sequence" in result.stdout
+
+
+def test_every_cell_runs_the_implementations_it_has():
+    """The defaults (every recurrent cell, every implementation) ask each cell only for its own: the parallel-scan
+    cells have no fused or sequence layer."""
+    from rnnlab.bench.__main__ import cell_impls
+
+    assert cell_impls("mingru", list(IMPL_NAMES)) == ["explicit", "scan"]
+    assert cell_impls("gru", list(IMPL_NAMES)) == ["fused", "explicit", "sequence"]
+    assert all(cell_impls(cell, list(IMPL_NAMES)) == [i for i in IMPL_NAMES if i in CELLS[cell].impls]
+               for cell in CELL_NAMES)
+
+
+def test_a_cell_without_any_asked_implementation_is_refused(tmp_path):
+    result = run_module("rnnlab.bench", "--cells", "gru,mingru", "--impls", "fused", "--out", str(tmp_path / "b.json"),
+                        cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "b.json").exists()
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "error: mingru has none of the implementations fused: it has explicit, scan")
+
+
+@pytest.mark.slow
+def test_bench_runs_a_parallel_scan_cell_with_its_own_implementations(prepared_dir, tmp_path):
+    """A smoke run of the benchmark on minGRU with the default implementations: its rows are explicit and scan,
+    no step matmul (its gates read x_t only), and no plain-loop variant but plain_project (they run with fused)."""
+    out = tmp_path / "bench.json"
+    result = run_module("rnnlab.bench", "--cells", "mingru", "--settings", "article", "--steps", "1", "--warmup",
+                        "1", "--repeats", "1", "--peak-size", "64", "--data-dir", str(prepared_dir), "--out",
+                        str(out), "data.vocab_size=null", "data.batch_size=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["impl"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["explicit", "scan"] and all(r["cell"] == "mingru" for r in rows.values())
+    for row in rows.values():
+        assert set(row["variants"]) == {"project", "plain_project"}
+        assert row["matmul_ceiling"]["step_matmul_gflops"] is None and row["matmul_ceiling"]["ceiling_gflops"] > 0
+        assert row["layer_only"]["seconds"] > 0
+    # the same initial weights and batches: the step reference and the parallel scan train alike
+    assert rows["scan"]["variants"]["project"]["final_loss"] == pytest.approx(
+        rows["explicit"]["variants"]["project"]["final_loss"], abs=1e-4)
+    assert "step matmul   none GFLOP/s" in result.stdout
 
 
 def test_issue_14_targets():

@@ -48,7 +48,7 @@ def write_gradients(path: Path) -> Path:
     cells = {
         cell: {"init": [decay**k for k in distance], "trained": [(decay**0.5) ** k for k in distance],
                "seeds": [0, 1], "init_reach": [2, 3], "trained_reach": [4, 4]}  # as the stage writes it: per seed
-        for cell, decay in (("rnn", 0.1), ("lstm", 0.5), ("gru", 0.6))
+        for cell, decay in (("rnn", 0.1), ("lstm", 0.5), ("gru", 0.6), ("mingru", 0.3))  # and a scan cell
     }
     path.write_text(json.dumps({"distance": distance, "threshold": 1e-3, "cells": cells}))
     return path
@@ -61,9 +61,9 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     # An explicit artifact folder: MLflow's default for a sqlite store is ./mlruns, i.e. the project root's.
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=str(tmp_path / "artifacts"))
     # Two GRU seeds of one setting, and a GRU run of another setting (max_len), which must not join them; the
-    # bag of embeddings (no recurrence, impl plain) beside the cells
+    # bag of embeddings (no recurrence, impl plain) and minGRU (a parallel-scan cell, impl scan) beside the cells
     for overrides in (["model=rnn"], ["model=lstm"], ["model=gru"], ["model=gru", "seed=1"],
-                      ["model=gru", "data.max_len=5"], ["model=bag"]):
+                      ["model=gru", "data.max_len=5"], ["model=bag"], ["model.cell=mingru", "model.impl=scan"]):
         train(compose_tiny(prepared_dir, tmp_path, *overrides))
     # A run that did not finish must be left out, however good its numbers.
     failed = client.create_run(experiment_id, tags={"cell": "crashed", "impl": "fused"})
@@ -80,13 +80,14 @@ def test_notebook_compares_the_finished_runs(prepared_dir, tmp_path, kernel_env)
     notebook = execute(PROJECT_ROOT / "notebooks", probe="print(summary.to_json(orient='records'))")
 
     table = text(tagged(notebook, "summary-table").outputs)
-    for cell in ("rnn", "lstm", "gru", "bag"):
+    for cell in ("rnn", "lstm", "gru", "bag", "mingru"):
         assert cell in table
     assert "crashed" not in table and "debugged" not in table and "?" not in table  # a parent has no cell
     rows = json.loads(notebook.cells[-1].outputs[-1]["text"])
     assert {(row["cell"], row["setting"]): row["runs"] for row in rows} == {
         ("rnn", "data.max_len=400"): 1, ("lstm", "data.max_len=400"): 1, ("gru", "data.max_len=400"): 2,
-        ("gru", "data.max_len=5"): 1, ("bag", "data.max_len=400"): 1}
+        ("gru", "data.max_len=5"): 1, ("bag", "data.max_len=400"): 1, ("mingru", "data.max_len=400"): 1}
+    assert [row["impl"] for row in rows if row["cell"] == "mingru"] == ["scan"]
     [gru] = [row for row in rows if row["cell"] == "gru" and row["runs"] == 2]
     assert "±" in gru["test_acc"] and "±" in gru["fit_time_s"]  # two seeds: mean ± sd
     for tag in ("accuracy-vs-time", "learning-curves", "gradient-decay"):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rnnlab.cells import CELL_NAMES as CELLS
+from rnnlab.cells import ARTICLE_CELLS as CELLS  # the default pipeline.cells
 from rnnlab.cli import UserError
 from rnnlab.findings.gradients import run_dirs
 from rnnlab.models.recurrent_module import TrainingDiverged

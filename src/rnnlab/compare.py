@@ -16,8 +16,10 @@ Writes, in paths.compare_dir:
                           comparable flagged), throughput and parameters (all, and the recurrent layers') per
                           cell and implementation (mean ± sd over the runs that finished), then the settings, the
                           runs and the device(s) behind them; the baselines (pipeline.baselines: no recurrence) as
-                          rows too; then each run's best and last epoch's validation accuracy
-    claims.md             each of the article's four claims on the recurrent cells (the baselines: extra rows):
+                          rows too, and the parallel-scan cells (pipeline.scan_cells, impl scan); then each run's
+                          best and last epoch's validation accuracy
+    claims.md             each of the article's four claims on the article's cells (the baselines and the
+                          parallel-scan cells: extra rows, never judged):
                           figures, intervals, verdict (holds / does not hold / inconclusive, by the rule of
                           rnnlab.comparison.claims, Holm-adjusted over the report's interval tests; settings:
                           `compare`); the timing claims from the timing stage's controlled measurement; where
@@ -40,10 +42,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rnnlab.cells import CELLS
+from rnnlab.cells import CELLS, SCAN_CELL_NAMES
 from rnnlab.cli import hydra_app
 from rnnlab.comparison.champion import register_best
-from rnnlab.comparison.claims import baseline_figures, judge_counting_failures, rule_settings
+from rnnlab.comparison.claims import baseline_figures, describe, judge_counting_failures, rule_settings, timed_rounds
 from rnnlab.comparison.claims_report import claims_markdown
 from rnnlab.comparison.failures import finished, unstable_drop
 from rnnlab.comparison.figures import plot_accuracy_vs_time
@@ -69,11 +71,18 @@ def pipeline_claims(cfg: DictConfig) -> tuple[dict, list[dict]]:
     timing = load_timing(cfg)
     findings_dir = Path(cfg.paths.findings_dir)
     gradients, adding = read_optional(findings_dir / "gradients.json"), read_optional(findings_dir / "adding.json")
-    # The claims are about the article's recurrent cells; the baselines (no recurrence) are extra rows beside them.
-    recurrent = [run for run in runs if CELLS[run["cell"]].recurrent]
+    # The claims are about the article's recurrent cells (pipeline.cells' runs; judge_all tests rnn, lstm and gru
+    # by name); the baselines (no recurrence) and the parallel-scan cells (pipeline.scan_cells) are extra rows
+    # beside them, so neither can change a verdict or the Holm family.
+    scanned = [run for run in runs if run["cell"] in SCAN_CELL_NAMES]
+    recurrent = [run for run in runs if CELLS[run["cell"]].recurrent and run["cell"] not in SCAN_CELL_NAMES]
     # A failed (diverged) run is a result: counted per cell, and the claims judged again with it at chance
     report = judge_counting_failures(recurrent, gradients, adding, **settings, timing=timing, unstable_drop=drop)
     report["baselines"] = baseline_figures(finished([run for run in runs if not CELLS[run["cell"]].recurrent]))
+    report["scan_cells"] = baseline_figures(finished(scanned))
+    for cell, rounds in (timed_rounds(timing, "scan") or {}).items():  # the timing stage times them too
+        if cell in report["scan_cells"]:
+            report["scan_cells"][cell]["controlled_epoch_s"] = describe([rounds[r] for r in sorted(rounds)])
     return report, runs
 
 

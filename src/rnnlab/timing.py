@@ -5,7 +5,8 @@
 
 A pipeline run times itself under whatever else the machine does, so its fit time is a property of that
 moment as much as of the cell (two repros of the same code gave the LSTM / GRU time ratio 1.80 and 1.17). This
-stage measures instead: every cell x implementation of the pipeline (`pipeline.cells`, `pipeline.impls`; the
+stage measures instead: every cell x implementation of the pipeline (`pipeline.cells`, `pipeline.impls`; then the
+parallel-scan cells of `pipeline.scan_cells` under scan, rows beside the others that no claim judges; the
 baselines of `pipeline.baselines` under their one implementation, last) with the
 train stage's settings (params.yaml's data, model, trainer and callbacks; the first of `pipeline.seeds`) trains
 the same planned batches through the project's own path, `rnnlab.train.train` (the benchmark's `project`

@@ -1,6 +1,7 @@
 """Benchmark training speed: the project's path against a plain PyTorch loop, and against the matmul peak.
 
     python -m rnnlab.bench                                   # all cells, settings, impls: ~10 minutes
+    python -m rnnlab.bench --cells mingru,qrnn --impls scan  # the parallel-scan cells alone
     python -m rnnlab.bench --cells lstm --settings h128 --impls fused,sequence --steps 3
     python -m rnnlab.bench --data-dir path/to/prepared data.vocab_size=null data.batch_size=4   # Hydra overrides
 
@@ -22,7 +23,9 @@ and, with the fused cells (the default):
 and reports samples/s, real (non-padding) tokens/s, useful GFLOP/s (forward + backward matmuls of the real
 tokens only, see `flops.py`) against the sgemm peak, each implementation's speed against the fused cells', the
 speed-up over the reference and its breakdown, and where the time goes (the layer alone at the mean length and on
-the real batches' shapes, the plain loop, the project). Writes JSON to --results-dir (data/bench)/train-<CPU
+the real batches' shapes, the plain loop, the project). Each cell runs the implementations of --impls it has (the
+parallel-scan cells: explicit and scan; the classic cells: fused, explicit, sequence); a cell with none of them is
+refused. Writes JSON to --results-dir (data/bench)/train-<CPU
 kind>.json: one result per kind, intel or amd, each naming its CPU, flags and denormal cost; a file holding another
 kind's result is refused, and each row is compared with the result it replaces. Issue 19's targets are printed
 as PASS/MISS lines (report.CPU_TARGETS). Issue 4's targets,
@@ -113,7 +116,8 @@ def bench_config(cell: str, setting: str, data_dir: str | None, tracking_uri: st
                  device: str = "cpu"):
     """The run the benchmark times: conf/ with the cell, the setting's sizes and a store of its own; on a GPU,
     trainer=gpu."""
-    args = [f"model={cell}", *BENCH_SETTINGS[setting], f"logger.tracking_uri={tracking_uri}",
+    # model.cell=<cell>: the shared model settings with this cell (a cell needs no conf/model file)
+    args = [f"model.cell={cell}", *BENCH_SETTINGS[setting], f"logger.tracking_uri={tracking_uri}",
             "logger.experiment_name=bench", *(["trainer=gpu"] if device == "cuda" else [])]
     if data_dir:
         args.append(f"paths.prepared_dir={data_dir}")
@@ -138,10 +142,12 @@ def figures(runs: list[Measurement], cell: str, embedding_dim: int, hidden_size:
 
 
 def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: str) -> list[dict]:
-    """One result per implementation in args.impls, all trained on the same planned batches, interleaved."""
+    """One result per implementation in args.impls that the cell has, all trained on the same planned batches,
+    interleaved."""
+    impls = cell_impls(cell, args.impls)
     cfgs = {impl: bench_config(cell, setting, args.data_dir, tracking_uri, [*args.overrides, f"model.impl={impl}"],
-                               args.device) for impl in args.impls}
-    cfg = cfgs[args.impls[0]]
+                               args.device) for impl in impls}
+    cfg = cfgs[impls[0]]
     try:
         datamodule = build(cfg.data, "data")  # not the model: this process must not start OpenMP's threads
     except UserError as e:
@@ -160,13 +166,13 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
     }
     measured: dict[str, dict[str, list[Measurement]]] = {
         impl: {"project": [], **({"plain_project": []} if "plain_project" in args.variants else {})}
-        for impl in args.impls}
+        for impl in impls}
     if "fused" in measured:
         measured["fused"].update({name: [] for name in plain if name in args.variants})
-    fits: dict[str, list[dict]] = {impl: [] for impl in args.impls}
+    fits: dict[str, list[dict]] = {impl: [] for impl in impls}
     # Interleaved, so a burst of other work hits one repeat, not one variant or implementation.
     for repeat in range(args.repeats):
-        for impl in args.impls:
+        for impl in impls:
             measurement, fit = in_fresh_process(run_project, cfgs[impl], plan)
             measured[impl]["project"].append(measurement)
             fits[impl].append(fit)
@@ -176,7 +182,12 @@ def bench_cell(cell: str, setting: str, args: argparse.Namespace, tracking_uri: 
                                                                  flush, project_settings, args.device))
     shapes = batch_shapes(datamodule, plan)
     return [{**summarise(cell, setting, impl, cfgs[impl], datamodule, plan, args, measured[impl], fits[impl]),
-             "timed_batch_shapes": shapes} for impl in args.impls]
+             "timed_batch_shapes": shapes} for impl in impls]
+
+
+def cell_impls(cell: str, asked: list[str]) -> list[str]:
+    """The implementations of `asked` that `cell` has, in `asked`'s order (a cell has no layer for the others)."""
+    return [impl for impl in asked if impl in CELLS[cell].impls]
 
 
 def summarise(cell: str, setting: str, impl: str, cfg, datamodule, plan: BatchPlan, args: argparse.Namespace,
@@ -240,13 +251,15 @@ def previous_result(out: Path, kind: str) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated: rnn,lstm,gru")
+    parser.add_argument("--cells", default=None,
+                        help=f"comma-separated: {','.join(CELL_NAMES)} (default: every cell that has one of --impls)")
     parser.add_argument("--settings", default=",".join(BENCH_SETTINGS), help="comma-separated: article,h128")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the first GPU, spawned processes, synchronized clock reads")
     parser.add_argument("--impls", default=None,
                         help=f"comma-separated: {','.join(IMPL_NAMES)} (default: all; on cuda those but "
-                             f"{','.join(CPU_ONLY_IMPLS)}; the plain-loop variants run with fused)")
+                             f"{','.join(CPU_ONLY_IMPLS)}; each cell runs those it has; the plain-loop variants "
+                             "run with fused)")
     steps_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_STEPS.items())
     parser.add_argument("--steps", type=int, default=None, help=f"timed batches per variant (default: {steps_help})")
     warmup_help = ", ".join(f"{setting} {steps}" for setting, steps in DEFAULT_WARMUP.items())
@@ -272,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         args.impls = ",".join(i for i in IMPL_NAMES if not (cuda and i in CPU_ONLY_IMPLS))
     if args.variants is None:
         args.variants = ",".join(v for v in VARIANTS[1:] if not (cuda and v in CPU_ONLY_VARIANTS))
-    cells, settings, args.impls = args.cells.split(","), args.settings.split(","), args.impls.split(",")
+    settings, args.impls = args.settings.split(","), args.impls.split(",")
+    cells = (args.cells.split(",") if args.cells is not None
+             else [cell for cell in CELL_NAMES if cell_impls(cell, args.impls)])
     args.variants = [v for v in args.variants.split(",") if v]
     without_recurrence = [cell for cell in cells if cell in BASELINE_NAMES]
     if without_recurrence:  # the bench times recurrent layers against their FLOPs: the bag has neither
@@ -287,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         cpu_only = [x for x in [*args.impls, *args.variants] if x in CPU_ONLY_IMPLS + CPU_ONLY_VARIANTS]
         if cpu_only:
             parser.error(f"--device cuda: {', '.join(cpu_only)} run on a CPU only")
+    without_impls = [cell for cell in cells if not cell_impls(cell, args.impls)]
+    if without_impls or not cells:
+        parser.error("; ".join(f"{cell} has none of the implementations {', '.join(args.impls)}: it has "
+                               f"{', '.join(CELLS[cell].impls)}" for cell in without_impls)
+                     or f"no cell has any of the implementations {', '.join(args.impls)}")
     for name in ("steps", "warmup", "repeats", "peak_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -325,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri = f"sqlite:///{tmp}/mlflow.db"
         for setting in settings:
             for cell in cells:
-                print(f"bench: {cell} / {setting} ({', '.join(args.impls)}) ...", file=sys.stderr, flush=True)
+                print(f"bench: {cell} / {setting} ({', '.join(cell_impls(cell, args.impls))}) ...", file=sys.stderr,
+                      flush=True)
                 with OtherLoad() as other:
                     rows = bench_cell(cell, setting, args, tracking_uri)
                 fused = next((row for row in rows if row["impl"] == "fused"), None)
@@ -344,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             variant["peak_pct"] = 100 * variant["useful_gflops"] / peak
         # What stops a cell short of the peak: the sequential per-step matmuls, measured at this shape.
         shape = (result["batch_size"], result["hidden_size"], CELLS[result["cell"]].recurrent_blocks)
-        if shape not in step_rates:
-            step_rates[shape] = in_fresh_process(recurrent_step_gflops, *shape, 400, 5, args.device)
+        if shape not in step_rates:  # a cell whose gates read x_t only (recurrent_blocks 0) has no step matmul
+            step_rates[shape] = (in_fresh_process(recurrent_step_gflops, *shape, 400, 5, args.device) if shape[2]
+                                 else None)
         ceiling = matmul_ceiling_gflops(result["cell"], result["embedding_dim"], result["hidden_size"], peak,
                                         step_rates[shape])
         result["matmul_ceiling"] = {

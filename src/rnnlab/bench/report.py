@@ -243,7 +243,9 @@ def print_rows(report: dict, heading: str, row: Callable[[dict], str]) -> None:
 
 def ceiling_row(r: dict) -> str:
     c = r["matmul_ceiling"]
-    return (f"step matmul {c['step_matmul_gflops']:6.1f} GFLOP/s  ceiling {c['ceiling_gflops']:6.1f} GFLOP/s "
+    step = c["step_matmul_gflops"]  # None: no recurrent matmul (gates from x_t only, the parallel-scan cells)
+    step_text = "  none" if step is None else f"{step:6.1f}"
+    return (f"step matmul {step_text} GFLOP/s  ceiling {c['ceiling_gflops']:6.1f} GFLOP/s "
             f"({c['ceiling_peak_pct']:4.1f}% of peak)  project {c['project_pct_of_ceiling']:5.1f}% of the ceiling")
 
 

@@ -7,4 +7,5 @@
     claims_report.py  claims.md, the verdicts written out
     figures.py        accuracy against training time
     champion.py       the best run registered as the champion
+    plot_templates.py the .dvc/plots/ templates' cell colours, written from the registry
 """

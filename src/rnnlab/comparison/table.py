@@ -115,16 +115,23 @@ def what_the_table_shows(cfg: DictConfig, runs: list[dict]) -> str:
                      f"{model.match.cell} at hidden {model.match.hidden_size}: {hidden}.")
     lists = " x ".join(", ".join(str(v) for v in pipeline[name]) for name in ("cells", "impls", "seeds"))
     baselines = list(pipeline.get("baselines") or [])
-    recurrent = len(runs) - len(baselines) * len(pipeline.seeds)
+    scan_cells = list(pipeline.get("scan_cells") or [])
+    recurrent = len(pipeline.cells) * len(pipeline.impls) * len(pipeline.seeds)
     count = (f"{len(runs)} runs = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
              f"x {len(pipeline.seeds)} seeds ({lists})")
+    extra = []
+    if scan_cells:
+        extra.append(f"{len(scan_cells) * len(pipeline.seeds)} of parallel-scan cells, once per seed "
+                     f"({', '.join(scan_cells)}: impl scan)")
     if baselines:
-        count = (f"{len(runs)} runs: {recurrent} = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
-                 f"x {len(pipeline.seeds)} seeds ({lists}), and {len(runs) - recurrent} without recurrence, "
-                 f"once per seed ({', '.join(baselines)}: impl {PLAIN})")
+        extra.append(f"{len(baselines) * len(pipeline.seeds)} without recurrence, once per seed "
+                     f"({', '.join(baselines)}: impl {PLAIN})")
         settings += (" Without recurrence, " + ", ".join(f"{cell} ({CELLS[cell].title})" for cell in baselines)
                      + ": the mean of the embeddings, then the linear output; hidden size, layers and pooling do "
                        "not apply to it.")
+    if extra:
+        count = (f"{len(runs)} runs: {recurrent} = {len(pipeline.cells)} cells x {len(pipeline.impls)} impls "
+                 f"x {len(pipeline.seeds)} seeds ({lists}), and " + ", and ".join(extra))
     devices = sorted({str(r.get("device") or "unknown") for r in runs})
     return (f"{settings}\n{count}.\nParameters: the trained model's (embedding and output layer included); "
             f"recurrent: the recurrent layers' alone.\n"
@@ -168,11 +175,12 @@ def write_accuracy_vs_time(runs: list[dict], path: Path) -> None:
 
 
 def write_learning_curves(runs: list[dict], path: Path) -> None:
-    """Validation accuracy by epoch, one row per epoch and cell (fused runs, and the baselines' plain ones; mean
-    over seeds): the long form, so that `dvc plots` can give each cell its own colour."""
+    """Validation accuracy by epoch, one row per epoch and cell (fused runs, the parallel-scan cells' scan ones and
+    the baselines' plain ones; mean over seeds): the long form, so that `dvc plots` can give each cell its own
+    colour."""
     curves: dict[str, list[list[float]]] = defaultdict(list)
     for run in runs:
-        if run["impl"] in ("fused", PLAIN):
+        if run["impl"] in ("fused", "scan", PLAIN):
             curves[run["cell"]].append(run["history"]["val_acc"])
     with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.writer(f)

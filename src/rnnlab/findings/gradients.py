@@ -12,7 +12,9 @@ process, and this process never turns it on.
 
 Per cell of `pipeline.cells` it reads every planned run of one implementation (rnnlab.pipeline), fused if
 `pipeline.impls` has it, else its first: one per seed of `pipeline.seeds`, each measured trained and at its own
-initialisation. A run whose training diverged has no trained model: it is left out and named (`diverged`).
+initialisation; and per parallel-scan cell (`pipeline.scan_cells`) its runs with their one implementation, scan,
+measured alike: their reach is shown beside the others', while claim (d) tests the article's cells only. A run
+whose training diverged has no trained model: it is left out and named (`diverged`).
 gradients.json keeps each seed's curves and reaches (claim (d) judges the reaches over seeds); the figure shows
 each cell's geometric mean curve over seeds with the band from the lowest to the highest seed.
 Settings: `findings.gradients` (length, reviews) and `paths`.
@@ -142,13 +144,15 @@ def plot(result: dict, path: Path) -> None:
 
 
 def pick_runs(pipeline: DictConfig) -> list[PlannedRun]:
-    """The planned runs of one implementation, fused if the pipeline trains it, else its first; by seed."""
+    """The cells' planned runs of one implementation, fused if the pipeline trains it, else its first, and the
+    parallel-scan cells' (scan, their one implementation in the pipeline); by seed."""
     try:
         runs = planned_runs(pipeline)
     except ValueError as e:
         raise UserError(str(e)) from e
     impl = "fused" if "fused" in pipeline.impls else pipeline.impls[0]
-    return sorted((run for run in runs if run.impl == impl), key=lambda run: run.seed)
+    return sorted((run for run in runs if run.impl == impl or run.cell in (pipeline.get("scan_cells") or [])),
+                  key=lambda run: run.seed)
 
 
 def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> tuple[dict[str, list[Path]], dict[str, list[str]]]:
@@ -161,7 +165,7 @@ def run_dirs(train_dir: Path, runs: list[PlannedRun]) -> tuple[dict[str, list[Pa
         folder = run_folder(train_dir, run)
         for name in ("model.ckpt", "metrics.json"):
             if not (folder / name).is_file():
-                raise UserError(f"{folder / name} does not exist: run `dvc repro train@{run.name}` first")
+                raise UserError(f"{folder / name} does not exist: run `dvc repro {run.stage}` first")
         if "diverged" in json.loads((folder / "metrics.json").read_text()):
             diverged.setdefault(run.cell, []).append(run.name)
         else:
