@@ -29,12 +29,16 @@ def with_toy_cell(**extra: str) -> dict[str, str]:
     return {"PYTHONPATH": path, "RNNLAB_CELLS": "toy_cell", **extra}
 
 
-def test_the_classic_cells_and_the_bag_come_from_their_own_files_in_order():
-    assert list(CELLS) == ["rnn", "lstm", "gru", "bag"]  # order 10, 20, 30, 90
-    assert CELL_NAMES == ARTICLE_CELLS == ("rnn", "lstm", "gru") and BASELINE_NAMES == ("bag",)
-    assert IMPL_NAMES == ("fused", "explicit", "sequence")  # scan: only once a cell has a scan layer
-    assert [CELLS[name].gates for name in CELL_NAMES] == [1, 4, 3]  # the older name of input_blocks
-    assert [CELLS[name].recurrent_blocks for name in CELL_NAMES] == [1, 4, 3]  # None means: as input_blocks
+def test_the_cells_and_the_bag_come_from_their_own_files_in_order():
+    assert list(CELLS) == ["rnn", "lstm", "gru", "mingru", "minlstm", "qrnn", "bag"]  # order 10-30, 40-60, 90
+    assert ARTICLE_CELLS == ("rnn", "lstm", "gru") and BASELINE_NAMES == ("bag",)
+    assert CELL_NAMES == ("rnn", "lstm", "gru", "mingru", "minlstm", "qrnn")
+    assert IMPL_NAMES == ("fused", "explicit", "sequence", "scan")
+    assert [CELLS[name].impls for name in ("mingru", "minlstm", "qrnn")] == [("explicit", "scan")] * 3
+    assert [CELLS[name].recurrent_blocks for name in ("mingru", "minlstm", "qrnn")] == [0, 0, 0]
+    assert CELLS["qrnn"].window == 2 and CELLS["minlstm"].forget_block == 0 and CELLS["qrnn"].forget_block == 1
+    assert [CELLS[name].gates for name in CELL_NAMES] == [1, 4, 3, 2, 3, 2]  # the older name of input_blocks
+    assert [CELLS[name].recurrent_blocks for name in ARTICLE_CELLS] == [1, 4, 3]  # None means: as input_blocks
     assert CELLS["lstm"].forget_block == 1 and CELLS["gru"].forget_block is None
     assert CELLS["bag"].impls == ("plain",) and not CELLS["bag"].recurrent and CELLS["bag"].gates == 0
     assert sorted(["bag", "zzz", "gru", "rnn"], key=cell_rank) == ["rnn", "gru", "bag", "zzz"]
@@ -115,9 +119,10 @@ def test_a_cell_from_rnnlab_cells_is_registered_with_its_impls():
                             env={**os.environ, **with_toy_cell()})
     assert result.returncode == 0, result.stderr[-2000:]
     names, recurrent, article, impls, toy_impls, title = json.loads(result.stdout)
-    assert names == ["rnn", "lstm", "gru", "toy", "bag"]  # order 50: after the article's cells, before the bag
-    assert recurrent == ["rnn", "lstm", "gru", "toy"] and article == ["rnn", "lstm", "gru"]
-    assert impls == ["fused", "explicit", "sequence"] and toy_impls == ["explicit"] and title == "toy leaky RNN"
+    # order 50 (the default): after the article's cells, beside minLSTM's 50 by name, before the bag
+    assert names == ["rnn", "lstm", "gru", "mingru", "minlstm", "toy", "qrnn", "bag"]
+    assert recurrent == names[:-1] and article == ["rnn", "lstm", "gru"]
+    assert impls == ["fused", "explicit", "sequence", "scan"] and toy_impls == ["explicit"] and title == "toy leaky RNN"
 
 
 def test_a_cell_outside_rnnlab_trains_through_the_training_command(prepared_dir, tmp_path):
