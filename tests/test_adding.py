@@ -415,7 +415,7 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
      "adding: error: findings.adding.lr_search.lrs=[0.01, 0.01] lists a learning rate twice"),
     ('+findings.adding.variants.x=["model.init=orthogonal"]',
      ("adding: error: findings.adding.variants.x=['model.init=orthogonal'] must set model.cell to one of "
-      "rnn | lstm | gru, once")),
+      "rnn | lstm | gru | mingru | minlstm | qrnn, once")),
     ('+findings.adding.variants.rnn=["model.cell=rnn"]',
      "adding: error: findings.adding.variants.rnn: a variant needs a name of its own, not a cell's"),
     ('+findings.adding.variants.x=["model.cell=rnn","model.init=identity"]',
