@@ -68,7 +68,8 @@ def test_choosing_a_cell_by_group_or_by_key_is_the_same():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.cell=transformer", "model: cell='transformer' is unknown: choose rnn | lstm | gru | mingru | minlstm | qrnn | bag"),
+        ("model.cell=transformer",
+         "model: cell='transformer' is unknown: choose rnn | lstm | gru | mingru | minlstm | qrnn | bag"),
         ("model.impl=cuda", "model: impl='cuda' is unknown: choose fused | explicit | sequence"),
         ("model.pooling=median", "model: pooling='median' is unknown: choose last | max | mean"),
         ("model.hidden_size=0", "model: hidden_size=0 must be a positive integer"),

@@ -43,8 +43,8 @@ paths.findings_dir elsewhere for an experiment.
 
 Writes <paths.findings_dir>/adding.json (settings with each row's chosen lr and implementation; per row the
 search's runs and its grid (lr_grid); per row, length and seed: test MSE and accuracy, updates_to_threshold, best
-validation MSE, fit time, implementation, MLflow run id; per row and length: learned, medians, best validation MSE per seed; per row: limit and
-limit_margins) and adding.png (test MSE and updates to the threshold by length).
+validation MSE, fit time, implementation, MLflow run id; per row and length: learned, medians, best validation
+MSE per seed; per row: limit and limit_margins) and adding.png (test MSE and updates to the threshold by length).
 """
 
 from __future__ import annotations
