@@ -186,6 +186,8 @@ def test_a_scan_cell_gets_the_same_budget_and_draws_and_runs_its_scan(prepared_d
     runs = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
     assert sorted((r.data.params["model.cell"], r.data.params["model.impl"]) for r in runs) == [
         ("gru", "fused"), ("gru", "fused"), ("mingru", "scan"), ("mingru", "scan")]
+    parents = {r.data.tags["cell"]: r.data.params for r in search_runs(tmp_path) if "rnnlab.search_parent" in r.data.tags}
+    assert {cell: params["search.impl"] for cell, params in parents.items()} == {"gru": "fused", "mingru": "scan"}
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
         str(tmp_path / "search" / "journal.log")))
     overrides = {cell: optuna.load_study(study_name=cell, storage=storage).user_attrs["overrides"]

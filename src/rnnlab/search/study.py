@@ -269,6 +269,7 @@ def parent_run(cfg: DictConfig, cell: str) -> str:
         run = client.create_run(experiment_id, run_name=f"search-{cell}", tags={PARENT_TAG: marker, "cell": cell})
         search = {"trials": cfg.search.trials, "sampler": cfg.search.sampler, "proxy": " ".join(cfg.search.proxy),
                   "overrides": " ".join(cfg.search.overrides),
+                  "impl": compose_config(run_overrides(cfg, cell)).model.impl,  # this cell's (run_impl)
                   "space": OmegaConf.to_yaml(cfg.search.space).strip().replace("\n", "; ")}
         client.log_batch(run.info.run_id, params=[Param(f"search.{k}", str(v)) for k, v in search.items()])
         # A folder for its trials, not a process: it is never RUNNING (the best value so far is logged on it).
