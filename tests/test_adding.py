@@ -168,7 +168,7 @@ def test_limits_state_their_margin_and_a_near_miss_is_borderline():
               "settings": {"threshold": 0.01, "knife_edge": 0.25, "lr": {"rnn": 0.001, "lstm": 0.01, "gru": 0.01},
                            "lr_search": {"length": 50}}}
     text = table(report)
-    assert "| rnn | 0.001 | 25 | 1/2 | never (0.0105, +5%), 6000 |" in text
+    assert "| rnn | not recorded | 0.001 | 25 | 1/2 | never (0.0105, +5%), 6000 |" in text  # no settings.impls
     assert ("rnn 50 (best validation MSE seed 0 0.0580 +480%, seed 1 0.0130 +30% vs 0.01: a clean limit); "
             "lstm none; gru 25 (best validation MSE diverged vs 0.01: a clean limit)") in text
     borderline = {**report, "limit_margins": limit_margins(runs, limits, 0.01, 0.5),
