@@ -168,7 +168,7 @@ def test_limits_state_their_margin_and_a_near_miss_is_borderline():
               "settings": {"threshold": 0.01, "knife_edge": 0.25, "lr": {"rnn": 0.001, "lstm": 0.01, "gru": 0.01},
                            "lr_search": {"length": 50}}}
     text = table(report)
-    assert "| rnn | 0.001 | 25 | 1/2 | never (0.0105, +5%), 6000 |" in text
+    assert "| rnn | not recorded | 0.001 | 25 | 1/2 | never (0.0105, +5%), 6000 |" in text  # no settings.impls
     assert ("rnn 50 (best validation MSE seed 0 0.0580 +480%, seed 1 0.0130 +30% vs 0.01: a clean limit); "
             "lstm none; gru 25 (best validation MSE diverged vs 0.01: a clean limit)") in text
     borderline = {**report, "limit_margins": limit_margins(runs, limits, 0.01, 0.5),
@@ -249,7 +249,7 @@ def test_the_sweep_extends_real_grids_and_runs_the_orthogonal_variant(tmp_path):
         assert {(init, lr, "4") for lr in grid["lrs"]} | {(init, grid["chosen"], "6")} <= trained
         assert set(found["runs"][name]) == {"4", "6"} and found["results"][name]["6"]["learned"]
         assert found["limits"][name] is None and found["limit_margins"][name] is None
-        assert f"| {name} | {grid['chosen']:g} | 6 | 1/1 | 2 |" in table(found)
+        assert f"| {name} | sequence | {grid['chosen']:g} | 6 | 1/1 | 2 |" in table(found)
     assert (out / "adding.png").stat().st_size > 0
 
 
@@ -313,6 +313,48 @@ def test_sweep_records_updates_to_threshold_and_resumes(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["adding.json", "adding.png"]  # no temporary file left
 
 
+def test_each_row_runs_its_cells_own_implementation_of_the_configured_one():
+    """The budget asks for model.impl=sequence: the article's cells run it, composed exactly as before (the
+    committed adding.json's runs keep their identity); a parallel-scan cell has no sequence kernel: its scan."""
+    for cell in ("rnn", "lstm", "gru"):
+        cfg = compose_run(Row(cell, cell), 400, 0, 0.01, [])
+        assert cfg == compose_config(["experiment=adding", f"model.cell={cell}", "data.seq_len=400", "seed=0",
+                                      "model.optimizer.lr=0.01"])
+        assert cfg.model.impl == "sequence"
+    for cell in ("mingru", "minlstm", "qrnn"):
+        assert compose_run(Row(cell, cell), 400, 0, 0.01, []).model.impl == "scan"
+    # a configured implementation the cell has is kept
+    assert compose_run(Row("qrnn", "qrnn"), 400, 0, 0.01, ["model.impl=explicit"]).model.impl == "explicit"
+
+
+def test_a_scan_cell_is_a_row_of_the_sweep_up_to_length_400(tmp_path):
+    """minGRU beside the GRU, real tiny runs at T = 4 and 400: its runs take its scan, and adding.json, the MLflow
+    runs, the table and the figure say so."""
+    out = tmp_path / "findings"
+    overrides = [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *SWEEP]
+    threads = torch.get_num_threads()
+    try:
+        report = sweep(["gru", "mingru"], [4, 400], [0], {"length": 4, "lrs": [0.01], "max_extensions": 0},
+                       overrides, out)
+    finally:
+        torch.set_num_threads(threads)
+    found = json.loads((out / "adding.json").read_text())
+    assert found == report and found["complete"]
+    assert found["settings"]["impls"] == {"gru": "sequence", "mingru": "scan"}
+    for cell, impl in found["settings"]["impls"].items():
+        for T in ("4", "400"):
+            entry = found["runs"][cell][T]["0"]
+            assert entry["impl"] == impl and entry["updates_to_threshold"] == 2 and entry["test_mse"] >= 0
+    ran = sorted((r.data.params["model.cell"], r.data.params["model.impl"], r.data.params["data.seq_len"])
+                 for r in adding_runs(tmp_path))
+    assert ran == [("gru", "sequence", "4"), ("gru", "sequence", "400"), ("mingru", "scan", "4"),
+                   ("mingru", "scan", "400")]
+    text = table(found)
+    assert "| mingru | scan | 0.01 | 400 | 1/1 | 2 |" in text and "| gru | sequence | 0.01 | 400 | 1/1 | 2 |" in text
+    assert found["limits"] == {"gru": None, "mingru": None}
+    assert (out / "adding.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_sweep_searches_each_cells_lr_in_worker_processes(tmp_path, capfd):
     """Two cells, two lrs each at T = 4, in 2 worker processes; a threshold no run reaches (limits everywhere),
@@ -360,7 +402,11 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
     ('findings.adding.overrides=["callbacks.reach_threshold=null"]',
      "adding: error: callbacks.reach_threshold.stopping_threshold is missing: the sweep's runs stop, and count as "
      "learned, at that validation MSE (conf/experiment/adding.yaml)"),
-    ("pipeline.cells=[tcn]", "adding: error: pipeline.cells lists unknown cells ['tcn']: choose from rnn | lstm | gru"),
+    ("findings.adding.cells=[tcn]", "adding: error: findings.adding.cells=['tcn'] must list recurrent cells: choose "
+     "from rnn | lstm | gru | mingru | minlstm | qrnn"),
+    ("findings.adding.cells=[bag]", "adding: error: findings.adding.cells=['bag'] must list recurrent cells: choose "
+     "from rnn | lstm | gru | mingru | minlstm | qrnn"),
+    ("findings.adding.cells=[gru,gru]", "adding: error: findings.adding.cells=['gru', 'gru'] lists a cell twice"),
     ("findings.adding.lr_search.max_extensions=-1",
      "adding: error: findings.adding.lr_search.max_extensions=-1 must be an integer >= 0"),
     ("findings.adding.knife_edge=-0.1",
@@ -369,7 +415,7 @@ def test_train_cli_runs_the_adding_problem(tmp_path):
      "adding: error: findings.adding.lr_search.lrs=[0.01, 0.01] lists a learning rate twice"),
     ('+findings.adding.variants.x=["model.init=orthogonal"]',
      ("adding: error: findings.adding.variants.x=['model.init=orthogonal'] must set model.cell to one of "
-      "rnn | lstm | gru, once")),
+      "rnn | lstm | gru | mingru | minlstm | qrnn, once")),
     ('+findings.adding.variants.rnn=["model.cell=rnn"]',
      "adding: error: findings.adding.variants.rnn: a variant needs a name of its own, not a cell's"),
     ('+findings.adding.variants.x=["model.cell=rnn","model.init=identity"]',

@@ -68,7 +68,8 @@ def test_choosing_a_cell_by_group_or_by_key_is_the_same():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.cell=transformer", "model: cell='transformer' is unknown: choose rnn | lstm | gru | bag"),
+        ("model.cell=transformer",
+         "model: cell='transformer' is unknown: choose rnn | lstm | gru | mingru | minlstm | qrnn | bag"),
         ("model.impl=cuda", "model: impl='cuda' is unknown: choose fused | explicit | sequence"),
         ("model.pooling=median", "model: pooling='median' is unknown: choose last | max | mean"),
         ("model.hidden_size=0", "model: hidden_size=0 must be a positive integer"),
@@ -97,7 +98,8 @@ def test_train_cli_refuses_bad_config_in_one_line(tmp_path, prepared_dir):
                         f"hydra.run.dir={tmp_path}/out", cwd=PROJECT_ROOT)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert errors == ["train: error: model: cell='transformer' is unknown: choose rnn | lstm | gru | bag"]
+    assert errors == ["train: error: model: cell='transformer' is unknown: choose rnn | lstm | gru | mingru | minlstm "
+                      "| qrnn | bag"]
     assert not (tmp_path / "mlflow.db").exists()  # refused before any run was created
 
 

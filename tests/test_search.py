@@ -167,6 +167,43 @@ def test_the_report_shows_expected_best_by_budget(searched):
     assert "| rnn |" in (searched / "search" / "report.md").read_text()
 
 
+def test_a_scan_cell_gets_the_same_budget_and_draws_and_runs_its_scan(prepared_dir, tmp_path):
+    """search.overrides picks one implementation for every cell (fused here); minGRU has none such, so its trials
+    run its parallel scan (rnnlab.cells.run_impl), and the study, each trial and each MLflow run say so. The budget
+    and the draws are the classic cell's."""
+    args = search_args(prepared_dir, tmp_path, "search.cells=[gru,mingru]")
+    result = run_module("rnnlab.search.run", *args, "search.trials=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = trials_table(tmp_path)
+    assert sorted(table.groupby("cell").size().items()) == [("gru", 2), ("mingru", 2)]
+    assert set(table.state) == {"COMPLETE"}
+    drawn = [column for column in table.columns if column.startswith("params_")]
+    by_draw = {cell: rows.sort_values("user_attrs_draw")[["user_attrs_draw", *drawn]].reset_index(drop=True)
+               for cell, rows in table.groupby("cell")}
+    assert list(by_draw["gru"].user_attrs_draw) == [0, 1]
+    pd.testing.assert_frame_equal(by_draw["mingru"], by_draw["gru"])  # draw k: the same setting in both cells
+    assert dict(zip(table.cell, table.user_attrs_impl)) == {"gru": "fused", "mingru": "scan"}
+    runs = [r for r in search_runs(tmp_path) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted((r.data.params["model.cell"], r.data.params["model.impl"]) for r in runs) == [
+        ("gru", "fused"), ("gru", "fused"), ("mingru", "scan"), ("mingru", "scan")]
+    parents = {r.data.tags["cell"]: r.data.params for r in search_runs(tmp_path) if "rnnlab.search_parent" in r.data.tags}
+    assert {cell: params["search.impl"] for cell, params in parents.items()} == {"gru": "fused", "mingru": "scan"}
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "search" / "journal.log")))
+    overrides = {cell: optuna.load_study(study_name=cell, storage=storage).user_attrs["overrides"]
+                 for cell in ("gru", "mingru")}
+    assert overrides["gru"][-2:] == ["model.cell=gru", "model.impl=fused"]
+    assert overrides["mingru"][-3:] == ["model.cell=mingru", "model.impl=fused", "model.impl=scan"]
+    made = run_module("rnnlab.search.report", *args, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    text = (tmp_path / "search" / "report.md").read_text()
+    every_run = next(line for line in text.splitlines() if line.startswith("Sampler:")).split("Implementation")[0]
+    assert "model.embedding_dim=8" in every_run and "model.impl" not in every_run  # not one for all: per cell
+    assert "Implementation per cell (the configured one where the cell has it, else its parallel scan: " \
+           "rnnlab.cells.run_impl): gru fused, mingru scan." in text
+    assert "| mingru |" in text and "common random numbers (every cell's k-th trial drew the same setting" in text
+
+
 def test_a_study_refuses_other_settings_and_bad_spaces_in_one_line(searched, prepared_dir):
     other = run_module("rnnlab.search.run", *search_args(prepared_dir, searched, "search.cells=[rnn]",
                                                           "search.trials=3", 'search.proxy=["trainer.max_epochs=1"]'),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from rnnlab.composition import compose_config
 from rnnlab.search import report
 from rnnlab.search.budget import bootstrap_expected_max, expected_max, percentile_band
 from rnnlab.search.final import claims_markdown, shared_setting_claims
-from rnnlab.search.study import DRAW_ATTR, requeue_interrupted, sampler, suggest
+from rnnlab.search.study import DRAW_ATTR, requeue_interrupted, same_overrides, sampler, storage, suggest
+from tests.helpers.project import run_module
 from tests.test_compare import folders, gradients_of, write_runs
 
 SPACE = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/search/default.yaml").space)
@@ -212,6 +214,46 @@ def test_a_retried_trial_keeps_the_cells_in_step(tmp_path):
     after = study.ask()
     assert after.number == 2 and suggest(after, space) == expected[1]
     assert [t.user_attrs[DRAW_ATTR] for t in study.trials] == [0, 0, 1]
+
+
+COMMITTED_SEARCH = Path(__file__).parents[1] / "data" / "search"
+REPORT_FILES = ("report.md", "best.json", "expected_max.csv", "expected_max_diff.csv")
+
+
+def test_the_committed_study_gives_the_committed_report(tmp_path):
+    """Its studies stored `model=<cell>` (before the search named cells by model.cell) and no trial's impl: the
+    report reads them as it did."""
+    copy = tmp_path / "search"
+    shutil.copytree(COMMITTED_SEARCH, copy)
+    report.report(compose_config([f"search.dir={copy}"]).search)
+    for name in REPORT_FILES:
+        assert (copy / name).read_text() == (COMMITTED_SEARCH / name).read_text(), name
+
+
+def test_a_study_that_stored_model_equals_cell_is_the_same_study():
+    stored = optuna.load_study(study_name="rnn", storage=storage(OmegaConf.create({"dir": str(COMMITTED_SEARCH)})))
+    assert stored.user_attrs["overrides"] == ["model=rnn", "model.impl=sequence"]
+    assert same_overrides(stored.user_attrs["overrides"], ["model.cell=rnn", "model.impl=sequence"])
+    assert not same_overrides(stored.user_attrs["overrides"], ["model.cell=gru", "model.impl=sequence"])
+    assert not same_overrides(stored.user_attrs["overrides"], ["model.cell=rnn", "model.impl=fused"])
+    assert not same_overrides(None, ["model.cell=rnn"])
+
+
+@pytest.mark.slow
+def test_the_committed_study_goes_on_under_model_cell(tmp_path):
+    """`python -m rnnlab.search.run` on the committed journal, its budget done: the studies open (their stored
+    `model=<cell>` is the run's `model.cell=<cell>`), nothing trains, trials.csv is written as it was."""
+    copy = tmp_path / "search"
+    shutil.copytree(COMMITTED_SEARCH, copy)
+    result = run_module("rnnlab.search.run", f"search.dir={copy}", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                        f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (copy / "trials.csv").read_text() == (COMMITTED_SEARCH / "trials.csv").read_text()
+    # the journal gains only Optuna's create-study entries for studies it has (op 0, ignored on reading): no user
+    # attribute rewritten, no trial
+    before, after = (COMMITTED_SEARCH / "journal.log").read_text(), (copy / "journal.log").read_text()
+    assert after.startswith(before)
+    assert [json.loads(line)["op_code"] for line in after[len(before):].splitlines()] == [0, 0, 0]
 
 
 # The search's claims report counts its failed final runs as compare does (rnnlab.comparison.failures).

@@ -63,7 +63,7 @@ def test_the_command_lists_every_candidate_and_tests_the_chosen_one_only(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((search / "experiment_best.json").read_text())
     assert report["chosen"].startswith("tuned lstm (search trial 3")
-    assert report["overrides"] == ["model=lstm", "model.impl=sequence", "model.optimizer.lr=0.01",
+    assert report["overrides"] == ["model.cell=lstm", "model.impl=sequence", "model.optimizer.lr=0.01",
                                    "model.pooling=mean"]
     assert report["test_accs"] == [0.8777, 0.8777]
     listed = {c["name"].split(":")[0]: c for c in report["candidates"]}

@@ -41,7 +41,9 @@ UNRECORDED = {
 @dataclass
 class Candidate:
     name: str
-    overrides: list[str]  # Hydra overrides that train it (conf/ as it is besides these)
+    # Hydra overrides that train it (conf/ as it is besides these): model.cell=<cell> and model.impl=<the impl it
+    # ran>, so a cell needs no conf/model file (the same config as model=<cell>: tests/test_config.py)
+    overrides: list[str]
     val_accs: list[float] = field(default_factory=list)  # one per seed; a diverged seed counts as CHANCE
     test_accs: list[float] = field(default_factory=list)  # the seeds that trained
     seeds: list[int] = field(default_factory=list)
@@ -81,7 +83,7 @@ def shared_candidates(cfg: DictConfig) -> list[Candidate]:
         name = (f"floor without recurrence, {run.cell} ({run.impl})" if floor
                 else f"shared setting, {run.cell} ({run.impl})")
         candidate = by_setting.setdefault((run.cell, run.impl), Candidate(
-            name, [f"model={run.cell}", f"model.impl={run.impl}"], floor=floor))
+            name, [f"model.cell={run.cell}", f"model.impl={run.impl}"], floor=floor))
         candidate.val_accs.append(float(scores["best_val_acc"]))
         candidate.test_accs.append(float(scores["test_acc"]))
         candidate.seeds.append(run.seed)
@@ -98,7 +100,7 @@ def tuned_candidates(search_dir: Path) -> list[Candidate]:
                           for k, v in setting.items())
         candidate = by_setting.setdefault((run["cell"], run["trial"], run["impl"]), Candidate(
             f"tuned {run['cell']} (search trial {run['trial']}, {run['impl']}): {shown}",
-            [f"model={run['cell']}", f"model.impl={run['impl']}",
+            [f"model.cell={run['cell']}", f"model.impl={run['impl']}",
              *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())]))
         if "diverged" in run:
             candidate.val_accs.append(CHANCE)

@@ -1,8 +1,12 @@
 """Where each cell stops learning: the adding problem at growing lengths, with a budget that can show it (DVC stage
 `adding`; settings `findings.adding` in conf/config.yaml, each run's budget conf/experiment/adding.yaml).
 
-The rows: every cell of pipeline.cells, then each of `variants` (a name and its overrides, one of them
+The rows: every cell of `cells` (by default pipeline.cells; any recurrent cell, e.g. the parallel-scan cells
+mingru, minlstm, qrnn beside the article's three), then each of `variants` (a name and its overrides, one of them
 `model.cell=<cell>`: e.g. rnn-orthogonal, the simple RNN with model.init=orthogonal), each through steps 1-3.
+Every run takes the implementation its config asks for (conf/experiment/adding.yaml: model.impl=sequence) where
+its cell has it, else the one rnnlab.cells.run_impl gives (a parallel-scan cell: its scan); adding.json records
+each row's (settings.impls) and each run's (impl).
 
 1. Each row's learning rate: one run per lr of `lr_search.lrs` at length `lr_search.length`, seed `seeds[0]`. The
    lr that reaches the threshold in the fewest updates wins; if none does, the one with the lowest best validation
@@ -37,10 +41,10 @@ paths.findings_dir elsewhere for an experiment.
     python -m rnnlab.findings.adding 'findings.adding.lengths=[10,25]' 'findings.adding.seeds=[0]' \
         'findings.adding.lr_search.lrs=[0.003]' 'findings.adding.overrides=["trainer.max_steps=1000"]'
 
-Writes <paths.findings_dir>/adding.json (settings with each row's chosen lr; per row the search's runs and its
-grid (lr_grid); per row, length and seed: test MSE and accuracy, updates_to_threshold, best validation MSE, fit
-time, MLflow run id; per row and length: learned, medians, best validation MSE per seed; per row: limit and
-limit_margins) and adding.png (test MSE and updates to the threshold by length).
+Writes <paths.findings_dir>/adding.json (settings with each row's chosen lr and implementation; per row the
+search's runs and its grid (lr_grid); per row, length and seed: test MSE and accuracy, updates_to_threshold, best
+validation MSE, fit time, implementation, MLflow run id; per row and length: learned, medians, best validation
+MSE per seed; per row: limit and limit_margins) and adding.png (test MSE and updates to the threshold by length).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ import torch
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.cells import CELL_NAMES
+from rnnlab.cells import CELL_NAMES, run_impl
 from rnnlab.cli import UserError, build, first_line, hydra_app, quiet_noise
 from rnnlab.composition import compose_config
 from rnnlab.files import write_atomically
@@ -110,12 +114,16 @@ class Task:
 
 
 def compose_run(row: Row, seq_len: int, seed: int, lr: float, overrides: list[str]) -> DictConfig:
+    """The run's config: the module docstring's step 2, with the implementation its cell has (run_impl) in place
+    of the configured one where the cell has not that (the article's cells' configs are as they were)."""
     try:
-        return compose_config([EXPERIMENT_CONFIG, f"model.cell={row.cell}", f"data.seq_len={seq_len}", f"seed={seed}",
-                               f"model.optimizer.lr={lr}", *row.overrides, *overrides])
+        cfg = compose_config([EXPERIMENT_CONFIG, f"model.cell={row.cell}", f"data.seq_len={seq_len}", f"seed={seed}",
+                              f"model.optimizer.lr={lr}", *row.overrides, *overrides])
     except HydraException as e:  # an override that names no setting, or does not parse
         where = f"findings.adding.variants.{row.name} or " if row.overrides else ""
         raise UserError(f"{where}findings.adding.overrides: {first_line(e)}") from e
+    cfg.model.impl = run_impl(row.cell, cfg.model.impl)
+    return cfg
 
 
 def make_task(place: tuple[str, ...], cfg: DictConfig) -> Task:
@@ -149,7 +157,7 @@ def first_below(curve: list[tuple[int, float]], threshold: float) -> int | None:
 def run_one(config: dict) -> dict:
     """Train one run (here or in a worker process) and measure it: its row of adding.json."""
     cfg = OmegaConf.create(config)
-    row = {"lr": float(cfg.model.optimizer.lr), **baseline(config)}
+    row = {"lr": float(cfg.model.optimizer.lr), "impl": cfg.model.impl, **baseline(config)}
     try:
         result = train(cfg)
     except TrainingDiverged as e:  # a learning rate too high for the cell: failed, as a run that never learned
@@ -248,6 +256,7 @@ def sweep(cells: list[str], lengths: list[int], seeds: list[int], lr_search: dic
                      "validate_every": budget["trainer"]["val_check_interval"],
                      "batch_size": budget["data"]["batch_size"], "train_size": budget["data"]["train_size"],
                      "cells": cells, "lengths": lengths, "seeds": seeds,
+                     "impls": {row.name: task.config["model"]["impl"] for row, task in zip(rows, checked)},
                      "variants": {row.name: {"cell": row.cell, "overrides": list(row.overrides)}
                                   for row in rows if row.overrides},
                      "lr_search": {"length": lr_search["length"], "seed": seeds[0], "lrs": lrs,
@@ -356,9 +365,13 @@ def validate_sweep_settings(cfg: DictConfig) -> None:
     if isinstance(knife_edge, bool) or not isinstance(knife_edge, (int, float)) or not knife_edge >= 0:
         raise UserError(f"findings.adding.knife_edge={knife_edge} must be a number >= 0 (relative to the threshold)")
     # The recurrent cells only: the baselines (pipeline.baselines, no recurrence) have no memory to test here
-    unknown = [cell for cell in cfg.pipeline.cells if cell not in CELL_NAMES]
-    if unknown:
-        raise UserError(f"pipeline.cells lists unknown cells {unknown}: choose from {' | '.join(CELL_NAMES)}")
+    cells = list(settings.cells)
+    unknown = [cell for cell in cells if cell not in CELL_NAMES]
+    if unknown or not cells:
+        raise UserError(f"findings.adding.cells={cells} must list recurrent cells: choose from "
+                        f"{' | '.join(CELL_NAMES)}")
+    if len(set(cells)) < len(cells):
+        raise UserError(f"findings.adding.cells={cells} lists a cell twice")
 
 
 @hydra_app("adding")
@@ -376,7 +389,7 @@ def main(cfg: DictConfig) -> None:
     variants = OmegaConf.to_container(settings.variants) if settings.get("variants") else {}
     if not isinstance(variants, dict):
         raise UserError(f"findings.adding.variants={variants} must map names to lists of overrides")
-    report = sweep(list(cfg.pipeline.cells), list(settings.lengths), list(settings.seeds), lr_search, overrides,
+    report = sweep(list(settings.cells), list(settings.lengths), list(settings.seeds), lr_search, overrides,
                    out_dir, workers=settings.workers, threads=settings.threads, variants=variants,
                    knife_edge=settings.knife_edge)
     print(table(report), end="")

@@ -1,6 +1,7 @@
 """The adding problem's results: each row's limit and how far its seeds missed there, the summary table and the
 figure (adding.png). A row is a cell, or a variant of one (findings.adding.variants: drawn in its cell's colour,
-dashed, with squares)."""
+dashed, with squares); the table and the legend say which implementation each row ran (settings.impls: a
+parallel-scan cell runs its scan where the others run the configured one)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ def row_cell(report: dict, name: str) -> str:
     return report["settings"].get("variants", {}).get(name, {}).get("cell", name)
 
 
+def row_impl(report: dict, name: str) -> str:
+    """The implementation a row's runs took; an older adding.json did not record it."""
+    return report["settings"].get("impls", {}).get(name, "not recorded")
+
+
 def limit_text(report: dict, name: str) -> str:
     """'50 (best validation MSE 0.0580 +480%, 0.0130 +30% vs 0.01: a clean limit)', 'none', or ': borderline'."""
     T = report["limits"][name]
@@ -101,6 +107,8 @@ def plot(report: dict, path: Path) -> None:
     for cell, cell_runs in runs.items():
         base = row_cell(report, cell)
         colour, title = CELLS[base].colour, CELLS[cell].title if cell in CELLS else cell
+        if cell in settings.get("impls", {}):
+            title = f"{title} [{settings['impls'][cell]}]"
         style, marker = ("-", "o") if base == cell else ("--", "s")  # a variant: dashed, squares
         rows = sorted_lengths(cell_runs)
         for ax, key in ((mse_ax, "test_mse"), (updates_ax, "updates_to_threshold")):
@@ -165,17 +173,17 @@ def grid_text(report: dict, name: str) -> str:
 
 def table(report: dict) -> str:
     threshold = report["settings"]["threshold"]
-    header = ("| row | lr | T | seeds learned | updates to threshold (never: best validation MSE, margin) | "
+    header = ("| row | impl | lr | T | seeds learned | updates to threshold (never: best validation MSE, margin) | "
               "test MSE (median) | baseline MSE |")
-    lines = [header, "|" + " --- |" * 7]
+    lines = [header, "|" + " --- |" * 8]
     for cell, cell_runs in report["runs"].items():
         for T, seeds in sorted_lengths(cell_runs):
             summary = report["results"][cell][str(T)]
             updates = ", ".join(seed_outcome(r, threshold) for _, r in sorted(seeds.items()))
             mse = summary["test_mse_median"]
-            lines.append(f"| {cell} | {report['settings']['lr'][cell]:g} | {T} | {summary['seeds_learned']}/"
-                         f"{summary['seeds']} | {updates} | {'-' if mse is None else f'{mse:.4f}'} | "
-                         f"{summary['baseline_mse_median']:.4f} |")
+            lines.append(f"| {cell} | {row_impl(report, cell)} | {report['settings']['lr'][cell]:g} | {T} | "
+                         f"{summary['seeds_learned']}/{summary['seeds']} | {updates} | "
+                         f"{'-' if mse is None else f'{mse:.4f}'} | {summary['baseline_mse_median']:.4f} |")
     lines.append(f"lr chosen at T = {report['settings']['lr_search']['length']}: "
                  + "; ".join(f"{name} {grid_text(report, name)}" for name in report["runs"]))
     lines.append("limit (smallest T at which every seed failed): "

@@ -59,14 +59,34 @@ REGION_TEXT = "lr in [3e-3, 2e-2] and pooling max or mean"
 
 def equal_budget(settings: DictConfig) -> tuple[dict[str, list[FrozenTrial]], dict]:
     """Each cell's first N completed trials (by number), N the fewest completed trials of any cell, and what
-    defined the studies (rnnlab.search.study.defining; the cells' differ only in the cell)."""
+    defined the studies (rnnlab.search.study.defining; the cells' differ only in the cell and, for a cell without
+    the configured implementation, its own): the first study's, with `overrides` those every study shares but the
+    cell's, and `impls` each cell's implementation (`implementation`)."""
     studies = {cell: load_study(settings, cell) for cell in settings.cells}
     trials = {cell: sorted(completed(study), key=lambda t: t.number) for cell, study in studies.items()}
     fewest = min(len(done) for done in trials.values())
     if fewest == 0:
         empty = [cell for cell, done in trials.items() if not done]
         raise UserError(f"no completed trial yet for {', '.join(empty)}: run `python -m rnnlab.search.run`")
-    return {cell: done[:fewest] for cell, done in trials.items()}, next(iter(studies.values())).user_attrs
+    trials = {cell: done[:fewest] for cell, done in trials.items()}
+    overrides = {cell: list(study.user_attrs.get("overrides") or []) for cell, study in studies.items()}
+    shared = [o for o in next(iter(overrides.values()))
+              if not o.startswith(CELL_OVERRIDES) and all(o in mine for mine in overrides.values())]
+    defined = {**next(iter(studies.values())).user_attrs, "overrides": shared,
+               "impls": {cell: implementation(trials[cell], overrides[cell]) for cell in studies}}
+    return trials, defined
+
+
+CELL_OVERRIDES = ("model=", "model.cell=")  # how a study's overrides name its cell (model=: studies before model.cell)
+
+
+def implementation(trials: list[FrozenTrial], overrides: list[str]) -> str | None:
+    """What a cell's trials ran: the implementation they recorded (user attribute impl), else the last
+    model.impl its study's overrides set (trials before the attribute); None: neither says."""
+    recorded = {t.user_attrs["impl"] for t in trials if "impl" in t.user_attrs}
+    if len(recorded) == 1:
+        return recorded.pop()
+    return next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("model.impl=")), None)
 
 
 def trial_time(trial: FrozenTrial) -> float:
@@ -257,6 +277,25 @@ def points(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
+def mixed_impls(defined: dict) -> bool:
+    """Whether the cells ran different implementations (a cell without the configured one: rnnlab.cells.run_impl)."""
+    return len(set((defined.get("impls") or {}).values())) > 1
+
+
+def shared_overrides(defined: dict) -> list[str]:
+    """The overrides the report says every run had: not the cell's, nor model.impl where the cells' differ."""
+    return [o for o in defined["overrides"] if not o.startswith(CELL_OVERRIDES)
+            and not (mixed_impls(defined) and o.startswith("model.impl="))]
+
+
+def impls_sentence(defined: dict) -> str:
+    if not mixed_impls(defined):
+        return ""
+    ran = ", ".join(f"{cell} {impl or 'not recorded'}" for cell, impl in defined["impls"].items())
+    return (f"Implementation per cell (the configured one where the cell has it, else its parallel scan: "
+            f"rnnlab.cells.run_impl): {ran}. ")
+
+
 def markdown(defined: dict, table: pd.DataFrame, best: dict[str, dict], diffs: pd.DataFrame | None = None,
              lead: dict[int, dict] | None = None, paired: bool = False,
              region: dict[str, int] | None = None) -> str:
@@ -266,7 +305,8 @@ def markdown(defined: dict, table: pd.DataFrame, best: dict[str, dict], diffs: p
     rule = "|" + " --- |" * (len(budgets) + 1)
     lines = [f"# Equal-budget search: {n} trials per cell", "",
              (f"Sampler: {defined['sampler']}; proxy budget per trial: {' '.join(defined['proxy'])}; every run: "
-              f"{' '.join(o for o in defined['overrides'] if not o.startswith('model='))}, seed {defined['seed']}. "
+              f"{' '.join(shared_overrides(defined))}, seed {defined['seed']}. "
+              f"{impls_sentence(defined)}"
               "A trial's value: its best epoch's validation accuracy (the test split is never read)."),
              "", "Expected best validation accuracy (± sd) after n trials (Dodge et al., 2019):", "", head, rule]
     by_cell = {cell: rows.set_index("trials") for cell, rows in table.groupby("cell", sort=False)}

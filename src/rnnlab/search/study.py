@@ -35,7 +35,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from rnnlab.cells import CELLS, PLAIN
+from rnnlab.cells import CELLS, run_impl
 from rnnlab.cli import UserError, first_line
 from rnnlab.composition import command_overrides, compose_config
 from rnnlab.models.recurrent_module import TrainingDiverged
@@ -124,7 +124,8 @@ def open_study(cfg: DictConfig, cell: str) -> optuna.Study:
         for key, value in wanted.items():
             study.set_user_attr(key, value)
     for key, value in wanted.items():
-        if study.user_attrs.get(key) != value:
+        stored = study.user_attrs.get(key)
+        if stored != value and not (key == "overrides" and same_overrides(stored, value)):
             raise UserError(f"{journal_path(cfg.search)}: the study of {cell} was run with {key}="
                             f"{study.user_attrs.get(key)!r}, not {value!r}: use another search.dir for new settings")
     return study
@@ -268,6 +269,7 @@ def parent_run(cfg: DictConfig, cell: str) -> str:
         run = client.create_run(experiment_id, run_name=f"search-{cell}", tags={PARENT_TAG: marker, "cell": cell})
         search = {"trials": cfg.search.trials, "sampler": cfg.search.sampler, "proxy": " ".join(cfg.search.proxy),
                   "overrides": " ".join(cfg.search.overrides),
+                  "impl": compose_config(run_overrides(cfg, cell)).model.impl,  # this cell's (run_impl)
                   "space": OmegaConf.to_yaml(cfg.search.space).strip().replace("\n", "; ")}
         client.log_batch(run.info.run_id, params=[Param(f"search.{k}", str(v)) for k, v in search.items()])
         # A folder for its trials, not a process: it is never RUNNING (the best value so far is logged on it).
@@ -284,14 +286,29 @@ def log_progress(cfg: DictConfig, parent_id: str, study: optuna.Study) -> None:
 
 
 def run_overrides(cfg: DictConfig, cell: str) -> list[str]:
-    """What every run of the search shares: the cell, search.overrides, and the command's own overrides but
-    search.* (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them).
-    A cell without recurrence (the bag) keeps its one implementation whatever search.overrides picks for the
-    recurrent cells; the space's hidden size and pooling do not apply to it (rnnlab.models.network)."""
-    overrides = [*command_overrides("search."), f"model={cell}", *cfg.search.overrides]
-    if cell in CELLS and not CELLS[cell].recurrent:
-        overrides.append(f"model.impl={PLAIN}")
+    """What every run of the search shares: the cell (`model.cell=<cell>`: the same config as `model=<cell>`, and
+    no conf/model file needed), search.overrides, and the command's own overrides but search.*
+    (`python -m rnnlab.search.run paths.prepared_dir=... data.batch_size=32`: every trial has them).
+
+    The implementation these configure is one for every cell (search.overrides: model.impl=sequence); a cell
+    that has no such implementation runs the one rnnlab.cells.run_impl gives it (a parallel-scan cell its scan,
+    the bag its one, plain), appended as `model.impl=<impl>` so that the study's overrides and every run's
+    params say what ran. The space's hidden size and pooling do not apply to the bag (rnnlab.models.network)."""
+    overrides = [*command_overrides("search."), f"model.cell={cell}", *cfg.search.overrides]
+    if cell in CELLS:
+        configured = compose_config(overrides).model.impl
+        impl = run_impl(cell, configured)
+        if impl != configured:
+            overrides.append(f"model.impl={impl}")
     return overrides
+
+
+def same_overrides(stored: list[str] | None, wanted: list[str]) -> bool:
+    """Whether a study's stored overrides are `wanted`, reading `model=<cell>` (what studies before model.cell
+    stored: the same config, tests/test_config.py) as `model.cell=<cell>`."""
+    if not isinstance(stored, list):
+        return False
+    return ["model.cell=" + o.removeprefix("model=") if o.startswith("model=") else o for o in stored] == wanted
 
 
 def train_trial(cfg: DictConfig, cell: str, trial: optuna.Trial, parent_id: str) -> float:
@@ -300,6 +317,7 @@ def train_trial(cfg: DictConfig, cell: str, trial: optuna.Trial, parent_id: str)
     run_cfg = compose_config([*run_overrides(cfg, cell), *cfg.search.proxy, *setting_overrides(setting), "test=false",
                               f"logger.experiment_name={EXPERIMENT}",
                               f"logger.run_name=search-{cell}-{trial.number}"])
+    trial.set_user_attr("impl", run_cfg.model.impl)  # what runs (its MLflow run's params say so too: model.impl)
     try:
         result = train(run_cfg, tags={"mlflow.parentRunId": parent_id, "rnnlab.trial": str(trial.number)})
     except TrainingDiverged as e:
