@@ -134,7 +134,7 @@ def test_reverse_padded_keeps_padding_in_place():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"cell": "transformer"}, "cell='transformer' is unknown: choose rnn | lstm | gru | bag"),
+        ({"cell": "transformer"}, "cell='transformer' is unknown: choose rnn | lstm | gru | mingru | minlstm | qrnn | bag"),
         ({"impl": "cuda"}, "impl='cuda' is unknown: choose fused | explicit | sequence"),
         ({"pooling": "median"}, "pooling='median' is unknown: choose last | max | mean"),
         ({"hidden_size": 0}, "hidden_size=0 must be a positive integer"),
