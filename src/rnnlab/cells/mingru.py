@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.cells.api import Cell
-from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
+from rnnlab.models.scan import hold_padded_steps, linear_recurrence, step_by_step
 
 
 def positive_candidate(v: torch.Tensor) -> torch.Tensor:
@@ -60,19 +60,12 @@ class MinGRUStep(MinGRULayer):
     """The reference: the paper's equations one step at a time. x [B, T, E] -> h [B, T, H]."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
-        z_logits, candidate_logits = (logit.unbind(dim=1) for logit in self.project(x))
-        real = None if lengths is None else real_steps(lengths, x.shape[1], x.device)
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        outputs = []
-        for t in range(x.shape[1]):
-            z = torch.sigmoid(z_logits[t])
-            candidate = positive_candidate(candidate_logits[t])
-            h_next = (1 - z) * h + z * candidate
-            # Past a review's end the state stays as it was at its last real token.
-            h = h_next if real is None else torch.where(real[:, t, None], h_next, h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
+        return step_by_step(self.step, self.project(x), lengths)
+
+    @staticmethod
+    def step(h: torch.Tensor, z_logit: torch.Tensor, candidate_logit: torch.Tensor) -> torch.Tensor:
+        z = torch.sigmoid(z_logit)
+        return (1 - z) * h + z * positive_candidate(candidate_logit)
 
 
 class MinGRUScan(MinGRULayer):

@@ -31,7 +31,7 @@ from torch import nn
 
 from rnnlab.cells.mingru import positive_candidate
 from rnnlab.cells.api import Cell
-from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
+from rnnlab.models.scan import hold_padded_steps, linear_recurrence, step_by_step
 
 
 class MinLSTMLayer(nn.Module):
@@ -59,21 +59,14 @@ class MinLSTMStep(MinLSTMLayer):
     """The reference: the paper's equations one step at a time. x [B, T, E] -> h [B, T, H]."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
-        f_logits, i_logits, candidate_logits = (logit.unbind(dim=1) for logit in self.project(x))
-        real = None if lengths is None else real_steps(lengths, x.shape[1], x.device)
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        outputs = []
-        for t in range(x.shape[1]):
-            f = torch.sigmoid(f_logits[t])
-            i = torch.sigmoid(i_logits[t])
-            candidate = positive_candidate(candidate_logits[t])
-            f_norm, i_norm = f / (f + i), i / (f + i)
-            h_next = f_norm * h + i_norm * candidate
-            # Past a review's end the state stays as it was at its last real token.
-            h = h_next if real is None else torch.where(real[:, t, None], h_next, h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
+        return step_by_step(self.step, self.project(x), lengths)
+
+    @staticmethod
+    def step(h: torch.Tensor, f_logit: torch.Tensor, i_logit: torch.Tensor,
+             candidate_logit: torch.Tensor) -> torch.Tensor:
+        f, i = torch.sigmoid(f_logit), torch.sigmoid(i_logit)
+        f_norm, i_norm = f / (f + i), i / (f + i)
+        return f_norm * h + i_norm * positive_candidate(candidate_logit)
 
 
 class MinLSTMScan(MinLSTMLayer):

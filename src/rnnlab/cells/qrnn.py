@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.cells.api import Cell
-from rnnlab.models.scan import hold_padded_steps, linear_recurrence, real_steps
+from rnnlab.models.scan import hold_padded_steps, linear_recurrence, step_by_step
 
 
 def causal_windows(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -70,19 +70,12 @@ class QRNNStep(QRNNLayer):
     """The reference: the paper's f-pooling one step at a time. x [B, T, E] -> h [B, T, H]."""
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
-        z_logits, f_logits = (logit.unbind(dim=1) for logit in self.project(x))
-        real = None if lengths is None else real_steps(lengths, x.shape[1], x.device)
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        outputs = []
-        for t in range(x.shape[1]):
-            z = torch.tanh(z_logits[t])
-            f = torch.sigmoid(f_logits[t])
-            h_next = f * h + (1 - f) * z
-            # Past a review's end the state stays as it was at its last real token.
-            h = h_next if real is None else torch.where(real[:, t, None], h_next, h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
+        return step_by_step(self.step, self.project(x), lengths)
+
+    @staticmethod
+    def step(h: torch.Tensor, z_logit: torch.Tensor, f_logit: torch.Tensor) -> torch.Tensor:
+        z, f = torch.tanh(z_logit), torch.sigmoid(f_logit)
+        return f * h + (1 - f) * z
 
 
 class QRNNScan(QRNNLayer):

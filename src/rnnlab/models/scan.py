@@ -76,3 +76,20 @@ def hold_padded_steps(a: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor | 
         return a, b
     padded = ~real_steps(lengths, a.shape[1], a.device)[:, :, None]
     return a.masked_fill(padded, 1.0), b.masked_fill(padded, 0.0)
+
+
+def step_by_step(step, projections: tuple[torch.Tensor, ...], lengths: torch.Tensor | None) -> torch.Tensor:
+    """The reference loop every scan cell's `explicit` layer shares: h_t = step(h_{t-1}, *projections at t) from
+    h_0 = 0, each projection [B, T, H]; past a review's end (t >= length) the state stays as it was at its last
+    real token, as hold_padded_steps makes the scan do. -> h [B, T, H]."""
+    # Split into per-step views once: the backward of T slices [:, t] would write T full-size zero gradients.
+    per_step = [projection.unbind(dim=1) for projection in projections]
+    first = projections[0]
+    real = None if lengths is None else real_steps(lengths, first.shape[1], first.device)
+    h = first.new_zeros(first.shape[0], first.shape[2])
+    outputs = []
+    for t, inputs in enumerate(zip(*per_step)):
+        h_next = step(h, *inputs)
+        h = h_next if real is None else torch.where(real[:, t, None], h_next, h)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
