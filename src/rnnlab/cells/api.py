@@ -75,8 +75,8 @@ class Cell:
 # Every implementation a cell's `layers` may name, in the order tables and figures show them.
 IMPLEMENTATIONS: dict[str, Implementation] = {impl.name: impl for impl in (
     Implementation("fused", "o", "PyTorch's nn.RNN / nn.LSTM / nn.GRU (oneDNN on CPU, cuDNN on GPU)"),
-    Implementation("explicit", "s", "the cells written out from their equations (each cell's file in "
-                                    "rnnlab/cells/, on rnnlab/models/explicit.py's loop over time)"),
+    Implementation("explicit", "s", "the cells written out from their equations, one step at a time (each "
+                                    "cell's file in rnnlab/cells/; the loop: models/explicit.py, models/scan.py)"),
     Implementation("sequence", "D", "the explicit cells, each layer's whole sequence run by one C++ kernel on CPU "
                                     "(rnnlab/models/sequence.py)"),
     Implementation("scan", "^", "a parallel scan over time: cells linear in their state, gates from x_t only"),
