@@ -48,7 +48,7 @@ SERVED_CODE = (
     *sorted(f"cells/{path.name}" for path in (PACKAGE_DIR / "cells").glob("*.py")),
     "data/__init__.py", "data/arrays.py", "data/base.py", "data/imdb.py", "data/sampler.py", "data/text.py",
     "models/__init__.py", "models/encoder.py", "models/explicit.py", "models/fused.py", "models/network.py",
-    "models/recurrent_module.py", "models/sequence.py", "models/sequence_kernel.cpp",
+    "models/recurrent_module.py", "models/scan.py", "models/sequence.py", "models/sequence_kernel.cpp",
     "serve/__init__.py", "serve/pyfunc.py", "serve/registry.py", "serve/sentiment.py", "serve/served_model.py",
 )
 
